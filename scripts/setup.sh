@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Idempotent host set-up: apt packages, kernels' headers, the Python venv and
+# the Ansible collections. Quiet when everything is already in place.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cache="$top/.cache"
+venv="$top/.venv"
+mkdir -p "$cache"
+log="$cache/setup.log"
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'setup: %s\n' "$*"; }
+run() { "$@" >>"$log" 2>&1 || { say "failed: $* (see $log)"; tail -n 30 "$log" >&2; exit 1; }; }
+
+if [ "$(id -u)" -ne 0 ]; then
+	say "must run as root (apt, QEMU networking, dockerd)"; exit 1
+fi
+
+apt_packages=(
+	qemu-system-x86 qemu-utils debootstrap busybox-static iproute2 iptables
+	openssh-client build-essential bc kmod dkms dh-dkms debhelper sparse
+	python3 python3-venv python3-dev docker.io git rsync e2fsprogs
+	rpm rpmlint createrepo-c dnf reprepro gnupg lintian
+	prometheus iperf3 ethtool socat linux-source-6.12 pahole
+)
+
+apt_updated_stamp="$cache/apt-updated"
+apt_update_once() {
+	if [ ! -e "$apt_updated_stamp" ] || [ -n "$(find "$apt_updated_stamp" -mmin +360)" ]; then
+		run apt-get update -q
+		touch "$apt_updated_stamp"
+	fi
+}
+
+missing=()
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in "${apt_packages[@]}"; do installed "$p" || missing+=("$p"); done
+
+apt_update_once_done=0
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing apt packages: ${missing[*]}"
+	apt_update_once
+	run apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Kernels: Debian 12's 6.1 cloud kernel and the newest 6.12 cloud kernel.
+kernels_env="$cache/kernels.env"
+if [ ! -s "$kernels_env" ] || [ -n "$(find "$kernels_env" -mmin +1440)" ]; then
+	apt_update_once
+	k61=$(apt-cache depends linux-headers-cloud-amd64 | sed -n 's/.*Depends: linux-headers-\(6\.1\.[^ ]*-cloud-amd64\)$/\1/p' | head -n1)
+	k612=$(apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-cloud-amd64$' | awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1)
+	[ -n "$k61" ] && [ -n "$k612" ] || { say "cannot resolve the 6.1/6.12 cloud kernels from apt"; exit 1; }
+	printf 'VPSNET_KERNEL_6_1=%s\nVPSNET_KERNEL_6_12=%s\n' "$k61" "$k612" >"$kernels_env.tmp"
+	mv "$kernels_env.tmp" "$kernels_env"
+fi
+# shellcheck disable=SC1090
+. "$kernels_env"
+hdrs=()
+for k in "$VPSNET_KERNEL_6_1" "$VPSNET_KERNEL_6_12"; do
+	installed "linux-headers-$k" || hdrs+=("linux-headers-$k")
+done
+if [ ${#hdrs[@]} -gt 0 ]; then
+	say "installing kernel headers: ${hdrs[*]}"
+	apt_update_once
+	run apt-get install -y -q --no-install-recommends "${hdrs[@]}"
+fi
+
+# Python venv with pinned tools.
+req="$top/requirements.txt"
+stamp="$venv/.req-$(sha256sum "$req" "$top/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+	say "creating Python venv in $venv"
+	[ -x "$venv/bin/python" ] || run /usr/bin/python3 -m venv "$venv"
+	run "$venv/bin/pip" install -q --upgrade pip
+	run "$venv/bin/pip" install -q -r "$req"
+	run "$venv/bin/pip" install -q --no-deps -e "$top"
+	rm -f "$venv"/.req-*
+	touch "$stamp"
+fi
+
+# Collections from the PyPI 'ansible' wheel (Galaxy is unreachable).
+"$top/scripts/collections.sh" "$venv" >>"$log" 2>&1 || { say "collections failed (see $log)"; exit 1; }
