@@ -1,0 +1,75 @@
+#!/bin/bash
+# Stage the vpsnet source tree that both the deb and the rpm are built from:
+#   <stage>/VERSION, driver-src/, tools/, packaging/ (dkms.conf, udev rule),
+#   debian/ (changelog and version-bearing files generated from VERSION).
+# Usage: stage.sh VERSION DRIVER_SRC TOOLS_SRC PACKAGING_DIR STAGE_DIR
+set -euo pipefail
+
+version=$1 driver_src=$2 tools_src=$3 pkgdir=$4 stage=$5
+
+die() { echo "stage.sh: $*" >&2; exit 1; }
+[[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+([~+.][0-9A-Za-z.~+]*)?$ ]] ||
+	die "VERSION '$version' is not of the form X.Y.Z"
+[ -f "$driver_src/Makefile" ] || die "$driver_src/Makefile is missing (no module source to package)"
+[ -f "$tools_src/pyproject.toml" ] || die "$tools_src/pyproject.toml is missing (no tools to package)"
+
+# Copy a source directory: its git-tracked files when it has any (so build
+# output and editor droppings never end up in a package), else every file
+# except kbuild output.
+copy_tree() {
+	local src=$1 dst=$2 list
+	mkdir -p "$dst"
+	if list=$(git -C "$src" ls-files -z --cached -- . 2>/dev/null) && [ -n "$list" ]; then
+		(cd "$src" && git ls-files -z --cached -- . |
+			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+			cpio -0 -pdm --quiet "$dst")
+	else
+		(cd "$src" && find . -type f \
+			! -name '*.o' ! -name '*.ko' ! -name '*.mod' ! -name '*.mod.c' ! -name '*.cmd' \
+			! -name 'modules.order' ! -name 'Module.symvers' ! -path '*/__pycache__/*' \
+			! -path '*.egg-info/*' ! -path './build/*' -print0 |
+			cpio -0 -pdm --quiet "$dst")
+	fi
+}
+
+rm -rf "$stage"
+mkdir -p "$stage"
+printf '%s\n' "$version" >"$stage/VERSION"
+
+copy_tree "$driver_src" "$stage/driver-src"
+printf '%s\n' "$version" >"$stage/driver-src/VERSION"
+
+copy_tree "$tools_src" "$stage/tools"
+# The tools' version comes from VERSION too: rewrite a static version in
+# pyproject.toml and a __version__ literal, and provide tools/VERSION for a
+# `dynamic = ["version"]` + `version = {file = "VERSION"}` setup.
+sed -i -E "0,/^version[[:space:]]*=/s/^version[[:space:]]*=.*/version = \"$version\"/" "$stage/tools/pyproject.toml"
+grep -rlE --include='*.py' '^__version__[[:space:]]*=' "$stage/tools" 2>/dev/null |
+	xargs -r sed -i -E "s/^__version__[[:space:]]*=.*/__version__ = \"$version\"/"
+printf '%s\n' "$version" >"$stage/tools/VERSION"
+
+mkdir -p "$stage/packaging"
+sed "s/@VERSION@/$version/g" "$pkgdir/dkms.conf.in" >"$stage/packaging/dkms.conf"
+cp "$pkgdir/udev/60-vpsnet.rules" "$stage/packaging/60-vpsnet.rules"
+cp "$pkgdir/scripts/install-wheel.py" "$stage/packaging/install-wheel.py"
+cp /usr/share/common-licenses/GPL-2 "$stage/packaging/COPYING"
+
+# Debian packaging
+cp -a "$pkgdir/debian" "$stage/debian"
+rm -f "$stage/debian"/*.in
+cp "$stage/packaging/dkms.conf" "$stage/debian/vpsnet-dkms.dkms"
+sed "s/@VERSION@/$version/g" "$pkgdir/debian/vpsnet-dkms.postinst.in" >"$stage/debian/vpsnet-dkms.postinst"
+cp "$stage/packaging/60-vpsnet.rules" "$stage/debian/vpsnet-tools.vpsnet.udev"
+date=$(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
+cat >"$stage/debian/changelog" <<CHANGELOG
+vpsnet ($version) bookworm; urgency=medium
+
+  * vpsnet $version (generated from the VERSION file by packaging/).
+
+ -- vpsnet maintainers <vpsnet@example.org>  $date
+CHANGELOG
+
+# RPM spec
+sed "s/@VERSION@/$version/g" "$pkgdir/rpm/vpsnet.spec.in" >"$stage/packaging/vpsnet.spec"
+sed -i "s/@CHANGELOG_DATE@/$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" '+%a %b %d %Y')/" "$stage/packaging/vpsnet.spec"
+echo "staged $stage"
