@@ -1,0 +1,149 @@
+"""Shared fixtures for the role unit tests: the vpsnet_facts module and fake metadata services."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from vpsnet_lab.metadata import Identity, MetadataServer
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FACTS_LIBRARY = REPO / "roles" / "vpsnet_facts" / "library"
+
+
+def _load_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vpsnet_facts", FACTS_LIBRARY / "vpsnet_facts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vpsnet_facts"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def vf() -> ModuleType:
+    """The vpsnet_facts module, imported from the role's library directory."""
+    return _load_module()
+
+
+def recorded_ethtool(root: Path):
+    """An `ethtool -l NAME` stand-in that reads recorded output under <root>/ethtool-l/."""
+
+    def run(name: str) -> str | None:
+        path = root / "ethtool-l" / name
+        return path.read_text() if path.exists() else None
+
+    return run
+
+
+AWS_IDENTITY = Identity(cloud="aws", name="n1", region="us-east-1", zone="us-east-1a",
+                        instance_type="m5.large", instance_id="i-0abc")
+GCP_IDENTITY = Identity(cloud="gcp", name="n2", region="us-central1", zone="us-central1-a",
+                        instance_type="e2-standard-2", instance_id="4242424242424242")
+
+
+class Recorder:
+    """Every request a fake metadata server saw: (method, path, headers)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+
+def _serve(ident: Identity) -> Iterator[tuple[MetadataServer, Recorder]]:
+    srv = MetadataServer(ident, port=0)
+    recorder = Recorder()
+    base = srv.RequestHandlerClass
+
+    class Recording(base):  # type: ignore[misc,valid-type]
+        def parse_request(self) -> bool:
+            ok = bool(super().parse_request())
+            if ok:
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+            return ok
+
+    srv.RequestHandlerClass = Recording
+    srv.start()
+    try:
+        yield srv, recorder
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def aws_server() -> Iterator[tuple[MetadataServer, Recorder]]:
+    yield from _serve(AWS_IDENTITY)
+
+
+@pytest.fixture
+def gcp_server() -> Iterator[tuple[MetadataServer, Recorder]]:
+    yield from _serve(GCP_IDENTITY)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port where nothing listens (connection refused)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel does) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def _tiny_server(status: int, body: str, headers: dict[str, str]) -> Iterator[int]:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            data = body.encode()
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def html_port() -> Iterator[int]:
+    """A captive-portal-like server: HTML 200 to everything."""
+    yield from _tiny_server(200, "<html><body>Welcome to the hotel wifi</body></html>",
+                            {"Content-Type": "text/html"})
+
+
+@pytest.fixture
+def headerless_gcp_port() -> Iterator[int]:
+    """Answers plausible GCP values but without the Metadata-Flavor: Google header."""
+    yield from _tiny_server(200, "projects/1/zones/us-central1-a", {"Content-Type": "text/plain"})
