@@ -1,0 +1,486 @@
+"""Boot, drive and tear down a lab fleet of QEMU guests.
+
+Every process the lab starts (QEMU, the metadata helper) and every network
+namespace it creates is written to the state file at once, so `down` can
+remove exactly those, by PID and start time, even after a crashed `up`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from . import image as images
+from . import netns
+from .paths import CACHE, STATE, LabError
+from .spec import Guest, Nic, Spec, parse
+
+METADATA_GUEST_ADDR = "10.0.2.100"
+BUSYBOX = "/bin/busybox"
+QEMU = "qemu-system-x86_64"
+DEFAULT_BOOT_TIMEOUT = 300.0
+SSH_KEY = CACHE / "lab-ssh" / "id_ed25519"
+
+Say = Callable[[str], None]
+
+# paramiko logs every refused connection while a guest boots; we report our own.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def ensure_ssh_key() -> Path:
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vpsnet-lab",
+                        "-f", str(SSH_KEY)], check=True)
+    return SSH_KEY
+
+
+def _seed(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()
+
+
+def identity(spec: Spec, g: Guest) -> dict[str, str]:
+    """The instance identity the guest's metadata service and DMI agree on."""
+    seed = _seed(spec.name, g.name)
+    instance_id = f"i-0{seed[:16]}" if g.cloud == "aws" else str(int(seed[:15], 16))
+    return {"cloud": g.cloud, "name": g.name, "region": g.region, "zone": g.zone,
+            "instance_type": g.instance_type, "instance_id": instance_id}
+
+
+def smbios_args(spec: Spec, g: Guest) -> list[str]:
+    seed = _seed(spec.name, g.name, "uuid")
+    if g.cloud == "aws":
+        uuid = f"ec2{seed[3:8]}-{seed[8:12]}-{seed[12:16]}-{seed[16:20]}-{seed[20:32]}"
+        vendor, product = "Amazon EC2", g.instance_type
+    else:
+        uuid = f"{seed[:8]}-{seed[8:12]}-{seed[12:16]}-{seed[16:20]}-{seed[20:32]}"
+        vendor, product = "Google", "Google Compute Engine"
+    return ["-smbios", f"type=0,vendor={vendor}",
+            "-smbios", f"type=1,manufacturer={vendor},product={product},uuid={uuid}",
+            "-smbios", f"type=3,manufacturer={vendor},asset={vendor}"]
+
+
+def mac(spec: Spec, g: Guest, nic: int) -> str:
+    lab = int(_seed(spec.name)[:2], 16)
+    return f"52:54:00:{lab:02x}:{g.index:02x}:{nic:02x}"
+
+
+def nic_device(spec: Spec, g: Guest, nic: Nic | None) -> dict[str, Any]:
+    index = nic.index if nic else 0
+    dev: dict[str, Any] = {"driver": "virtio-net-pci", "netdev": f"n{index}", "id": f"nic{index}",
+                           "mac": mac(spec, g, index)}
+    if nic and nic.queues > 1:
+        dev.update(mq="on", vectors=str(2 * nic.queues + 2))
+    return dev
+
+
+def _device_arg(dev: dict[str, Any]) -> str:
+    return ",".join([dev["driver"]] + [f"{k}={v}" for k, v in dev.items() if k != "driver"])
+
+
+def guest_config(spec: Spec, g: Guest, authorized_key: str) -> str:
+    cfg = {
+        "hostname": g.name,
+        "authorized_key": authorized_key,
+        "metadata": METADATA_GUEST_ADDR,
+        "nics": [{"name": f"eth{n.index}", "address": n.address, "queues": n.queues}
+                 for n in g.nics],
+    }
+    return base64.urlsafe_b64encode(json.dumps(cfg, separators=(",", ":")).encode()).decode()
+
+
+def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_port: int,
+                 authorized_key: str, tap_fds: dict[int, list[int]]) -> list[str]:
+    """The full QEMU command line for one guest (pure: unit-tested)."""
+    user = [f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{g.ssh_port}-:22",
+            f"guestfwd=tcp:{METADATA_GUEST_ADDR}:80-cmd:{BUSYBOX} nc 127.0.0.1 {metadata_port}"]
+    for svc in spec.services:
+        user.append(f"guestfwd=tcp:{svc.guest_addr}:{svc.guest_port}-cmd:"
+                    f"{BUSYBOX} nc 127.0.0.1 {svc.host_port}")
+    append = " ".join([
+        "root=/dev/vda", "rw", "console=ttyS0,115200", "net.ifnames=0", "panic=-1",
+        "mitigations=off", f"vpsnet_lab={guest_config(spec, g, authorized_key)}",
+    ])
+    cmd = [
+        QEMU, "-name", f"vpsnet-lab-{g.name},process=vpsnet-lab-{g.name}",
+        "-machine", "pc", "-accel", "tcg", "-cpu", "max",
+        "-smp", str(g.vcpus), "-m", str(g.memory_mb),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", append,
+        "-drive", f"file={img.disk},format=raw,if=virtio,snapshot=on,cache=unsafe",
+        *smbios_args(spec, g),
+        "-netdev", ",".join(user), "-device", _device_arg(nic_device(spec, g, None)),
+        "-serial", f"file:{gdir / 'serial.log'}",
+        "-qmp", f"unix:{gdir / 'qmp.sock'},server=on,wait=off",
+    ]
+    for nic in g.nics:
+        if nic.link:
+            link = next(lk for lk in spec.links
+                        if {lk.listener, lk.connector} == {g.name, nic.link})
+            mode = "listen" if link.listener == g.name else "connect"
+            netdev = f"socket,id=n{nic.index},{mode}=127.0.0.1:{link.port}"
+        else:
+            fds = ":".join(str(fd) for fd in tap_fds[nic.index])
+            netdev = f"tap,id=n{nic.index},fds={fds},vhost=off"
+        cmd += ["-netdev", netdev, "-device", _device_arg(nic_device(spec, g, nic))]
+    return cmd
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(proc: dict[str, Any]) -> bool:
+    return _start_time(int(proc["pid"])) == str(proc["start"])
+
+
+def _record(pid: int, what: str) -> dict[str, Any]:
+    return {"pid": pid, "start": _start_time(pid), "what": what}
+
+
+def _stop(proc: dict[str, Any], grace: float = 10.0) -> None:
+    if not _alive(proc):
+        return
+    pid = int(proc["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(proc):
+            return
+        time.sleep(0.1)
+    if _alive(proc):
+        os.kill(pid, signal.SIGKILL)
+        while _alive(proc):
+            time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+class Lab:
+    """A running (or stopped) lab, addressed through its state directory."""
+
+    def __init__(self, state_dir: Path = STATE) -> None:
+        self.dir = Path(state_dir)
+        self.state_file = self.dir / "state.json"
+        self.state: dict[str, Any] = {}
+        if self.state_file.exists():
+            self.state = json.loads(self.state_file.read_text())
+        self._ssh: dict[str, paramiko.SSHClient] = {}
+        self._lock = threading.Lock()
+
+    # --- state -----------------------------------------------------------------
+    def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.replace(self.state_file)
+
+    @property
+    def spec(self) -> Spec:
+        if not self.state:
+            raise LabError(f"no lab is up (no state in {self.dir})")
+        return parse(self.state["spec"], self.state.get("source", "<state>"), check_host=False)
+
+    def is_up(self) -> bool:
+        procs = [*self.state.get("guests", {}).values(), self.state.get("helper") or {}]
+        return any(p and _alive(p) for p in procs)
+
+    # --- up / down -------------------------------------------------------------
+    @classmethod
+    def up(cls, raw_spec: dict[str, Any], source: str = "<spec>", state_dir: Path = STATE,
+           boot_timeout: float = DEFAULT_BOOT_TIMEOUT, say: Say = _quiet) -> Lab:
+        lab = cls(state_dir)
+        if lab.is_up():
+            raise LabError(f"a lab is already up in {lab.dir}: run `vpsnet-lab down` first")
+        spec = parse(raw_spec, source)
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, taps)")
+        imgs = {s: images.build(s, say=say) for s in sorted({g.kernel for g in spec.guests})}
+        lab.state = {"spec": raw_spec, "source": source, "guests": {}, "helper": None,
+                     "netns": [], "metadata_ports": {}, "started": time.time()}
+        lab.dir.mkdir(parents=True, exist_ok=True)
+        lab._save()
+        try:
+            lab._start(spec, imgs, boot_timeout, say)
+        except BaseException:
+            say("lab did not come up; tearing down what was started")
+            lab.down()
+            raise
+        return lab
+
+    def _start(self, spec: Spec, imgs: dict[str, images.Image], timeout: float, say: Say) -> None:
+        key = ensure_ssh_key().with_suffix(".pub").read_text().strip()
+        self._start_metadata(spec)
+        ports = self.state["metadata_ports"]
+        # Link listeners first: a connecting socket netdev needs its peer listening.
+        listeners = {lk.listener for lk in spec.links}
+        order = sorted(spec.guests, key=lambda g: (g.name not in listeners, g.index))
+        say(f"booting {len(order)} guest(s): {', '.join(g.name for g in order)}")
+        started = time.monotonic()
+        for g in order:
+            gdir = self.dir / g.name
+            gdir.mkdir(parents=True, exist_ok=True)
+            for stale in ("serial.log", "qmp.sock"):
+                (gdir / stale).unlink(missing_ok=True)
+            tap_fds: dict[int, list[int]] = {}
+            for nic in g.nics:
+                if nic.kind == "tap":
+                    assert nic.netns and nic.peer_address
+                    self.state["netns"].append(nic.netns)
+                    self._save()
+                    netns.create(nic.netns)
+                    tap_fds[nic.index] = netns.open_mq_tap(nic.netns, f"tap{nic.index}",
+                                                           nic.queues, nic.peer_address)
+            cmd = qemu_command(spec, g, imgs[g.kernel], gdir, ports[g.name], key, tap_fds)
+            all_fds = [fd for fds in tap_fds.values() for fd in fds]
+            with (gdir / "qemu.log").open("w") as log:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        pass_fds=all_fds, start_new_session=True)
+            for fd in all_fds:
+                os.close(fd)
+            self.state["guests"][g.name] = _record(proc.pid, "qemu")
+            self.state["guests"][g.name]["boot_started"] = time.time()
+            self._save()
+            if g.name in listeners:
+                self._wait_qmp(g.name, proc, 30)
+        errors: dict[str, str] = {}
+        threads = [threading.Thread(target=self._wait_ssh, args=(g, timeout, started, say, errors))
+                   for g in order]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise LabError("\n".join(errors[n] for n in sorted(errors)))
+        self.state["up_seconds"] = round(time.monotonic() - started, 1)
+        self._save()
+        say(f"lab {spec.name} up: {len(order)} guest(s) answered SSH in "
+            f"{self.state['up_seconds']}s")
+
+    def _start_metadata(self, spec: Spec) -> None:
+        from .spec import port_in_use
+        ports: dict[str, int] = {}
+        port = spec.base_port + 100
+        config = []
+        for g in spec.guests:
+            while port_in_use(port) or port in {g.ssh_port for g in spec.guests}:
+                port += 1
+            ports[g.name] = port
+            config.append({"identity": identity(spec, g), "port": port})
+            port += 1
+        cfg_path, ready = self.dir / "metadata.json", self.dir / "metadata.ready"
+        cfg_path.write_text(json.dumps(config, indent=2))
+        ready.unlink(missing_ok=True)
+        log = self.dir / "metadata.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpsnet_lab.daemon", str(cfg_path), str(ready), str(log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(self.dir / "helper.err")
+            .open("w"), start_new_session=True)
+        self.state["helper"] = _record(proc.pid, "metadata")
+        self.state["metadata_ports"] = ports
+        self._save()
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"metadata helper did not start: {_tail(self.dir / 'helper.err')}")
+            time.sleep(0.05)
+
+    def _wait_qmp(self, name: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        sock = self.dir / name / "qmp.sock"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log = _tail(self.dir / name / "qemu.log")
+                raise LabError(f"{name}: QEMU exited at start: {log}")
+            if sock.exists():
+                try:
+                    self.qmp(name, "query-status")
+                    return
+                except (OSError, LabError):
+                    pass
+            time.sleep(0.1)
+        raise LabError(f"{name}: QEMU monitor did not answer within {timeout:.0f}s")
+
+    def _wait_ssh(self, g: Guest, timeout: float, started: float, say: Say,
+                  errors: dict[str, str]) -> None:
+        deadline = started + timeout
+        proc = self.state["guests"][g.name]
+        while time.monotonic() < deadline:
+            if not _alive(proc):
+                errors[g.name] = (f"{g.name}: QEMU exited during boot; qemu log:\n"
+                                  f"{_tail(self.dir / g.name / 'qemu.log')}\nserial log tail:\n"
+                                  f"{_tail(self.dir / g.name / 'serial.log')}")
+                return
+            try:
+                self._client(g.name, connect_timeout=5)
+                say(f"  {g.name}: SSH up after {time.monotonic() - started:.1f}s "
+                    f"({g.cloud} {g.region}, kernel {g.kernel})")
+                return
+            except (OSError, paramiko.SSHException, EOFError):
+                time.sleep(1)
+        errors[g.name] = (f"{g.name}: no SSH on 127.0.0.1:{g.ssh_port} within {timeout:.0f}s; "
+                          f"serial log tail:\n{_tail(self.dir / g.name / 'serial.log')}")
+
+    def down(self, say: Say = _quiet) -> None:
+        """Stop every process and remove every namespace this lab recorded."""
+        for name, client in list(self._ssh.items()):
+            client.close()
+            del self._ssh[name]
+        if not self.state:
+            return
+        for name, proc in self.state.get("guests", {}).items():
+            if _alive(proc):
+                say(f"stopping {name} (pid {proc['pid']})")
+            _stop(proc)
+        if self.state.get("helper"):
+            _stop(self.state["helper"])
+        for ns in self.state.get("netns", []):
+            netns.delete(ns)
+        self.state_file.unlink(missing_ok=True)
+        self.state = {}
+
+    # --- driving guests --------------------------------------------------------
+    def _client(self, name: str, connect_timeout: float = 10) -> paramiko.SSHClient:
+        with self._lock:
+            client = self._ssh.get(name)
+            transport = client.get_transport() if client else None
+            if client and transport and transport.is_active():
+                return client
+        g = self.spec.guest(name)
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # lab guests only
+        client.connect("127.0.0.1", port=g.ssh_port, username="root",
+                       key_filename=str(SSH_KEY), look_for_keys=False, allow_agent=False,
+                       timeout=connect_timeout, banner_timeout=connect_timeout,
+                       auth_timeout=connect_timeout)
+        transport = client.get_transport()
+        if transport:
+            transport.set_keepalive(10)
+        with self._lock:
+            self._ssh[name] = client
+        return client
+
+    def ssh(self, name: str, command: str, timeout: float = 120, check: bool = False) -> Result:
+        client = self._client(name)
+        _, out, err = client.exec_command(command, timeout=timeout)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+        rc = out.channel.recv_exit_status()
+        result = Result(rc, stdout, stderr)
+        if check and rc != 0:
+            raise LabError(f"{name}: `{command}` exited {rc}: {stderr.strip() or stdout.strip()}")
+        return result
+
+    def put(self, name: str, local: Path | str, remote: str) -> None:
+        sftp = self._client(name).open_sftp()
+        try:
+            sftp.put(str(local), remote)
+        finally:
+            sftp.close()
+
+    def qmp(self, name: str, command: str, args: dict[str, Any] | None = None) -> Any:
+        self.spec.guest(name)
+        sock = self.dir / name / "qmp.sock"
+        mon = QEMUMonitorProtocol(str(sock))
+        try:
+            mon.connect()
+            return mon.cmd(command, **(args or {}))
+        except Exception as exc:
+            raise LabError(f"{name}: QMP {command} failed: {exc}") from exc
+        finally:
+            mon.close()
+
+    def _nic(self, name: str, nic: str) -> int:
+        g = self.spec.guest(name)
+        index = nic.removeprefix("eth").removeprefix("nic")
+        valid = [0] + [n.index for n in g.nics]
+        if not index.isdigit() or int(index) not in valid:
+            raise LabError(f"{name} has no NIC {nic!r} (NICs: "
+                           f"{', '.join(f'eth{i}' for i in valid)})")
+        return int(index)
+
+    def link(self, name: str, nic: str, up: bool) -> None:
+        self.qmp(name, "set_link", {"name": f"n{self._nic(name, nic)}", "up": up})
+
+    def pause(self, name: str) -> None:
+        self.qmp(name, "stop")
+
+    def resume(self, name: str) -> None:
+        self.qmp(name, "cont")
+
+    def unplug(self, name: str, nic: str) -> None:
+        """Hot-unplug a NIC (the guest sees a PCI removal); waits until it is gone."""
+        index = self._nic(name, nic)
+        self.qmp(name, "device_del", {"id": f"nic{index}"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            devices = self.qmp(name, "qom-list", {"path": "/machine/peripheral"})
+            if not any(d["name"] == f"nic{index}" for d in devices):
+                return
+            time.sleep(0.2)
+        raise LabError(f"{name}: NIC nic{index} was not released by the guest within 30s")
+
+    def plug(self, name: str, nic: str) -> None:
+        spec = self.spec
+        g = spec.guest(name)
+        index = self._nic(name, nic)
+        nic_spec = next((n for n in g.nics if n.index == index), None)
+        self.qmp(name, "device_add", nic_device(spec, g, nic_spec))
+
+    def status(self) -> list[dict[str, Any]]:
+        if not self.state:
+            return []
+        spec = self.spec
+        rows = []
+        for g in spec.guests:
+            proc = self.state["guests"].get(g.name)
+            alive = bool(proc and _alive(proc))
+            run_state = "stopped"
+            if alive:
+                try:
+                    run_state = str(self.qmp(g.name, "query-status")["status"])
+                except LabError:
+                    run_state = "unknown"
+            rows.append({"name": g.name, "cloud": g.cloud, "region": g.region, "zone": g.zone,
+                         "kernel": g.kernel, "ssh_port": g.ssh_port,
+                         "pid": proc["pid"] if proc else None, "state": run_state})
+        return rows

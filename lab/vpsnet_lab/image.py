@@ -1,0 +1,245 @@
+"""Guest images: a debootstrap base shared by all kernels, then one image per
+Debian cloud kernel. Each is cached under a hash of everything that goes into
+it and rebuilt only when that changes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import IMAGES, LabError, kernel_releases
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DISK_SIZE = "4G"
+GUEST_FILES = Path(__file__).parent / "guest"
+
+# What guests and the roles need offline: the guests reach no mirror.
+BASE_PACKAGES = (
+    "systemd", "systemd-sysv", "udev", "dbus", "openssh-server", "iproute2", "ethtool",
+    "iperf3", "kmod", "python3", "python3-apt", "nftables", "iputils-ping", "procps",
+    "curl", "ca-certificates", "gnupg", "netcat-openbsd", "initramfs-tools", "zstd",
+    "dkms", "make", "gcc", "libc6-dev", "irqbalance", "python3-prometheus-client",
+    "python3-pyelftools", "python3-requests", "less", "sudo",
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built guest image: disk plus the kernel and initrd to boot it with."""
+
+    series: str
+    release: str
+    directory: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.raw"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _guest_files_digest() -> bytes:
+    return b"".join(
+        p.name.encode() + p.read_bytes() for p in sorted(GUEST_FILES.iterdir()) if p.is_file()
+    )
+
+
+def base_key() -> str:
+    return _digest("base-v1", SUITE, MIRROR, " ".join(BASE_PACKAGES))
+
+
+def image_key(release: str) -> str:
+    recipe = Path(__file__).read_bytes()
+    return _digest(base_key(), release, recipe, _guest_files_digest(), DISK_SIZE)
+
+
+def _run(cmd: list[str], log: Path, **kw: object) -> None:
+    with log.open("a") as out:
+        out.write(f"+ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+        raise LabError(f"image build step failed ({' '.join(cmd[:3])} ...), log {log}:\n{tail}")
+
+
+def _chroot_env() -> dict[str, str]:
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+@contextlib.contextmanager
+def _mounted(root: Path) -> Iterator[None]:
+    mounts = [("proc", root / "proc", ["-t", "proc", "proc"]),
+              ("sys", root / "sys", ["-t", "sysfs", "sysfs"]),
+              ("dev", root / "dev", ["--bind", "/dev"]),
+              ("devpts", root / "dev/pts", ["--bind", "/dev/pts"])]
+    done: list[Path] = []
+    try:
+        for _, target, args in mounts:
+            target.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", *args, str(target)], check=True)
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def _chroot(root: Path, log: Path, *cmd: str) -> None:
+    _run(["chroot", str(root), *cmd], log, env=_chroot_env())
+
+
+def _write_sources(root: Path) -> None:
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {MIRROR} {SUITE} main\n"
+        f"deb {MIRROR} {SUITE}-updates main\n"
+        f"deb {SECURITY_MIRROR} {SUITE}-security main\n"
+    )
+
+
+def _build_base(log: Path, say: Callable[[str], None]) -> Path:
+    tar = IMAGES / f"base-{base_key()}.tar"
+    if tar.exists():
+        return tar
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=IMAGES, prefix="base-") as tmp:
+        root = Path(tmp) / "root"
+        say(f"debootstrap {SUITE} (minbase) ...")
+        _run(["debootstrap", "--variant=minbase", SUITE, str(root), MIRROR], log)
+        _write_sources(root)
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (root / "usr/sbin/policy-rc.d").chmod(0o755)
+        (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").write_text("force-unsafe-io\n")
+        say(f"installing {len(BASE_PACKAGES)} guest packages ...")
+        with _mounted(root):
+            _chroot(root, log, "apt-get", "update", "-q")
+            _chroot(root, log, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                    *BASE_PACKAGES)
+            _chroot(root, log, "apt-get", "clean")
+        part = tar.with_suffix(".part")
+        _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-cf", str(part), "."], log)
+        part.rename(tar)
+    return tar
+
+
+def _configure_guest(root: Path) -> None:
+    """Lab plumbing: boot to SSH fast on a serial console, no mirror."""
+    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
+    sbin = root / "usr/local/sbin"
+    sbin.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(GUEST_FILES / "vpsnet-lab-init", sbin / "vpsnet-lab-init")
+    units = root / "etc/systemd/system"
+    shutil.copy2(GUEST_FILES / "vpsnet-lab-init.service", units / "vpsnet-lab-init.service")
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "vpsnet-lab-init.service").symlink_to("/etc/systemd/system/vpsnet-lab-init.service")
+    (wants / "systemd-networkd.service").unlink(missing_ok=True)
+    (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+    net = root / "etc/systemd/network"
+    net.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(GUEST_FILES / "10-eth0.network", net / "10-eth0.network")
+    # Nothing to wait for: the lab's only route out is the host's loopback.
+    (units / "systemd-networkd-wait-online.service").unlink(missing_ok=True)
+    (units / "systemd-networkd-wait-online.service").symlink_to("/dev/null")
+    (root / "etc/hostname").write_text("vpsnet-guest\n")
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").write_text("")
+    (root / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/ssh/sshd_config.d/vpsnet-lab.conf").write_text(
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n"
+    )
+    (root / "etc/apt/sources.list").write_text("")
+    (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").unlink(missing_ok=True)
+    for lists in (root / "var/lib/apt/lists").glob("*_dists_*"):
+        lists.unlink()
+
+
+def build(series: str, say: Callable[[str], None] = print, force: bool = False) -> Image:
+    """Build (or find in the cache) the image for a kernel series."""
+    releases = kernel_releases()
+    if series not in releases:
+        raise LabError(f"unknown kernel {series!r}: expected one of {', '.join(releases)}")
+    release = releases[series]
+    final = IMAGES / f"{series}-{image_key(release)}"
+    image = Image(series, release, final)
+    if image.disk.exists() and not force:
+        return image
+    if os.geteuid() != 0:
+        raise LabError("building images needs root (debootstrap, chroot)")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    log = IMAGES / f"build-{series}.log"
+    log.write_text("")
+    started = time.monotonic()
+    tar = _build_base(log, say)
+    with tempfile.TemporaryDirectory(dir=IMAGES, prefix=f"{series}-") as tmp:
+        work = Path(tmp)
+        root = work / "root"
+        root.mkdir()
+        _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-xf", str(tar)], log)
+        _write_sources(root)
+        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (root / "usr/sbin/policy-rc.d").chmod(0o755)
+        (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").write_text("force-unsafe-io\n")
+        say(f"installing kernel {release} and its headers ...")
+        with _mounted(root):
+            _chroot(root, log, "apt-get", "update", "-q")
+            _chroot(root, log, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                    f"linux-image-{release}", f"linux-headers-{release}")
+            _chroot(root, log, "apt-get", "clean")
+        _configure_guest(root)
+        shutil.copy2(root / f"boot/vmlinuz-{release}", work / "vmlinuz")
+        shutil.copy2(root / f"boot/initrd.img-{release}", work / "initrd.img")
+        say("making the ext4 disk ...")
+        _run(["mkfs.ext4", "-q", "-F", "-L", "vpsnet-root", "-d", str(root),
+              str(work / "disk.raw"), DISK_SIZE], log)
+        (work / "manifest.json").write_text(json.dumps({
+            "series": series, "release": release, "key": final.name,
+            "packages": list(BASE_PACKAGES), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "build_seconds": round(time.monotonic() - started, 1),
+        }, indent=2))
+        shutil.rmtree(root)
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+        work.mkdir()  # TemporaryDirectory cleanup expects it
+    for stale in IMAGES.glob(f"{series}-*"):
+        if stale.is_dir() and stale != final:
+            shutil.rmtree(stale, ignore_errors=True)
+    say(f"image {final.name} ready in {time.monotonic() - started:.0f}s")
+    return image
+
+
+def main_build(series_list: list[str], force: bool) -> list[Image]:
+    return [build(s, say=lambda m: print(f"image: {m}", file=sys.stderr), force=force)
+            for s in series_list]
