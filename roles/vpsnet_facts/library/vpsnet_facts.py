@@ -36,7 +36,7 @@ description:
   - Sets the C(vpsnet_cloud) fact from local evidence (DMI, PCI ids, NIC drivers) and,
     when enabled, from the instance metadata service.
   - AWS metadata is read with the IMDSv2 token flow only; IMDSv1 is never used.
-  - GCP metadata is read with C(Metadata-Flavor: Google) and answers must carry that header.
+  - "GCP metadata is read with C(Metadata-Flavor: Google) and answers must carry that header."
   - Metadata time is bounded by O(metadata_timeout) in total, so the module never hangs
     when metadata is unreachable.
   - Answers that look wrong (HTML, missing header, absurd zone or region) are ignored
