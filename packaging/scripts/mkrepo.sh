@@ -21,6 +21,8 @@ rpms=("$dist"/*.noarch.rpm)
 [ ${#rpms[@]} -gt 0 ] || { echo "mkrepo.sh: no .noarch.rpm in $dist (run make packages)" >&2; exit 1; }
 
 fpr=$("$here/signing-key.sh" "$gnupghome")
+# Stop the gpg-agent this script caused to start in that private home.
+trap 'gpgconf --kill gpg-agent 2>/dev/null || :' EXIT
 rm -rf "$repo"
 mkdir -p "$repo/apt/pool/main/v/vpsnet" "$repo/rpm"
 
@@ -65,7 +67,7 @@ SOURCES
 
 # --- dnf -------------------------------------------------------------------
 cp "${rpms[@]}" "$repo/rpm/"
-rpmsign --addsign \
+GPG_TTY= rpmsign --addsign \
 	--define "_gpg_name $fpr" \
 	--define "_gpg_path $GNUPGHOME" \
 	--define "__gpg /usr/bin/gpg" \
