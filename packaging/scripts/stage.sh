@@ -13,23 +13,28 @@ die() { echo "stage.sh: $*" >&2; exit 1; }
 [ -f "$driver_src/Makefile" ] || die "$driver_src/Makefile is missing (no module source to package)"
 [ -f "$tools_src/pyproject.toml" ] || die "$tools_src/pyproject.toml is missing (no tools to package)"
 
-# Copy a source directory: its git-tracked files when it has any (so build
-# output and editor droppings never end up in a package), else every file
-# except kbuild output.
+# Copy a source directory. Inside the git tree: its tracked files plus new
+# files git does not ignore (so kbuild output, generated compat headers that
+# the driver ignores and editor droppings never end up in a package). Outside
+# git (test stand-ins): every file except kbuild output and dotfiles.
 copy_tree() {
-	local src=$1 dst=$2 list
+	local src=$1 dst=$2
 	mkdir -p "$dst"
-	if list=$(git -C "$src" ls-files -z --cached -- . 2>/dev/null) && [ -n "$list" ]; then
-		(cd "$src" && git ls-files -z --cached -- . |
-			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+	if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		(cd "$src" && git ls-files -z --cached --others --exclude-standard -- . |
+			while IFS= read -r -d '' f; do
+				case "/$f" in */.*) continue ;; esac # dotfiles: VCS and build state
+				[ -f "$f" ] && printf '%s\0' "$f"
+			done |
 			cpio -0 -pdm --quiet "$dst")
 	else
-		(cd "$src" && find . -type f \
+		(cd "$src" && find . -type f ! -name '.*' \
 			! -name '*.o' ! -name '*.ko' ! -name '*.mod' ! -name '*.mod.c' ! -name '*.cmd' \
 			! -name 'modules.order' ! -name 'Module.symvers' ! -path '*/__pycache__/*' \
 			! -path '*.egg-info/*' ! -path './build/*' -print0 |
 			cpio -0 -pdm --quiet "$dst")
 	fi
+	[ -n "$(ls -A "$dst")" ] || die "no files to package in $src"
 }
 
 rm -rf "$stage"
@@ -53,6 +58,7 @@ sed "s/@VERSION@/$version/g" "$pkgdir/dkms.conf.in" >"$stage/packaging/dkms.conf
 cp "$pkgdir/udev/60-vpsnet.rules" "$stage/packaging/60-vpsnet.rules"
 cp "$pkgdir/scripts/install-wheel.py" "$stage/packaging/install-wheel.py"
 cp /usr/share/common-licenses/GPL-2 "$stage/packaging/COPYING"
+cp "$pkgdir/README.md" "$stage/packaging/README.md"
 
 # Debian packaging
 cp -a "$pkgdir/debian" "$stage/debian"

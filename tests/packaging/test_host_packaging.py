@@ -1,0 +1,736 @@
+"""Host-side packaging tests: build vpsnet's .deb/.rpm and signed repositories once
+per session (into a temp dir, with a private signing key) and check them with the
+real tools: dpkg-deb, dkms against the installed 6.1/6.12 headers, lintian,
+rpmlint, rpm/rpmkeys, dnf and apt with private state.
+
+The guest-side tests (apt install in lab guests) live elsewhere; see
+packaging/README.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+
+TOP = Path(__file__).resolve().parents[2]
+PACKAGING = TOP / "packaging"
+SYSPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+ENV = {**os.environ, "PATH": SYSPATH}
+REPO_URL = "http://10.0.2.101"
+
+
+def run(cmd: list[str] | str, *, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("env", ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, shell=isinstance(cmd, str), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{cmd!r} failed ({proc.returncode})\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def kernels() -> list[str]:
+    env = {}
+    for line in (TOP / ".cache" / "kernels.env").read_text().splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            env[key] = value
+    return [env["VPSNET_KERNEL_6_1"], env["VPSNET_KERNEL_6_12"]]
+
+
+def bump_minor(version: str) -> str:
+    major, minor, *_ = version.split(".")
+    return f"{major}.{int(minor) + 1}.0"
+
+
+# --------------------------------------------------------------------------
+# Stand-ins, used only while driver-src/ or tools/ have not landed yet. The
+# test_real_sources_packaged test fails as long as they are in use.
+
+STUB_KBUILD = """obj-m := vpsnet.o
+ccflags-y += -DVPSNET_VERSION=\\"$(shell cat $(src)/VERSION)\\"
+"""
+STUB_MAKEFILE = """KVER ?= $(shell uname -r)
+KDIR ?= /lib/modules/$(KVER)/build
+all: modules
+compat_config.h: configure
+\t./configure $(KDIR) > $@
+modules: compat_config.h
+\t$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+clean:
+\t$(MAKE) -C $(KDIR) M=$(CURDIR) clean; rm -f compat_config.h
+.PHONY: all modules clean
+"""
+STUB_C = """#include <linux/module.h>
+#include "compat_config.h"
+static int __init vpsnet_init(void) { return 0; }
+static void __exit vpsnet_exit(void) { }
+module_init(vpsnet_init);
+module_exit(vpsnet_exit);
+MODULE_LICENSE("GPL");
+MODULE_VERSION(VPSNET_VERSION);
+"""
+STUB_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+[project]
+name = "vpsnet-tools"
+version = "0.0.0"
+[project.scripts]
+vpsnet-status = "vpsnet_tools.status:main"
+"""
+STUB_STATUS = """import argparse
+from vpsnet_tools import __version__
+def main() -> None:
+    p = argparse.ArgumentParser(prog="vpsnet-status", description="stand-in")
+    p.add_argument("--version", action="version", version=__version__)
+    p.parse_args()
+"""
+
+
+def stub_driver(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    (dest / "Kbuild").write_text(STUB_KBUILD)
+    (dest / "Makefile").write_text(STUB_MAKEFILE)
+    (dest / "configure").write_text('#!/bin/sh\necho "/* probed against $1 */"\n')
+    (dest / "configure").chmod(0o755)
+    (dest / "vpsnet.c").write_text(STUB_C)
+    (dest / "README.md").write_text("vpsnet stand-in module for packaging tests\n")
+    return dest
+
+
+def stub_tools(dest: Path) -> Path:
+    (dest / "vpsnet_tools").mkdir(parents=True)
+    (dest / "pyproject.toml").write_text(STUB_PYPROJECT)
+    (dest / "vpsnet_tools" / "__init__.py").write_text('__version__ = "0.0.0"\n')
+    (dest / "vpsnet_tools" / "status.py").write_text(STUB_STATUS)
+    return dest
+
+
+def broken_copy(src: Path, dest: Path) -> Path:
+    """The driver source with a compile error, for the failed-build test."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.o", "*.ko", ".*.cmd"))
+    c_file = sorted(dest.glob("*.c"))[0]
+    c_file.write_text(c_file.read_text() + "\n#error vpsnet packaging test: broken build\n")
+    return dest
+
+
+@dataclass
+class Build:
+    version: str
+    version2: str
+    dist: Path
+    gnupghome: Path
+    driver_src: Path
+    tools_src: Path
+    stub_driver: bool
+    stub_tools: bool
+    work: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.dist / "repo"
+
+    def deb(self, name: str, version: str | None = None) -> Path:
+        return self.dist / f"{name}_{version or self.version}_all.deb"
+
+    def rpm(self, name: str, version: str | None = None) -> Path:
+        return self.dist / f"{name}-{version or self.version}-1.noarch.rpm"
+
+
+def make(target: str, b_dist: Path, gnupghome: Path, **variables: str) -> None:
+    args = [f"{k}={v}" for k, v in variables.items()]
+    run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(PACKAGING),
+            target,
+            f"DIST={b_dist}",
+            f"SIGNING_GNUPGHOME={gnupghome}",
+            f"REPO_URL={REPO_URL}",
+            *args,
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    work = tmp_path_factory.mktemp("pkg")
+    version = (TOP / "VERSION").read_text().strip()
+    driver_src = TOP / "driver-src"
+    tools_src = TOP / "tools"
+    use_stub_driver = not (driver_src / "Makefile").is_file()
+    use_stub_tools = not (tools_src / "pyproject.toml").is_file()
+    if use_stub_driver:
+        driver_src = stub_driver(work / "stub-driver")
+    if use_stub_tools:
+        tools_src = stub_tools(work / "stub-tools")
+    b = Build(
+        version=version,
+        version2=bump_minor(version),
+        dist=work / "dist",
+        gnupghome=work / "gnupg",
+        driver_src=driver_src,
+        tools_src=tools_src,
+        stub_driver=use_stub_driver,
+        stub_tools=use_stub_tools,
+        work=work,
+    )
+    src = {"DRIVER_SRC": str(driver_src), "TOOLS_SRC": str(tools_src)}
+    make("packages", b.dist, b.gnupghome, **src)
+    # The same tree again as the next version, by override only (no file edited).
+    make("packages", b.dist, b.gnupghome, VERSION=b.version2, **src)
+    make("repo", b.dist, b.gnupghome)
+    yield b
+    run(["gpgconf", "--homedir", str(b.gnupghome), "--kill", "gpg-agent"], check=False)
+
+
+def deb_field(deb: Path, field: str) -> str:
+    return run(["dpkg-deb", "-f", str(deb), field]).stdout.strip()
+
+
+def dkmstree(tmp_path: Path) -> Path:
+    tree = tmp_path / "dkms"
+    tree.mkdir(exist_ok=True)
+    return tree
+
+
+def extract(deb: Path, dest: Path) -> Path:
+    if not dest.exists():
+        run(["dpkg-deb", "-x", str(deb), str(dest)])
+    return dest
+
+
+# ---------------------------------------------------------------- build ---
+
+
+def test_real_sources_packaged(build: Build) -> None:
+    """The packages above were built from driver-src/ and tools/, not stand-ins."""
+    assert not build.stub_driver, "driver-src/ has no Makefile yet: built with a stand-in module"
+    assert not build.stub_tools, "tools/ has no pyproject.toml yet: built with stand-in tools"
+
+
+def test_all_artifacts_built(build: Build) -> None:
+    for v in (build.version, build.version2):
+        for name in ("vpsnet-dkms", "vpsnet-tools"):
+            assert build.deb(name, v).is_file()
+            assert build.rpm(name, v).is_file()
+        assert (build.dist / "source" / f"vpsnet_{v}.dsc").is_file()
+        assert (build.dist / "source" / f"vpsnet-{v}-1.src.rpm").is_file()
+
+
+def test_deb_control(build: Build) -> None:
+    dkms = build.deb("vpsnet-dkms")
+    tools = build.deb("vpsnet-tools")
+    assert deb_field(dkms, "Version") == build.version
+    assert deb_field(tools, "Version") == build.version
+    assert deb_field(dkms, "Source") == "vpsnet"
+    assert deb_field(dkms, "Architecture") == "all"
+    assert deb_field(tools, "Architecture") == "all"
+    assert "vpsnet-tools" in deb_field(dkms, "Recommends")
+    assert re.search(r"\bdkms\b", deb_field(dkms, "Depends"))
+    tools_depends = deb_field(tools, "Depends")
+    assert "python3-prometheus-client" in tools_depends
+    assert "python3-pyelftools" in tools_depends
+
+
+def test_deb_dkms_contents(build: Build, tmp_path: Path) -> None:
+    v = build.version
+    listing = run(["dpkg-deb", "-c", str(build.deb("vpsnet-dkms"))]).stdout
+    paths = {line.split()[-1] for line in listing.splitlines()}
+    srcdir = f"./usr/src/vpsnet-{v}/"
+    assert srcdir + "dkms.conf" in paths
+    assert srcdir + "VERSION" in paths
+    # every source file of the driver (tracked or not ignored by git) is in
+    # /usr/src/vpsnet-<v>/
+    listed = run(
+        [
+            "git",
+            "-C",
+            str(build.driver_src),
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ],
+        check=False,
+    )
+    if listed.returncode == 0:
+        tracked = [
+            f
+            for f in listed.stdout.split()
+            if not any(part.startswith(".") for part in f.split("/"))
+        ]
+    else:
+        tracked = [
+            str(p.relative_to(build.driver_src))
+            for p in build.driver_src.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        ]
+    assert tracked
+    for rel in tracked:
+        assert srcdir + rel in paths, f"{rel} missing from vpsnet-dkms"
+    assert not [p for p in paths if p.endswith((".o", ".ko", ".cmd"))]
+    root = extract(build.deb("vpsnet-dkms"), tmp_path / "root")
+    assert (root / f"usr/src/vpsnet-{v}/VERSION").read_text().strip() == v
+
+
+def dkms_conf(build: Build, tmp_path: Path, version: str | None = None) -> str:
+    v = version or build.version
+    root = extract(build.deb("vpsnet-dkms", v), tmp_path / f"root-{v}")
+    return (root / f"usr/src/vpsnet-{v}/dkms.conf").read_text()
+
+
+def test_dkms_conf(build: Build, tmp_path: Path) -> None:
+    conf = dkms_conf(build, tmp_path)
+    assert f'PACKAGE_VERSION="{build.version}"' in conf
+    assert 'PACKAGE_NAME="vpsnet"' in conf
+    assert 'AUTOINSTALL="yes"' in conf
+    assert re.search(r'^DEST_MODULE_LOCATION\[0\]="/updates/dkms"$', conf, re.M)
+    active = "\n".join(ln for ln in conf.splitlines() if not ln.lstrip().startswith("#"))
+    assert "uname" not in active
+    assert "$kernelver" in re.search(r"^MAKE\[0\]=.*$", active, re.M).group(0)
+
+
+def test_version_override_flows_everywhere(build: Build, tmp_path: Path) -> None:
+    """`make packages VERSION=x` changes every version-bearing place, no file edited."""
+    v2 = build.version2
+    assert deb_field(build.deb("vpsnet-dkms", v2), "Version") == v2
+    assert f'PACKAGE_VERSION="{v2}"' in dkms_conf(build, tmp_path, v2)
+    changelog = run(
+        [
+            "dpkg-parsechangelog",
+            "-l",
+            str(build.dist / "build" / f"vpsnet-{v2}" / "debian" / "changelog"),
+            "-S",
+            "Version",
+        ]
+    ).stdout.strip()
+    assert changelog == v2
+    rpmver = run(["rpm", "-qp", "--qf", "%{VERSION}-%{RELEASE}", str(build.rpm("vpsnet-dkms", v2))])
+    assert rpmver.stdout == f"{v2}-1"
+    tools = extract(build.deb("vpsnet-tools", v2), tmp_path / "tools2")
+    meta = next(tools.glob("usr/lib/python3/dist-packages/vpsnet_tools-*.dist-info/METADATA"))
+    assert f"Version: {v2}" in meta.read_text()
+    assert (TOP / "VERSION").read_text().strip() == build.version
+
+
+def test_tools_help_and_version(build: Build, tmp_path: Path) -> None:
+    root = extract(build.deb("vpsnet-tools"), tmp_path / "tools")
+    commands = sorted((root / "usr/bin").glob("vpsnet-*"))
+    assert commands, "vpsnet-tools ships no commands"
+    env = {**ENV, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")}
+    for cmd in commands:
+        out = run(["/usr/bin/python3", str(cmd), "--help"], env=env).stdout
+        assert "usage" in out.lower(), cmd.name
+        version = run(["/usr/bin/python3", str(cmd), "--version"], env=env)
+        assert build.version in version.stdout + version.stderr, cmd.name
+
+
+def test_udev_rule_shipped(build: Build, tmp_path: Path) -> None:
+    root = extract(build.deb("vpsnet-tools"), tmp_path / "tools")
+    rules = list(root.glob("*lib/udev/rules.d/*vpsnet*.rules"))
+    assert len(rules) == 1
+    text = rules[0].read_text()
+    assert 'ENV{VPSNET_STATE}=="?*"' in text and "$env{VPSNET_PREV}" in text
+    assert "/usr/bin/logger -t vpsnet" in text
+    listing = run(["rpm", "-qlp", str(build.rpm("vpsnet-tools"))]).stdout
+    assert "/usr/lib/udev/rules.d/60-vpsnet.rules" in listing.split()
+
+
+# ----------------------------------------------------------------- dkms ---
+
+
+@pytest.mark.parametrize("kernel", kernels())
+def test_dkms_build_for_target_kernel(build: Build, tmp_path: Path, kernel: str) -> None:
+    """A real DKMS build of the packaged tree for a kernel that is not the host's."""
+    root = extract(build.deb("vpsnet-dkms"), tmp_path / "root")
+    tree = dkmstree(tmp_path)
+    env = {
+        **ENV,
+        "mok_signing_key": str(tmp_path / "mok.key"),
+        "mok_certificate": str(tmp_path / "mok.pub"),
+    }
+    common = [
+        "-m",
+        "vpsnet",
+        "-v",
+        build.version,
+        "-k",
+        kernel,
+        "--sourcetree",
+        str(root / "usr/src"),
+        "--dkmstree",
+        str(tree),
+    ]
+    run(["dkms", "build", *common], env=env)
+    modules = list((tree / "vpsnet" / build.version / kernel).rglob("vpsnet.ko*"))
+    assert modules, "dkms build produced no vpsnet.ko"
+    ko = modules[0]
+    assert run(["modinfo", "-F", "version", str(ko)]).stdout.strip() == build.version
+    assert run(["modinfo", "-F", "vermagic", str(ko)]).stdout.split()[0] == kernel
+    status = run(
+        ["dkms", "status", "--sourcetree", str(root / "usr/src"), "--dkmstree", str(tree)], env=env
+    ).stdout
+    assert f"vpsnet/{build.version}, {kernel}" in status and "built" in status
+
+
+def test_dkms_build_without_headers_is_refused_clearly(build: Build, tmp_path: Path) -> None:
+    root = extract(build.deb("vpsnet-dkms"), tmp_path / "root")
+    fake = "6.99.0-nohdrs-amd64"
+    proc = run(
+        [
+            "dkms",
+            "build",
+            "-m",
+            "vpsnet",
+            "-v",
+            build.version,
+            "-k",
+            fake,
+            "--sourcetree",
+            str(root / "usr/src"),
+            "--dkmstree",
+            str(dkmstree(tmp_path)),
+        ],
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert f"headers for kernel {fake} cannot be found" in proc.stdout + proc.stderr
+
+
+def test_dkms_unsupported_kernel_is_skipped(build: Build, tmp_path: Path) -> None:
+    """BUILD_EXCLUSIVE_KERNEL: kernels older than the probes' floor exit 77 (skipped)."""
+    root = extract(build.deb("vpsnet-dkms"), tmp_path / "root")
+    proc = run(
+        [
+            "dkms",
+            "build",
+            "-m",
+            "vpsnet",
+            "-v",
+            build.version,
+            "-k",
+            "4.19.0-old-amd64",
+            "--sourcetree",
+            str(root / "usr/src"),
+            "--dkmstree",
+            str(dkmstree(tmp_path)),
+        ],
+        check=False,
+    )
+    assert proc.returncode == 77
+
+
+# ---------------------------------------------------------------- lint ---
+
+
+def test_lintian_and_rpmlint_clean(build: Build) -> None:
+    for v in (build.version, build.version2):
+        proc = run(
+            ["make", "-C", str(PACKAGING), "check-packages", f"DIST={build.dist}", f"VERSION={v}"],
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "0 errors, 0 warnings" in proc.stdout
+
+
+# ----------------------------------------------------------------- rpm ---
+
+
+def rpmq(rpm: Path, *args: str) -> str:
+    return run(["rpm", "-qp", *args, str(rpm)]).stdout
+
+
+def test_rpm_requires_provides(build: Build) -> None:
+    dkms = build.rpm("vpsnet-dkms")
+    reqs = rpmq(dkms, "--qf", "[%{REQUIREFLAGS:deptype} %{REQUIRENAME}\n]").split("\n")
+    assert "post dkms" in reqs
+    assert "preun dkms" in reqs
+    assert any(r.endswith(" dkms") and r.startswith(("manual", "requires")) for r in reqs)
+    assert "vpsnet-tools" in rpmq(dkms, "--recommends")
+    assert f"vpsnet-dkms = {build.version}-1" in rpmq(dkms, "--provides")
+    assert rpmq(dkms, "--qf", "%{ARCH}") == "noarch"
+    tools = build.rpm("vpsnet-tools")
+    treqs = rpmq(tools, "--requires")
+    assert "python3-prometheus_client" in treqs and "python3-pyelftools" in treqs
+    files = rpmq(dkms, "-l").split()
+    assert f"/usr/src/vpsnet-{build.version}/dkms.conf" in files
+
+
+def test_rpm_scriptlets(build: Build) -> None:
+    scripts = rpmq(build.rpm("vpsnet-dkms"), "--scripts")
+    sections = dict(
+        re.findall(r"^(\w+) scriptlet[^\n]*:\n(.*?)(?=^\w+ scriptlet|\Z)", scripts, re.M | re.S)
+    )
+    assert set(sections) >= {"postinstall", "preuninstall", "posttrans"}
+    add = sections["postinstall"]
+    assert f"dkms add -m vpsnet -v {build.version}" in add and "--rpm_safe_upgrade" in add
+    rm = sections["preuninstall"]
+    assert f"dkms remove -m vpsnet -v {build.version}" in rm and "--rpm_safe_upgrade" in rm
+    assert "--all" in rm
+    post = sections["posttrans"]
+    assert f"dkms install -m vpsnet -v {build.version}" in post
+    assert "/build/include" in post and "uname" not in post
+    for body in sections.values():
+        assert "uname -r" not in body
+
+
+@pytest.fixture()
+def rpmdb(build: Build, tmp_path: Path) -> Path:
+    db = tmp_path / "rpmdb"
+    db.mkdir()
+    run(
+        ["rpmkeys", "--dbpath", str(db), "--import", str(build.repo / "vpsnet-archive-keyring.asc")]
+    )
+    return db
+
+
+def test_rpm_signature_verifies(build: Build, rpmdb: Path) -> None:
+    for rpm in sorted((build.repo / "rpm").glob("*.rpm")):
+        proc = run(["rpmkeys", "--dbpath", str(rpmdb), "--checksig", "-v", str(rpm)])
+        assert "Header V4 RSA/SHA512 Signature, key ID" in proc.stdout
+        assert ": OK" in proc.stdout and "NOKEY" not in proc.stdout
+
+
+def test_rpm_signature_fails_when_modified(build: Build, rpmdb: Path, tmp_path: Path) -> None:
+    rpm = build.repo / "rpm" / build.rpm("vpsnet-dkms").name
+    data = bytearray(rpm.read_bytes())
+    data[-100] ^= 0xFF  # inside the payload
+    bad = tmp_path / rpm.name
+    bad.write_bytes(bytes(data))
+    proc = run(["rpmkeys", "--dbpath", str(rpmdb), "--checksig", str(bad)], check=False)
+    assert proc.returncode != 0
+
+
+def test_rpm_signature_needs_the_key(build: Build, tmp_path: Path) -> None:
+    empty = tmp_path / "emptydb"
+    empty.mkdir()
+    rpm = build.repo / "rpm" / build.rpm("vpsnet-dkms").name
+    proc = run(["rpmkeys", "--dbpath", str(empty), "--checksig", str(rpm)], check=False)
+    assert proc.returncode != 0
+
+
+def dnf_download(repo: Path, work: Path, pkg: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        [
+            "dnf",
+            "-y",
+            f"--installroot={work / 'root'}",
+            "--releasever=12",
+            "--setopt=reposdir=/dev/null",
+            f"--setopt=cachedir={work / 'cache'}",
+            "--disableplugin=*",
+            "--enableplugin=download",
+            f"--repofrompath=vpsnet,file://{repo / 'rpm'}",
+            "--setopt=vpsnet.gpgcheck=1",
+            "--setopt=vpsnet.repo_gpgcheck=1",
+            f"--setopt=vpsnet.gpgkey=file://{repo / 'vpsnet-archive-keyring.asc'}",
+            "download",
+            f"--destdir={work / 'dl'}",
+            pkg,
+        ],
+        check=False,
+    )
+
+
+def test_dnf_resolves_and_downloads_with_gpg_checks(build: Build, tmp_path: Path) -> None:
+    proc = dnf_download(build.repo, tmp_path, "vpsnet-dkms")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = sorted(p.name for p in (tmp_path / "dl").glob("*.rpm"))
+    # the newest version in the repository wins
+    assert got == [build.rpm("vpsnet-dkms", build.version2).name]
+    proc = dnf_download(build.repo, tmp_path / "old", f"vpsnet-dkms-{build.version}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dnf_refuses_tampered_repomd(build: Build, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(build.repo, repo)
+    repomd = repo / "rpm/repodata/repomd.xml"
+    repomd.write_text(repomd.read_text() + "<!-- tampered -->\n")
+    proc = dnf_download(repo, tmp_path / "w", "vpsnet-dkms")
+    assert proc.returncode != 0
+    assert "GPG signature verification error" in proc.stdout + proc.stderr
+
+
+def test_dnf_repo_file(build: Build) -> None:
+    text = (build.repo / "vpsnet.repo").read_text()
+    assert "gpgcheck=1" in text.split() and "repo_gpgcheck=1" in text.split()
+    assert f"baseurl={REPO_URL}/rpm" in text
+    assert f"gpgkey={REPO_URL}/vpsnet-archive-keyring.asc" in text
+
+
+# ----------------------------------------------------------------- apt ---
+
+
+def test_no_private_key_exported(build: Build) -> None:
+    for path in build.repo.rglob("*"):
+        if path.is_file():
+            assert b"PRIVATE KEY" not in path.read_bytes(), path
+    packets = run(["gpg", "--list-packets", str(build.repo / "vpsnet-archive-keyring.gpg")]).stdout
+    assert ":public key packet:" in packets and "secret" not in packets
+
+
+def test_inrelease_signature_gpgv(build: Build, tmp_path: Path) -> None:
+    key = str(build.repo / "vpsnet-archive-keyring.gpg")
+    dists = build.repo / "apt/dists/bookworm"
+    run(["gpgv", "--keyring", key, str(dists / "InRelease")])
+    run(["gpgv", "--keyring", key, str(dists / "Release.gpg"), str(dists / "Release")])
+    bad = tmp_path / "InRelease"
+    bad.write_text((dists / "InRelease").read_text().replace("Label: vpsnet", "Label: evil"))
+    assert run(["gpgv", "--keyring", key, str(bad)], check=False).returncode != 0
+
+
+def test_apt_sources_file(build: Build) -> None:
+    text = (build.repo / "vpsnet.sources").read_text()
+    assert "Types: deb" in text
+    assert f"URIs: {REPO_URL}/apt" in text
+    assert "Signed-By: /etc/apt/keyrings/vpsnet-archive-keyring.gpg" in text
+    assert "trusted" not in text.lower().replace("# key", "")
+
+
+def test_packages_index_lists_both_versions(build: Build) -> None:
+    packages = gzip.decompress(
+        (build.repo / "apt/dists/bookworm/main/binary-amd64/Packages.gz").read_bytes()
+    ).decode()
+    stanzas = [dict(re.findall(r"^(\S+): (.*)$", st, re.M)) for st in packages.split("\n\n")]
+    versions = {(st.get("Package"), st.get("Version")) for st in stanzas}
+    for v in (build.version, build.version2):
+        assert ("vpsnet-dkms", v) in versions and ("vpsnet-tools", v) in versions
+
+
+class Apt:
+    """apt-get/apt-cache with all state under a private directory."""
+
+    def __init__(self, repo: Path, work: Path) -> None:
+        self.work = work
+        etc = work / "etc/apt"
+        for d in (
+            "etc/apt/sources.list.d",
+            "etc/apt/preferences.d",
+            "etc/apt/apt.conf.d",
+            "etc/apt/trusted.gpg.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+            "dl",
+        ):
+            (work / d).mkdir(parents=True, exist_ok=True)
+        (work / "status").touch()
+        (etc / "sources.list.d/vpsnet.sources").write_text(
+            (build_sources := (repo / "vpsnet.sources").read_text())
+            .replace(f"{REPO_URL}/apt", f"file:{repo / 'apt'}")
+            .replace(
+                "/etc/apt/keyrings/vpsnet-archive-keyring.gpg",
+                str(repo / "vpsnet-archive-keyring.gpg"),
+            )
+        )
+        assert "file:" in (etc / "sources.list.d/vpsnet.sources").read_text(), build_sources
+        self.opts = [
+            f"-oDir={work}",
+            f"-oDir::Etc={etc}",
+            "-oDir::Etc::sourcelist=/dev/null",
+            f"-oDir::Etc::sourceparts={etc / 'sources.list.d'}",
+            f"-oDir::State={work / 'state'}",
+            f"-oDir::State::status={work / 'status'}",
+            f"-oDir::Cache={work / 'cache'}",
+            "-oDebug::NoLocking=1",
+            "-oAPT::Architecture=amd64",
+            "-oAPT::Sandbox::User=root",
+        ]
+
+    def __call__(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return run([tool, *self.opts, *args], check=False, cwd=self.work / "dl")
+
+
+def test_apt_update_and_download_with_signed_by(build: Build, tmp_path: Path) -> None:
+    apt = Apt(build.repo, tmp_path)
+    up = apt("apt-get", "update")
+    assert up.returncode == 0 and "W:" not in up.stderr and "E:" not in up.stderr, up.stderr
+    policy = apt("apt-cache", "policy", "vpsnet-dkms").stdout
+    assert f"Candidate: {build.version2}" in policy
+    dl = apt("apt-get", "download", f"vpsnet-dkms={build.version}")
+    assert dl.returncode == 0, dl.stderr
+    assert (tmp_path / "dl" / build.deb("vpsnet-dkms").name).is_file()
+
+
+def test_apt_refuses_tampered_packages(build: Build, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(build.repo, repo)
+    for name in ("Packages", "Packages.gz"):
+        idx = repo / "apt/dists/bookworm/main/binary-amd64" / name
+        text = gzip.decompress(idx.read_bytes()) if name.endswith(".gz") else idx.read_bytes()
+        text = text.replace(b"Priority: optional", b"Priority: required")
+        idx.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    apt = Apt(repo, tmp_path / "apt")
+    up = apt("apt-get", "update")
+    assert up.returncode != 0
+    assert "Hash Sum mismatch" in up.stdout + up.stderr or "File has unexpected size" in (
+        up.stdout + up.stderr
+    )
+    assert (
+        "Candidate: (none)" in apt("apt-cache", "policy", "vpsnet-dkms").stdout
+        or "vpsnet-dkms" not in apt("apt-cache", "policy", "vpsnet-dkms").stdout
+    )
+
+
+def test_apt_refuses_tampered_deb(build: Build, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(build.repo, repo)
+    deb = repo / "apt/pool/main/v/vpsnet" / build.deb("vpsnet-dkms").name
+    data = bytearray(deb.read_bytes())
+    data[-10] ^= 0xFF
+    deb.write_bytes(bytes(data))
+    apt = Apt(repo, tmp_path / "apt")
+    assert apt("apt-get", "update").returncode == 0
+    dl = apt("apt-get", "download", f"vpsnet-dkms={build.version}")
+    assert dl.returncode != 0
+    assert "Hash Sum mismatch" in dl.stdout + dl.stderr
+    assert not (tmp_path / "apt/dl" / deb.name).exists()
+
+
+def test_apt_refuses_unsigned_by_other_key(build: Build, tmp_path: Path) -> None:
+    """A repository signed with some other key is rejected (Signed-By pins our key)."""
+    other = tmp_path / "other-gnupg"
+    other.mkdir(mode=0o700)
+    genv = {**ENV, "GNUPGHOME": str(other)}
+    run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "intruder <x@example.org>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+        env=genv,
+    )
+    repo = tmp_path / "repo"
+    shutil.copytree(build.repo, repo)
+    dists = repo / "apt/dists/bookworm"
+    (dists / "InRelease").unlink()
+    (dists / "Release.gpg").unlink()
+    run(
+        ["gpg", "--batch", "--clearsign", "-o", str(dists / "InRelease"), str(dists / "Release")],
+        env=genv,
+    )
+    run(["gpgconf", "--kill", "gpg-agent"], env=genv, check=False)
+    apt = Apt(repo, tmp_path / "apt")
+    up = apt("apt-get", "update")
+    assert "NO_PUBKEY" in up.stdout + up.stderr or "not signed" in up.stdout + up.stderr
+    assert "Candidate" not in apt("apt-cache", "policy", "vpsnet-dkms").stdout
