@@ -26,8 +26,9 @@ def test_aws_nitro_ena(vf):
     assert "driver ens5=ena -> aws" in facts["evidence"]
     assert "dmi product_uuid starts with ec2 -> aws" in facts["evidence"]
     assert facts["evidence"][-1] == "decision: aws"
-    [nic] = facts["nics"]  # lo has no device and is skipped
-    assert nic["name"] == "ens5"
+    # lo has no device and is skipped; ens6 is a second ENI
+    assert [n["name"] for n in facts["nics"]] == ["ens5", "ens6"]
+    nic, second = facts["nics"]
     assert nic["driver"] == "ena"
     assert nic["pci_id"] == "1d0f:ec20"
     assert nic["pci_address"] == "0000:00:05.0"
@@ -36,6 +37,10 @@ def test_aws_nitro_ena(vf):
                              "max": {"rx": None, "tx": None, "other": None, "combined": 2}}
     # the management IRQ and the NVMe IRQs are not queue IRQs
     assert irq_table(nic) == [(27, "ens5-Tx-Rx-0", 0, "rxtx"), (28, "ens5-Tx-Rx-1", 1, "rxtx")]
+    # each ENI gets only the IRQs of its own PCI function
+    assert second["pci_address"] == "0000:00:06.0"
+    assert irq_table(second) == [(30, "ens6-Tx-Rx-0", 0, "rxtx"), (31, "ens6-Tx-Rx-1", 1, "rxtx")]
+    assert second["queues"]["max"] is None  # no recorded ethtool output for ens6
 
 
 def test_aws_xen(vf):

@@ -1,0 +1,118 @@
+"""vpsnet_facts through Ansible itself: the module's AnsibleModule plumbing and the role."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO
+
+BIN = Path(sys.executable).parent
+
+
+def ansible_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    })
+    return env
+
+
+def adhoc(tmp_path: Path, args: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-M", str(REPO / "roles/vpsnet_facts/library"),
+         "-m", "vpsnet_facts", "-a", args, *extra],
+        capture_output=True, text=True, env=ansible_env(tmp_path), timeout=120, check=False,
+    )
+    # "localhost | SUCCESS => {...json...}"
+    start = proc.stdout.find("=>", proc.stdout.find("localhost |"))
+    if start < 0:
+        return proc, {}
+    result, _ = json.JSONDecoder().raw_decode(proc.stdout[start + 2 :].lstrip())
+    return proc, result
+
+
+def test_module_runs_under_ansible(tmp_path, aws_server):
+    srv, seen = aws_server
+    root = FIXTURES / "aws-nitro-ena"
+    proc, result = adhoc(tmp_path, f"root={root} metadata_url=http://127.0.0.1:{srv.port}", "-C")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+    assert result["changed"] is False
+    cloud = result["ansible_facts"]["vpsnet_cloud"]
+    assert cloud["provider"] == "aws"
+    assert (cloud["region"], cloud["zone"], cloud["instance_type"]) == (
+        "us-east-1", "us-east-1a", "m5.large")
+    assert cloud["nics"][0]["irqs"][0]["name"] == "ens5-Tx-Rx-0"
+    # a fixture root is not this machine: ethtool is not run on it
+    assert cloud["nics"][0]["queues"]["max"] is None
+    assert all(r[2].get("X-aws-ec2-metadata-token") for r in seen.requests if r[0] == "GET")
+
+
+def test_module_warns_about_garbage_under_ansible(tmp_path, html_port):
+    root = FIXTURES / "kvm-plain"
+    proc, result = adhoc(tmp_path, f"root={root} metadata_url=http://127.0.0.1:{html_port}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["ansible_facts"]["vpsnet_cloud"]["provider"] == "unknown"
+    # Ansible shows module warnings on stderr, not in the result
+    assert "[WARNING]: vpsnet_facts: metadata aws: ignored a garbage answer" in proc.stderr, (
+        proc.stderr)
+
+
+def test_module_rejects_a_bad_budget(tmp_path):
+    proc, result = adhoc(tmp_path, f"root={FIXTURES / 'kvm-plain'} metadata_timeout=0")
+    assert proc.returncode != 0
+    assert "metadata_timeout must be positive" in result["msg"]
+
+
+PLAYBOOK = """\
+- name: Run the vpsnet_facts role on a recorded host
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: vpsnet_facts
+      vars:
+        vpsnet_facts_root: "{root}"
+        vpsnet_facts_metadata_url: "http://127.0.0.1:{port}"
+        vpsnet_facts_expected_provider: "{expected}"
+"""
+
+
+def play(tmp_path: Path, root: Path, port: int, expected: str) -> subprocess.CompletedProcess[str]:
+    book = tmp_path / "play.yml"
+    book.write_text(PLAYBOOK.format(root=root, port=port, expected=expected))
+    return subprocess.run([str(BIN / "ansible-playbook"), "--check", str(book)],
+                          capture_output=True, text=True, env=ansible_env(tmp_path),
+                          timeout=120, check=False)
+
+
+def test_role_in_check_mode_with_expected_provider(tmp_path, gcp_server):
+    srv, _ = gcp_server
+    proc = play(tmp_path, FIXTURES / "gcp-gvnic", srv.port, "gcp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "changed=0" in proc.stdout and "failed=0" in proc.stdout
+
+
+def test_role_fails_clearly_on_the_wrong_provider(tmp_path, closed_port):
+    proc = play(tmp_path, FIXTURES / "aws-xen", closed_port, "gcp")
+    assert proc.returncode != 0
+    assert "expected provider 'gcp' but detected 'aws'" in proc.stdout
+    assert "xen hypervisor uuid starts with ec2" in proc.stdout
+
+
+@pytest.mark.parametrize("expected", ["azure"])
+def test_role_argument_spec_rejects_unknown_provider(tmp_path, closed_port, expected):
+    proc = play(tmp_path, FIXTURES / "aws-xen", closed_port, expected)
+    assert proc.returncode != 0
+    assert "vpsnet_facts_expected_provider" in proc.stdout
