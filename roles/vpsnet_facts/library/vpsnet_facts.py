@@ -443,7 +443,7 @@ class MetadataProbe:
     budget: float = 2.0
     evidence: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    reachable: bool = False
+    reachable: bool = False  # a service answered in its cloud's protocol (token / header)
     _deadline: float = 0.0
     _down: bool = False
     _session: Any = None
@@ -483,7 +483,6 @@ class MetadataProbe:
             kind = type(exc).__name__
             self.evidence.append(f"metadata {cloud}: {method} {path} failed ({kind})")
             return None
-        self.reachable = True
         return response
 
     def _garbage(self, cloud: str, what: str) -> None:
@@ -510,6 +509,7 @@ class MetadataProbe:
         if self._looks_html(response) or not TOKEN_RE.match(token):
             self._garbage(AWS, "token is not a token")
             return None
+        self.reachable = True
         response = self._request(AWS, "GET", "/latest/dynamic/instance-identity/document",
                                  {"X-aws-ec2-metadata-token": token})
         if response is None:
@@ -550,8 +550,13 @@ class MetadataProbe:
         if response is None:
             return None
         if response.headers.get("Metadata-Flavor") != "Google":
-            self._garbage(GCP, f"{key}: answer lacks the Metadata-Flavor: Google header")
+            if response.status_code == 200:
+                self._garbage(GCP, f"{key}: answer lacks the Metadata-Flavor: Google header")
+            else:
+                self.evidence.append(f"metadata gcp: not a GCP metadata service (HTTP "
+                                     f"{response.status_code} without Metadata-Flavor: Google)")
             return None
+        self.reachable = True
         if response.status_code != 200:
             self.evidence.append(f"metadata gcp: {key} HTTP {response.status_code}")
             return None

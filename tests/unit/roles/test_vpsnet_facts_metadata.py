@@ -47,6 +47,7 @@ def test_refused_token_never_falls_back_to_imdsv1(vf, gcp_server):
     facts = vf.detect(str(FIXTURES / "aws-nitro-ena"), p)
     assert facts["provider"] == "aws"  # still from DMI
     assert facts["region"] is None
+    assert facts["metadata_reachable"] is False  # no service answered in AWS's protocol
     assert [r[:2] for r in seen.requests] == [("PUT", "/latest/api/token")]
     assert any("IMDSv1 not tried by design" in e for e in facts["evidence"])
 
@@ -108,6 +109,7 @@ def test_html_answers_are_ignored_with_a_warning(vf, html_port):
     facts = vf.detect(str(FIXTURES / "kvm-plain"), p)
     assert facts["provider"] == "unknown"
     assert facts["region"] is None and facts["instance_type"] is None
+    assert facts["metadata_reachable"] is False
     assert any("aws: ignored a garbage answer (token is not a token)" in w for w in p.warnings)
     assert any(w.startswith("vpsnet_facts: metadata gcp: ignored") for w in p.warnings)
 
@@ -135,7 +137,16 @@ def test_absurd_gcp_zone_is_ignored(vf, gcp_server):
     assert any("zone 'projects/1/zones/the-moon'" in w for w in p.warnings)
 
 
-def test_metadata_overrides_conflicting_local_clues(vf, gcp_server):
+def test_non_gcp_error_is_evidence_not_a_warning(vf, aws_server):
+    """An AWS service asked the GCP way answers 404 without the header: not garbage."""
+    srv, _ = aws_server
+    p = vf.MetadataProbe(f"http://127.0.0.1:{srv.port}", 2.0)
+    assert p.gcp() is None
+    assert p.warnings == []
+    assert any("not a GCP metadata service (HTTP 404" in e for e in p.evidence)
+
+
+def test_gcp_metadata_decides_when_local_evidence_is_silent(vf, gcp_server):
     srv, _ = gcp_server
     facts = vf.detect(str(FIXTURES / "kvm-plain"), probe(vf, srv.port))
     assert facts["provider"] == "gcp"
