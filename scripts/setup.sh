@@ -74,6 +74,7 @@ if [ ! -e "$stamp" ]; then
 	run "$venv/bin/pip" install -q --upgrade pip
 	run "$venv/bin/pip" install -q -r "$req"
 	run "$venv/bin/pip" install -q --no-deps -e "$top"
+	[ -f "$top/tools/pyproject.toml" ] && run "$venv/bin/pip" install -q --no-deps -e "$top/tools"
 	rm -f "$venv"/.req-*
 	touch "$stamp"
 fi
