@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -13,9 +14,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from vpsnet_tools.manifest import ManifestError, family_names, parse_manifest, read_manifest
 
-from .test_status import SAMPLE, sample_families
-
 TOP = Path(__file__).resolve().parents[2]
+
+# the status sample, loaded by path (works with or without tests/unit/__init__.py)
+_spec = importlib.util.spec_from_file_location("vpsnet_status_sample",
+                                               Path(__file__).with_name("test_status.py"))
+assert _spec and _spec.loader
+_status_sample = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_status_sample)
+SAMPLE: str = _status_sample.SAMPLE
+sample_families = _status_sample.sample_families
 KERNELS_ENV = TOP / ".cache" / "kernels.env"
 
 
