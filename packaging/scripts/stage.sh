@@ -45,13 +45,9 @@ copy_tree "$driver_src" "$stage/driver-src"
 printf '%s\n' "$version" >"$stage/driver-src/VERSION"
 
 copy_tree "$tools_src" "$stage/tools"
-# The tools' version comes from VERSION too: rewrite a static version in
-# pyproject.toml and a __version__ literal, and provide tools/VERSION for a
-# `dynamic = ["version"]` + `version = {file = "VERSION"}` setup.
-sed -i -E "0,/^version[[:space:]]*=/s/^version[[:space:]]*=.*/version = \"$version\"/" "$stage/tools/pyproject.toml"
-grep -rlE --include='*.py' '^__version__[[:space:]]*=' "$stage/tools" 2>/dev/null |
-	xargs -r sed -i -E "s/^__version__[[:space:]]*=.*/__version__ = \"$version\"/"
-printf '%s\n' "$version" >"$stage/tools/VERSION"
+# The tools' version comes from VERSION too (and bookworm's setuptools must
+# be able to build them): see pin-tools-version.py.
+/usr/bin/python3 "$pkgdir/scripts/pin-tools-version.py" "$stage/tools" "$version"
 
 mkdir -p "$stage/packaging"
 sed "s/@VERSION@/$version/g" "$pkgdir/dkms.conf.in" >"$stage/packaging/dkms.conf"

@@ -119,8 +119,10 @@ def stub_tools(dest: Path) -> Path:
 
 def broken_copy(src: Path, dest: Path) -> Path:
     """The driver source with a compile error, for the failed-build test."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.o", "*.ko", ".*.cmd"))
-    c_file = sorted(dest.glob("*.c"))[0]
+    shutil.copytree(
+        src, dest, ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*")
+    )
+    c_file = next(p for p in sorted(dest.glob("*.c")) if "MODULE_LICENSE" in p.read_text())
     c_file.write_text(c_file.read_text() + "\n#error vpsnet packaging test: broken build\n")
     return dest
 
@@ -734,3 +736,256 @@ def test_apt_refuses_unsigned_by_other_key(build: Build, tmp_path: Path) -> None
     up = apt("apt-get", "update")
     assert "NO_PUBKEY" in up.stdout + up.stderr or "not signed" in up.stdout + up.stderr
     assert "Candidate" not in apt("apt-cache", "policy", "vpsnet-dkms").stdout
+
+
+# ------------------------------------------- install in a private root ---
+#
+# dpkg and rpm run for real, with their maintainer scripts and the real dkms,
+# in a private mount namespace whose /usr, /etc, /var/lib/{dpkg,dkms,rpm} and
+# /var/log are overlays: the host's files are never written. The host's own
+# running kernel has no headers, which is the "headers missing" case.
+
+OVERLAID = ("/usr", "/etc", "/var/lib/dpkg", "/var/lib/dkms", "/var/log")
+
+
+def running_kernel_has_headers() -> bool:
+    return Path(f"/lib/modules/{os.uname().release}/build/include").exists()
+
+
+class PrivateRoot:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        state.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, script: str) -> subprocess.CompletedProcess[str]:
+        s = self.state
+        mounts = []
+        for d in OVERLAID:
+            if Path(d).is_dir():
+                mounts.append(
+                    f'mkdir -p "{s}/up{d}" "{s}/work{d}" && mount -t overlay overlay '
+                    f'-o "lowerdir={d},upperdir={s}/up{d},workdir={s}/work{d}" "{d}"'
+                )
+            else:
+                mounts.append(f'mkdir -p "{s}/up{d}" && mount --bind "{s}/up{d}" "{d}"')
+        prelude = "\n".join(
+            [
+                "set -e",
+                *mounts,
+                f'export mok_signing_key="{s}/mok.key" mok_certificate="{s}/mok.pub"',
+                "set +e",
+            ]
+        )
+        return run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "bash",
+                "-c",
+                prelude + "\n" + script,
+            ],
+            check=False,
+        )
+
+
+def module_versions(root: PrivateRoot) -> dict[str, str]:
+    """kernel -> version of the vpsnet.ko DKMS installed for it."""
+    out = root(
+        'for f in /lib/modules/*/updates/dkms/vpsnet.ko*; do [ -e "$f" ] || continue; '
+        'echo "$f $(modinfo -F version "$f")"; done'
+    ).stdout
+    return {line.split("/")[3]: line.split()[1] for line in out.splitlines()}
+
+
+@dataclass
+class Step:
+    proc: subprocess.CompletedProcess[str]
+    status: str
+    dkms: str
+    modules: dict[str, str]
+    srcdirs: list[str]
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+
+def snapshot(root: PrivateRoot, proc: subprocess.CompletedProcess[str], query: str) -> Step:
+    return Step(
+        proc=proc,
+        status=root(query).stdout.strip(),
+        dkms=root("dkms status vpsnet 2>/dev/null").stdout,
+        modules=module_versions(root),
+        srcdirs=sorted(root("ls -d /usr/src/vpsnet-* 2>/dev/null").stdout.split()),
+    )
+
+
+@pytest.fixture(scope="module")
+def dpkg_steps(build: Build) -> dict[str, Step]:
+    """install (6.1 headers hidden) -> headers appear -> upgrade -> downgrade
+    -> broken build -> purge, with dpkg in a private root."""
+    k61, _k612 = kernels()
+    broken_version = f"{build.version2}.1"
+    broken_dist = build.work / "dist-broken"
+    make(
+        "deb",
+        broken_dist,
+        build.gnupghome,
+        VERSION=broken_version,
+        DRIVER_SRC=str(broken_copy(build.driver_src, build.work / "broken-driver")),
+        TOOLS_SRC=str(build.tools_src),
+    )
+    root = PrivateRoot(build.work / "dpkg-root")
+    query = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
+    dpkg = "dpkg --log=/dev/null --force-depends"
+    steps: dict[str, Step] = {}
+
+    def step(name: str, script: str) -> None:
+        steps[name] = snapshot(root, root(script), query)
+
+    # The 6.1 kernel's headers are "not installed yet": its build link is hidden.
+    step(
+        "install",
+        f"mv /lib/modules/{k61}/build /lib/modules/{k61}/build.hidden && "
+        f"{dpkg} -i {build.deb('vpsnet-dkms')}",
+    )
+    # Installing linux-headers-<k> runs /etc/kernel/header_postinst.d/dkms <k>.
+    step(
+        "headers",
+        f"mv /lib/modules/{k61}/build.hidden /lib/modules/{k61}/build && "
+        f"/etc/kernel/header_postinst.d/dkms {k61}",
+    )
+    step("upgrade", f"{dpkg} -i {build.deb('vpsnet-dkms', build.version2)}")
+    step("downgrade", f"{dpkg} -i {build.deb('vpsnet-dkms')}")
+    step("broken", f"{dpkg} -i {broken_dist / f'vpsnet-dkms_{broken_version}_all.deb'}")
+    steps["broken"].proc.args = broken_version  # remember which version it was
+    step("purge", f"{dpkg} --purge vpsnet-dkms")
+    return steps
+
+
+def test_dpkg_install_builds_for_kernels_with_headers(build: Build, dpkg_steps) -> None:
+    k61, k612 = kernels()
+    s = dpkg_steps["install"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"ii  {build.version}"
+    assert s.modules == {k612: build.version}, s.output
+    assert f"vpsnet/{build.version}, {k612}, x86_64: installed" in s.dkms
+    assert s.srcdirs == [f"/usr/src/vpsnet-{build.version}"]
+    # the kernel without headers is skipped with a message, not a failure
+    assert f"Module build for kernel {k61} was skipped" in s.output
+
+
+def test_dpkg_missing_headers_for_running_kernel_says_what_to_install(dpkg_steps) -> None:
+    if running_kernel_has_headers():
+        pytest.skip("the host's running kernel has headers")
+    s = dpkg_steps["install"]
+    assert s.status.startswith("ii ")
+    assert f"apt-get install linux-headers-{os.uname().release}" in s.output
+
+
+def test_dkms_builds_when_headers_are_installed_later(build: Build, dpkg_steps) -> None:
+    k61, k612 = kernels()
+    s = dpkg_steps["headers"]
+    assert s.proc.returncode == 0, s.output
+    assert s.modules == {k61: build.version, k612: build.version}, s.output
+
+
+def test_dpkg_upgrade_replaces_old_dkms_tree(build: Build, dpkg_steps) -> None:
+    k61, k612 = kernels()
+    s = dpkg_steps["upgrade"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"ii  {build.version2}"
+    assert s.modules == {k61: build.version2, k612: build.version2}, s.output
+    assert f"vpsnet/{build.version}" not in s.dkms
+    assert s.srcdirs == [f"/usr/src/vpsnet-{build.version2}"]
+
+
+def test_dpkg_downgrade(build: Build, dpkg_steps) -> None:
+    k61, k612 = kernels()
+    s = dpkg_steps["downgrade"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"ii  {build.version}"
+    assert s.modules == {k61: build.version, k612: build.version}, s.output
+    assert s.srcdirs == [f"/usr/src/vpsnet-{build.version}"]
+
+
+def test_failed_dkms_build_does_not_leave_dpkg_half_configured(dpkg_steps) -> None:
+    s = dpkg_steps["broken"]
+    broken_version = s.proc.args
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"ii  {broken_version}", s.output  # not "iF" (half-configured)
+    assert "vpsnet-dkms: ERROR: DKMS could not build or install" in s.output
+    assert "installed" not in s.dkms  # `dkms status` tells the roles the truth
+    assert s.modules == {}
+
+
+def test_dpkg_purge_leaves_nothing(dpkg_steps) -> None:
+    s = dpkg_steps["purge"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == ""
+    assert s.dkms.strip() == ""
+    assert s.modules == {}
+    assert s.srcdirs == []
+
+
+@pytest.fixture(scope="module")
+def rpm_steps(build: Build) -> dict[str, Step]:
+    """rpm -i, -U (upgrade), --reinstall (same version), -e in a private root.
+
+    --nodeps: the rpm database is a private, empty one; dkms itself is the
+    host's (Debian's) dkms, which the scriptlets call.
+    """
+    root = PrivateRoot(build.work / "rpm-root")
+    db = build.work / "rpm-root" / "rpmdb"
+    db.mkdir(parents=True, exist_ok=True)
+    rpm = f"rpm --dbpath {db} --nodeps --nosignature"
+    query = f"rpm --dbpath {db} -q --qf '%{{VERSION}}-%{{RELEASE}}' vpsnet-dkms"
+    steps: dict[str, Step] = {}
+
+    def step(name: str, script: str) -> None:
+        steps[name] = snapshot(root, root(script), query)
+
+    step("install", f"{rpm} -i {build.rpm('vpsnet-dkms')}")
+    step("upgrade", f"{rpm} -U {build.rpm('vpsnet-dkms', build.version2)}")
+    step("reinstall", f"{rpm} --reinstall {build.rpm('vpsnet-dkms', build.version2)}")
+    step("erase", f"{rpm} -e vpsnet-dkms")
+    return steps
+
+
+def test_rpm_install_builds_module(build: Build, rpm_steps) -> None:
+    k61, k612 = kernels()
+    s = rpm_steps["install"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"{build.version}-1"
+    assert s.modules == {k61: build.version, k612: build.version}, s.output
+
+
+def test_rpm_upgrade_keeps_new_module(build: Build, rpm_steps) -> None:
+    k61, k612 = kernels()
+    s = rpm_steps["upgrade"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"{build.version2}-1"
+    assert s.modules == {k61: build.version2, k612: build.version2}, s.output
+    assert f"vpsnet/{build.version}," not in s.dkms
+    assert s.srcdirs == [f"/usr/src/vpsnet-{build.version2}"]
+
+
+def test_rpm_reinstall_same_version_keeps_module(build: Build, rpm_steps) -> None:
+    """The old package's %preun runs after the new %post: --rpm_safe_upgrade and
+    the %posttrans install keep the module that both packages share."""
+    k61, k612 = kernels()
+    s = rpm_steps["reinstall"]
+    assert s.proc.returncode == 0, s.output
+    assert s.modules == {k61: build.version2, k612: build.version2}, s.output
+    assert f"vpsnet/{build.version2}, {k612}, x86_64: installed" in s.dkms
+
+
+def test_rpm_erase_leaves_nothing(rpm_steps) -> None:
+    s = rpm_steps["erase"]
+    assert s.proc.returncode == 0, s.output
+    assert "not installed" in s.status
+    assert s.dkms.strip() == ""
+    assert s.modules == {}
+    assert s.srcdirs == []
