@@ -9,11 +9,14 @@ packaging/README.md.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -525,7 +528,22 @@ def test_rpm_signature_needs_the_key(build: Build, tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+def stop_dnf_gpg_agents(cache: Path) -> None:
+    """libdnf verifies repomd.xml with a gpg home per repository inside the
+    cache and leaves a gpg-agent running there: stop the ones we caused."""
+    for home in cache.rglob("pubring"):
+        if home.is_dir():
+            run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
 def dnf_download(repo: Path, work: Path, pkg: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return dnf_download_(repo, work, pkg)
+    finally:
+        stop_dnf_gpg_agents(work / "cache")
+
+
+def dnf_download_(repo: Path, work: Path, pkg: str) -> subprocess.CompletedProcess[str]:
     return run(
         [
             "dnf",
@@ -617,7 +635,7 @@ def test_packages_index_lists_both_versions(build: Build) -> None:
 class Apt:
     """apt-get/apt-cache with all state under a private directory."""
 
-    def __init__(self, repo: Path, work: Path) -> None:
+    def __init__(self, repo: Path, work: Path, uri: str | None = None) -> None:
         self.work = work
         etc = work / "etc/apt"
         for d in (
@@ -633,13 +651,15 @@ class Apt:
         (work / "status").touch()
         (etc / "sources.list.d/vpsnet.sources").write_text(
             (build_sources := (repo / "vpsnet.sources").read_text())
-            .replace(f"{REPO_URL}/apt", f"file:{repo / 'apt'}")
+            .replace(f"{REPO_URL}/apt", uri or f"file:{repo / 'apt'}")
             .replace(
                 "/etc/apt/keyrings/vpsnet-archive-keyring.gpg",
                 str(repo / "vpsnet-archive-keyring.gpg"),
             )
         )
-        assert "file:" in (etc / "sources.list.d/vpsnet.sources").read_text(), build_sources
+        assert f"URIs: {REPO_URL}" not in (etc / "sources.list.d/vpsnet.sources").read_text(), (
+            build_sources
+        )
         self.opts = [
             f"-oDir={work}",
             f"-oDir::Etc={etc}",
@@ -666,6 +686,49 @@ def test_apt_update_and_download_with_signed_by(build: Build, tmp_path: Path) ->
     dl = apt("apt-get", "download", f"vpsnet-dkms={build.version}")
     assert dl.returncode == 0, dl.stderr
     assert (tmp_path / "dl" / build.deb("vpsnet-dkms").name).is_file()
+
+
+def test_apt_over_http_from_loopback(build: Build, tmp_path: Path) -> None:
+    """The repository works served as plain files over HTTP (how the lab guests
+    reach it: a host loopback port forwarded to http://10.0.2.101/)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(build.repo))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        apt = Apt(build.repo, tmp_path, uri=f"{base}/apt")
+        up = apt("apt-get", "update")
+        assert up.returncode == 0 and "E:" not in up.stderr, up.stdout + up.stderr
+        assert f"Candidate: {build.version2}" in apt("apt-cache", "policy", "vpsnet-dkms").stdout
+        dl = apt("apt-get", "download", "vpsnet-dkms", "vpsnet-tools")
+        assert dl.returncode == 0, dl.stderr
+        dnf = run(
+            [
+                "dnf",
+                "-y",
+                f"--installroot={tmp_path / 'root'}",
+                "--releasever=12",
+                "--setopt=reposdir=/dev/null",
+                f"--setopt=cachedir={tmp_path / 'cache'}",
+                "--disableplugin=*",
+                "--enableplugin=download",
+                f"--repofrompath=vpsnet,{base}/rpm",
+                "--setopt=vpsnet.gpgcheck=1",
+                "--setopt=vpsnet.repo_gpgcheck=1",
+                f"--setopt=vpsnet.gpgkey={base}/vpsnet-archive-keyring.asc",
+                "download",
+                f"--destdir={tmp_path / 'dl'}",
+                "vpsnet-dkms",
+            ],
+            check=False,
+        )
+        assert dnf.returncode == 0, dnf.stdout + dnf.stderr
+    finally:
+        stop_dnf_gpg_agents(tmp_path / "cache")
+        server.shutdown()
+        server.server_close()
 
 
 def test_apt_refuses_tampered_packages(build: Build, tmp_path: Path) -> None:
