@@ -177,8 +177,6 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
         if not isinstance(raw, dict):
             problems.append(f"{where}: expected a mapping")
             continue
-        for key in sorted(set(raw) - GUEST_KEYS):
-            problems.append(f"{where}.{key}: unknown key")
         name = _str(raw, "name", where, problems)
         if name and not NAME_RE.match(name):
             problems.append(f"{where}.name: {name!r} is not a valid host name ([a-z][a-z0-9-]*)")
@@ -186,6 +184,8 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
             problems.append(f"{where}.name: duplicate guest name {name!r}")
         if name:
             where = f"guests[{i}] ({name})"
+        for key in sorted(set(raw) - GUEST_KEYS):
+            problems.append(f"{where}.{key}: unknown key")
         cloud = raw.get("cloud")
         if cloud not in CLOUDS:
             problems.append(f"{where}.cloud: unknown cloud {cloud!r} (expected aws or gcp)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from vpsnet_tools.manifest import ManifestError, family_names, parse_manifest, read_manifest
 
 TOP = Path(__file__).resolve().parents[2]

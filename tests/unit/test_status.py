@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from vpsnet_tools import status
 
 # A metrics file as vpsnet.ko prints it (one virtio NIC with 2 queue pairs
