@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +141,8 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_=+/.-]{1,512}$")
 PCI_ADDR_RE = re.compile(r"^[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 CONNECT_TIMEOUT = 0.5
+MAX_BODY = 64 * 1024
+JOIN_GRACE = 0.2  # seconds past the deadline before a stuck request is abandoned
 AWS_TOKEN_TTL = "60"
 
 
@@ -436,6 +439,15 @@ class MetadataResult:
 
 
 @dataclass
+class Answer:
+    """What one metadata request returned."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    text: str
+
+
+@dataclass
 class MetadataProbe:
     """Bounded metadata queries: every request shares one deadline."""
 
@@ -459,8 +471,12 @@ class MetadataProbe:
         return (min(CONNECT_TIMEOUT, remaining), remaining)
 
     def _request(self, cloud: str, method: str, path: str,
-                 headers: dict[str, str]) -> Any | None:
-        """One request within the budget, or None (evidence says why)."""
+                 headers: dict[str, str]) -> Answer | None:
+        """One request within the budget, or None (evidence says why).
+
+        The body is streamed and the deadline checked between chunks, so a server
+        that drips bytes cannot stretch the budget; bodies over MAX_BODY are refused.
+        """
         if self._down:
             return None
         timeout = self._timeout()
@@ -471,8 +487,21 @@ class MetadataProbe:
             self._session = requests.Session()
             self._session.trust_env = False  # never a proxy for a link-local service
         try:
-            response = self._session.request(method, self.base_url + path, headers=headers,
-                                             timeout=timeout, allow_redirects=False)
+            with self._session.request(method, self.base_url + path, headers=headers,
+                                       timeout=timeout, allow_redirects=False,
+                                       stream=True) as response:
+                body = b""
+                for chunk in response.iter_content(1024):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        self._garbage(cloud, f"{path}: body over {MAX_BODY} bytes")
+                        return None
+                    if time.monotonic() > self._deadline:
+                        self.evidence.append(f"metadata {cloud}: {method} {path} "
+                                             "failed (budget spent while reading)")
+                        return None
+                text = body.decode("utf-8", errors="replace")
+                return Answer(response.status_code, response.headers, text)
         except requests.exceptions.ConnectionError as exc:
             # refused, unroutable or ConnectTimeout: nobody answers at that address
             self._down = True
@@ -483,7 +512,31 @@ class MetadataProbe:
             kind = type(exc).__name__
             self.evidence.append(f"metadata {cloud}: {method} {path} failed ({kind})")
             return None
-        return response
+
+    def run(self, order: list[str]) -> tuple[MetadataResult | None, list[str], bool]:
+        """Ask the clouds in order; (result, evidence, reachable) within the budget.
+
+        Socket timeouts bound each wait, but not a server that drips bytes or a
+        slow name lookup, so the queries run in a worker thread that is abandoned
+        (daemon) once the budget is spent: the caller never waits much longer.
+        """
+        box: list[MetadataResult] = []
+
+        def work() -> None:
+            for cloud in order:
+                result = self.aws() if cloud == AWS else self.gcp()
+                if result is not None:
+                    box.append(result)
+                    return
+
+        worker = threading.Thread(target=work, name="vpsnet-facts-metadata", daemon=True)
+        worker.start()
+        worker.join(max(self._deadline - time.monotonic(), 0.0) + JOIN_GRACE)
+        evidence = list(self.evidence)
+        if worker.is_alive():
+            evidence.append("metadata: gave up, time budget spent with a request still running")
+            return None, evidence, False
+        return (box[0] if box else None), evidence, self.reachable
 
     def _garbage(self, cloud: str, what: str) -> None:
         msg = f"metadata {cloud}: ignored a garbage answer ({what})"
@@ -491,7 +544,7 @@ class MetadataProbe:
         self.warnings.append(f"vpsnet_facts: {msg}")
 
     @staticmethod
-    def _looks_html(response: Any) -> bool:
+    def _looks_html(response: Answer) -> bool:
         ctype = response.headers.get("Content-Type", "")
         return "html" in ctype.lower() or response.text.lstrip()[:1] == "<"
 
@@ -623,12 +676,8 @@ def detect(root: str = "/", probe: MetadataProbe | None = None,
     reachable = False
     if probe is not None:
         order = {AWS: [AWS], GCP: [GCP], UNKNOWN: [AWS, GCP]}[local]
-        for cloud in order:
-            meta = probe.aws() if cloud == AWS else probe.gcp()
-            if meta is not None:
-                break
-        evidence.extend(probe.evidence)
-        reachable = probe.reachable
+        meta, probe_evidence, reachable = probe.run(order)
+        evidence.extend(probe_evidence)
     else:
         evidence.append("metadata: not queried (disabled)")
 

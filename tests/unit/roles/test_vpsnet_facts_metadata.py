@@ -104,6 +104,14 @@ def test_server_that_never_answers_both_clouds_share_one_budget(vf, silent_port)
     assert facts["metadata_reachable"] is False
 
 
+def test_server_that_drips_bytes_cannot_stretch_the_budget(vf, dripping_port):
+    start = time.monotonic()
+    facts = vf.detect(str(FIXTURES / "kvm-plain"), probe(vf, dripping_port))
+    assert time.monotonic() - start < 2.5
+    assert facts["provider"] == "unknown"
+    assert any("gave up, time budget spent" in e for e in facts["evidence"]), facts["evidence"]
+
+
 def test_html_answers_are_ignored_with_a_warning(vf, html_port):
     p = probe(vf, html_port)
     facts = vf.detect(str(FIXTURES / "kvm-plain"), p)
