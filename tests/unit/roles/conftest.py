@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from vpsnet_facts_helpers import load_facts_module
 
 from vpsnet_lab.metadata import Identity, MetadataServer
-
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FACTS_LIBRARY = REPO / "roles" / "vpsnet_facts" / "library"
-
-
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vpsnet_facts", FACTS_LIBRARY / "vpsnet_facts.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vpsnet_facts"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def vf() -> ModuleType:
     """The vpsnet_facts module, imported from the role's library directory."""
-    return _load_module()
-
-
-def recorded_ethtool(root: Path):
-    """An `ethtool -l NAME` stand-in that reads recorded output under <root>/ethtool-l/."""
-
-    def run(name: str) -> str | None:
-        path = root / "ethtool-l" / name
-        return path.read_text() if path.exists() else None
-
-    return run
+    return load_facts_module()
 
 
 AWS_IDENTITY = Identity(cloud="aws", name="n1", region="us-east-1", zone="us-east-1a",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, REPO
+from vpsnet_facts_helpers import FIXTURES, REPO
 
 BIN = Path(sys.executable).parent
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, recorded_ethtool
+from vpsnet_facts_helpers import FIXTURES, recorded_ethtool
 
 
 def irq_table(nic: dict) -> list[tuple[int, str, int | None, str]]:
