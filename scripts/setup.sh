@@ -22,6 +22,8 @@ apt_packages=(
 	python3 python3-venv python3-dev docker.io git rsync e2fsprogs
 	rpm rpmlint createrepo-c dnf reprepro gnupg lintian
 	prometheus iperf3 ethtool socat linux-source-6.12 pahole
+	dh-python pybuild-plugin-pyproject python3-all python3-build python3-installer
+	apt-utils dnf-plugins-core python3-prometheus-client python3-pyelftools
 )
 
 apt_updated_stamp="$cache/apt-updated"

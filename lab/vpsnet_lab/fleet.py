@@ -8,6 +8,7 @@ remove exactly those, by PID and start time, even after a crashed `up`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -157,11 +158,15 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
 
 
 def _start_time(pid: int) -> str | None:
+    """The process's start time, or None once it is gone (zombies included)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _alive(proc: dict[str, Any]) -> bool:
@@ -184,7 +189,10 @@ def _stop(proc: dict[str, Any], grace: float = 10.0) -> None:
         time.sleep(0.1)
     if _alive(proc):
         os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
         while _alive(proc):
+            if time.monotonic() > deadline:
+                raise LabError(f"{proc['what']} pid {pid} survived SIGKILL")
             time.sleep(0.05)
 
 

@@ -1,0 +1,53 @@
+# vpsnet: two commands on a fresh Debian 12 machine, as root:
+#   make demo   set up, boot the default lab fleet, show it, tear it down
+#   make test   set up, then the whole test suite
+SHELL      := /bin/bash
+VENV       := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+PYTEST_ARGS ?=
+LINT_PY    := lab tools tests roles
+
+.PHONY: setup demo test test-fast lint unit packages repo check-packages driver driver-check clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+# The whole suite: unit, lint, host packaging and build checks, real guests.
+test: setup lint
+	pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests
+
+# Quick iteration: no guests, no packaging builds.
+test-fast: setup lint unit
+
+unit:
+	pytest -p no:cacheprovider -q tests/unit
+
+lint:
+	ruff check $(LINT_PY)
+	mypy lab tools/vpsnet_tools
+	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
+		yamllint -s roles deploy.yml && ansible-lint --profile production --offline roles deploy.yml; fi
+
+driver:
+	$(MAKE) -C driver-src
+
+driver-check:
+	$(MAKE) -C driver-src check
+
+packages:
+	$(MAKE) -C packaging packages
+
+repo:
+	$(MAKE) -C packaging repo
+
+check-packages:
+	$(MAKE) -C packaging check-packages
+
+clean:
+	$(MAKE) -C driver-src clean
+	$(MAKE) -C packaging clean
