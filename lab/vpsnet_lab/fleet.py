@@ -124,6 +124,7 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
                  authorized_key: str, tap_fds: dict[int, list[int]]) -> list[str]:
     """The full QEMU command line for one guest (pure: unit-tested)."""
     user = [f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{g.ssh_port}-:22",
+            *(f"hostfwd=tcp:127.0.0.1:{hport}-:{gport}" for gport, hport in g.forwards),
             f"guestfwd=tcp:{METADATA_GUEST_ADDR}:80-cmd:{BUSYBOX} nc 127.0.0.1 {metadata_port}"]
     for svc in spec.services:
         user.append(f"guestfwd=tcp:{svc.guest_addr}:{svc.guest_port}-cmd:"

@@ -24,7 +24,8 @@ HOST_MEMORY_RESERVE_MB = 2048
 DEFAULT_BASE_PORT = 10022
 
 GUEST_KEYS = {"name", "cloud", "region", "zone", "instance_type", "kernel", "vcpus",
-              "memory_mb", "nics", "ssh_port"}
+              "memory_mb", "nics", "ssh_port", "forwards"}
+FORWARD_KEYS = {"guest_port", "host_port"}
 TOP_KEYS = {"name", "base_port", "guests", "regions", "services"}
 NIC_KEYS = {"queues", "link"}
 SERVICE_KEYS = {"name", "guest_port", "host_port"}
@@ -67,6 +68,8 @@ class Guest:
     ssh_port: int
     index: int
     nics: tuple[Nic, ...] = ()
+    # Extra TCP ports of the guest forwarded to 127.0.0.1: guest port -> host port.
+    forwards: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,9 +241,23 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
                         continue
                 continue
             nics.append(Nic(index=len(nics) + 1, queues=queues))
+        forwards: list[tuple[int, int]] = []
+        raw_fwds = raw.get("forwards", [])
+        for j, fwd in enumerate(raw_fwds if isinstance(raw_fwds, list) else [None]):
+            fwhere = f"{where}.forwards[{j}]"
+            if not isinstance(fwd, dict):
+                problems.append(f"{fwhere}: expected a mapping with guest_port and host_port")
+                continue
+            for key in sorted(set(fwd) - FORWARD_KEYS):
+                problems.append(f"{fwhere}.{key}: unknown key")
+            gport = _int(fwd.get("guest_port"), f"{fwhere}.guest_port", 1, 65535, problems)
+            hport = _int(fwd.get("host_port"), f"{fwhere}.host_port", 1024, 65535, problems)
+            if gport and hport:
+                forwards.append((gport, hport))
         guests.append(Guest(name=name, cloud=cloud, region=region, zone=zone,
                             instance_type=itype, kernel=kernel, vcpus=vcpus, memory_mb=memory,
-                            ssh_port=ssh_port, index=i, nics=tuple(nics)))
+                            ssh_port=ssh_port, index=i, nics=tuple(nics),
+                            forwards=tuple(forwards)))
 
     regions: dict[str, dict[str, int]] = {}
     raw_regions = data.get("regions", {}) or {}
@@ -283,6 +300,11 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
         if g.ssh_port in ports:
             problems.append(f"{where}: port {g.ssh_port} clashes with {ports[g.ssh_port]}")
         ports.setdefault(g.ssh_port, where)
+        for j, (_, hport) in enumerate(g.forwards):
+            fwhere = f"guests[{g.index}] ({g.name}).forwards[{j}].host_port"
+            if hport in ports:
+                problems.append(f"{fwhere}: port {hport} clashes with {ports[hport]}")
+            ports.setdefault(hport, fwhere)
     for link in links:
         where = f"link {link.listener}<->{link.connector} (base_port + 200 + {link.index})"
         if link.port in ports:

@@ -54,6 +54,7 @@ def test_user_networking_is_restricted_to_host_loopback() -> None:
     assert "restrict=on" in opts
     fwds = [o for o in opts if o.startswith(("hostfwd=", "guestfwd="))]
     assert "hostfwd=tcp:127.0.0.1:40022-:22" in fwds
+    assert "hostfwd=tcp:127.0.0.1:40900-:9000" in fwds
     assert "guestfwd=tcp:10.0.2.100:80-cmd:/bin/busybox nc 127.0.0.1 50000" in fwds
     assert "guestfwd=tcp:10.0.2.101:80-cmd:/bin/busybox nc 127.0.0.1 48080" in fwds
     for fwd in fwds:  # every forward ends on the host's loopback

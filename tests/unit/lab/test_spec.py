@@ -16,7 +16,8 @@ GOOD: dict[str, Any] = {
     "guests": [
         {"name": "a1", "cloud": "aws", "region": "us-east-1", "zone": "us-east-1a",
          "instance_type": "m5.large", "kernel": "6.1", "vcpus": 1, "memory_mb": 512,
-         "nics": [{"queues": 4}, {"link": "g1"}]},
+         "nics": [{"queues": 4}, {"link": "g1"}],
+         "forwards": [{"guest_port": 9000, "host_port": 40900}]},
         {"name": "g1", "cloud": "gcp", "region": "asia-east1", "zone": "asia-east1-b",
          "instance_type": "e2-standard-2", "kernel": "6.12", "vcpus": 1, "memory_mb": 512},
     ],
@@ -64,6 +65,10 @@ def test_good_spec_parses_with_links_and_taps() -> None:
     (("guests", 0, "colour"), "red", "guests[0] (a1).colour: unknown key"),
     (("guests", 1, "ssh_port"), 40022, "ssh_port: port 40022 clashes with guests[0] (a1)"),
     (("guests",), [], "guests: expected a non-empty list"),
+    (("guests", 1, "forwards"), [{"guest_port": 80, "host_port": 40900}],
+     "guests[1] (g1).forwards[0].host_port: port 40900 clashes with guests[0] (a1).forwards[0]"),
+    (("guests", 1, "forwards"), [{"guest_port": 0, "host_port": 40901}],
+     "forwards[0].guest_port: 0 is out of range"),
 ])
 def test_each_bad_field_has_its_own_message(path: tuple[Any, ...], value: Any,
                                             expected: str) -> None:
