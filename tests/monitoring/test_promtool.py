@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +63,22 @@ def test_a_broken_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
         (tmp_path / "tests" / t.name).write_text(t.read_text())
     r = promtool("test", "rules", *(str(tmp_path / "tests" / t.name) for t in TESTS))
     assert r.returncode != 0 and "VpsnetLinkDown" in r.stdout + r.stderr
+
+
+def test_dashboard_and_rule_exprs_parse(tmp_path: Path) -> None:
+    """promtool parses each expression (as a recording rule); the lab test asks a server too."""
+    from .vpsnet_promql import DASHBOARD, dashboard_exprs
+
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 15
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"vpsnet:dashboard_expr_{i}", "expr": e} for i, (_, e) in enumerate(exprs)]}]}
+    f = tmp_path / "dashboard.rules.yml"
+    f.write_text(yaml.safe_dump(rules))
+    r = promtool("check", "rules", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    titles = {p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]}
+    for want in ("Health state timeline", "Per-queue drop rate", "Link flaps",
+                 "Softnet drops (backlog full)", "Softnet time squeezes",
+                 "Module versions across the fleet", "Exporters up"):
+        assert want in titles
