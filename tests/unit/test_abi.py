@@ -1,0 +1,371 @@
+"""vpsnet-abi: diff verdicts on manifests, load-check logic on synthetic inputs, CLI errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vpsnet_tools import abi
+from vpsnet_tools.abi import (
+    ADDITIVE,
+    BREAKING,
+    COMPATIBLE,
+    NOTE,
+    CheckFinding,
+    Export,
+    KernelInfo,
+    KoInfo,
+    check_module,
+    diff_manifests,
+    main,
+)
+
+BASE: dict[str, Any] = {
+    "format": 1,
+    "module": "vpsnet",
+    "version": "1.0.0",
+    "abi_major": 1,
+    "exposition": "text/plain; version=0.0.4",
+    "parameters": [
+        {"name": "drivers", "type": "charp", "min": None, "max": None,
+         "default": "ena,virtio_net,gve", "description": "d"},
+        {"name": "interval_ms", "type": "uint", "min": 100, "max": 60000, "default": 1000,
+         "description": "i"},
+        {"name": "uevents", "type": "bool", "min": None, "max": None, "default": True,
+         "description": "u"},
+    ],
+    "health_states": ["ok", "rx_silent", "tx_stalled", "carrier_down"],
+    "metrics": [
+        {"name": "vpsnet_link_up", "type": "gauge", "labels": ["netns", "device", "driver"],
+         "help": "h"},
+        {"name": "vpsnet_link_flaps_total", "type": "counter",
+         "labels": ["netns", "device", "driver"], "help": "h"},
+    ],
+    "uevent": {"action": "change", "subsystem": "net", "keys": ["VPSNET_STATE", "VPSNET_PREV"]},
+    "proc": ["/proc/net/vpsnet/metrics", "/proc/net/vpsnet/manifest"],
+    "build": {"test_force_unhealthy": False},
+}
+
+
+def _new() -> dict[str, Any]:
+    return copy.deepcopy(BASE)
+
+
+def _param(m: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in m["parameters"] if p["name"] == name)
+
+
+def _kinds(res: abi.DiffResult) -> list[tuple[str, str, str]]:
+    return [(f.severity, f.kind, f.subject) for f in res.findings]
+
+
+def test_identical_is_compatible_without_findings() -> None:
+    res = diff_manifests(BASE, _new())
+    assert res.verdict == COMPATIBLE and res.findings == []
+
+
+def test_version_and_description_changes_are_not_findings() -> None:
+    new = _new()
+    new["version"] = "1.0.1"
+    new["parameters"][0]["description"] = "other words"
+    new["metrics"][0]["help"] = "other help"
+    new["metrics"][0]["labels"] = ["driver", "device", "netns"]  # order is not identity
+    assert diff_manifests(BASE, new).findings == []
+
+
+def test_build_flag_is_a_note_and_stays_compatible() -> None:
+    new = _new()
+    new["build"]["test_force_unhealthy"] = True
+    res = diff_manifests(BASE, new)
+    assert res.verdict == COMPATIBLE
+    assert _kinds(res) == [(NOTE, "build", "test_force_unhealthy")]
+    assert "not part of the ABI" in res.findings[0].message
+
+
+def test_changed_default_is_a_note() -> None:
+    new = _new()
+    _param(new, "interval_ms")["default"] = 2000
+    res = diff_manifests(BASE, new)
+    assert res.verdict == COMPATIBLE
+    assert _kinds(res) == [(NOTE, "parameter", "interval_ms")]
+    assert "default 1000 -> 2000" in res.findings[0].message
+
+
+@pytest.mark.parametrize("change, severity, needle", [
+    ({"min": 50}, ADDITIVE, "min 100 -> 50: range widened"),
+    ({"max": 120000}, ADDITIVE, "max 60000 -> 120000: range widened"),
+    ({"max": None}, ADDITIVE, "max bound 60000 removed: range widened"),
+    ({"min": 200}, BREAKING, "min 100 -> 200: range narrowed"),
+    ({"max": 30000}, BREAKING, "max 60000 -> 30000: range narrowed"),
+])
+def test_ranges(change: dict[str, Any], severity: str, needle: str) -> None:
+    new = _new()
+    _param(new, "interval_ms").update(change)
+    res = diff_manifests(BASE, new)
+    assert res.verdict == severity
+    assert [f.message for f in res.findings] == [f"parameter interval_ms: {needle}"]
+
+
+def test_bound_added_to_unbounded_parameter_is_breaking() -> None:
+    new = _new()
+    _param(new, "drivers")["max"] = 8
+    res = diff_manifests(BASE, new)
+    assert res.verdict == BREAKING and "bound added" in res.findings[0].message
+
+
+def test_additive_changes() -> None:
+    new = _new()
+    new["metrics"].append({"name": "vpsnet_new_total", "type": "counter", "labels": ["cpu"]})
+    new["parameters"].append({"name": "quiet", "type": "bool", "min": None, "max": None,
+                              "default": False})
+    new["uevent"]["keys"].append("VPSNET_REASON")
+    new["proc"].append("/proc/net/vpsnet/queues")
+    new["health_states"].append("degraded")
+    res = diff_manifests(BASE, new)
+    assert res.verdict == ADDITIVE
+    assert sorted(_kinds(res)) == sorted([
+        (ADDITIVE, "metric", "vpsnet_new_total"),
+        (ADDITIVE, "parameter", "quiet"),
+        (ADDITIVE, "uevent", "VPSNET_REASON"),
+        (ADDITIVE, "proc", "/proc/net/vpsnet/queues"),
+        (ADDITIVE, "health_state", "degraded"),
+    ])
+    assert not res.abi_major_bumped and not res.undeclared_break
+
+
+def test_renamed_family_is_removed_plus_added_and_breaking() -> None:
+    new = _new()
+    new["metrics"][1]["name"] = "vpsnet_carrier_flaps_total"
+    res = diff_manifests(BASE, new)
+    assert res.verdict == BREAKING
+    assert _kinds(res) == [(BREAKING, "metric", "vpsnet_link_flaps_total"),
+                           (ADDITIVE, "metric", "vpsnet_carrier_flaps_total")]
+    assert res.undeclared_break  # abi_major was not bumped
+
+
+@pytest.mark.parametrize("mutate, kind, needle", [
+    (lambda m: m["parameters"].pop(1), "parameter", "parameter interval_ms removed"),
+    (lambda m: _param(m, "interval_ms").update(type="ulong"), "parameter",
+     "parameter interval_ms retyped uint -> ulong"),
+    (lambda m: m["metrics"].pop(0), "metric", "metric family vpsnet_link_up removed"),
+    (lambda m: m["metrics"][0].update(type="counter"), "metric",
+     "metric family vpsnet_link_up retyped gauge -> counter"),
+    (lambda m: m["metrics"][0]["labels"].remove("driver"), "label",
+     "metric family vpsnet_link_up: label driver removed"),
+    (lambda m: m["metrics"][0]["labels"].append("pci"), "label",
+     "metric family vpsnet_link_up: label pci added"),
+    (lambda m: m["uevent"]["keys"].remove("VPSNET_PREV"), "uevent",
+     "uevent key VPSNET_PREV removed"),
+    (lambda m: m["uevent"].update(action="add"), "uevent", "uevent action 'change' -> 'add'"),
+    (lambda m: m["proc"].remove("/proc/net/vpsnet/manifest"), "proc",
+     "proc path /proc/net/vpsnet/manifest removed"),
+    (lambda m: m["health_states"].remove("rx_silent"), "health_state",
+     "health state rx_silent removed"),
+    (lambda m: m.update(exposition="application/openmetrics-text"), "exposition",
+     "metrics exposition format"),
+])
+def test_breaking_changes(mutate: Any, kind: str, needle: str) -> None:
+    new = _new()
+    mutate(new)
+    res = diff_manifests(BASE, new)
+    assert res.verdict == BREAKING
+    breaking = [f for f in res.findings if f.severity == BREAKING]
+    assert len(breaking) == 1 and breaking[0].kind == kind
+    assert breaking[0].message.startswith(needle)
+
+
+def test_abi_major_bump_alone_is_breaking_and_declared() -> None:
+    new = _new()
+    new["abi_major"] = 2
+    res = diff_manifests(BASE, new)
+    assert res.verdict == BREAKING
+    assert _kinds(res) == [(BREAKING, "abi_major", "abi_major")]
+    assert res.abi_major_bumped and not res.undeclared_break
+    new["metrics"].pop()
+    res = diff_manifests(BASE, new)
+    assert res.abi_major_bumped and not res.undeclared_break
+    assert len(res.findings) == 2
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _write(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
+    p = tmp_path / name
+    p.write_bytes(json.dumps(doc).encode() + b"\0")  # NUL-terminated, as procfs serves it
+    return str(p)
+
+
+def test_cli_diff_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    old = _write(tmp_path, "old.json", BASE)
+    added = _new()
+    added["metrics"].append({"name": "vpsnet_x", "type": "gauge", "labels": []})
+    renamed = _new()
+    renamed["metrics"][0]["name"] = "vpsnet_carrier_up"
+
+    assert main(["diff", old, old]) == 0
+    assert capsys.readouterr().out.startswith("compatible: ")
+    assert main(["diff", old, _write(tmp_path, "add.json", added)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("additive: ") and "  additive: metric family vpsnet_x added" in out
+    assert main(["diff", "--json", old, _write(tmp_path, "ren.json", renamed)]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "breaking" and doc["undeclared_break"] is True
+    assert doc["old"] == {"version": "1.0.0", "abi_major": 1, "source": old}
+    assert {"severity": "breaking", "kind": "metric", "subject": "vpsnet_link_up",
+            "message": "metric family vpsnet_link_up removed"} in doc["findings"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"\x7fELF\x02\x01\x01garbage", "ELF file"),
+    (b"\x7fELF", "ELF file"),
+    (b"not json at all", "not valid JSON"),
+    (b'{"format": 1, "module": "vpsnet"}', "no valid 'abi_major'"),
+    (b'{"format": 7}', "unsupported manifest format"),
+    (b"[1, 2]", "not a JSON object"),
+])
+def test_malformed_inputs_give_one_line_and_exit_2(tmp_path: Path, content: bytes, needle: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.ko"
+    bad.write_bytes(content)
+    good = _write(tmp_path, "good.json", BASE)
+    for argv in (["manifest", str(bad)], ["diff", good, str(bad)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_check_on_malformed_and_missing_inputs(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.ko"
+    bad.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"junk")
+    assert main(["check", str(bad), "--kernel", "6.1.0-56-cloud-amd64"]) == 2
+    err = capsys.readouterr().err
+    assert "malformed ELF" in err and "Traceback" not in err
+    txt = tmp_path / "x.ko"
+    txt.write_text("hello")
+    assert main(["check", str(txt), "--kernel", "x"]) == 2
+    assert "not an ELF file" in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "none.ko"), "--kernel", "x"]) == 2
+    assert "No such file" in capsys.readouterr().err
+    assert main(["diff", "loaded", str(txt)]) == 2 or Path(abi.LOADED_MANIFEST).exists()
+
+
+def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["diff", "only-one"])
+    assert e.value.code == 2
+
+
+# --------------------------------------------------------------------------- check logic
+
+CFG = {"CONFIG_X86_64": "y", "CONFIG_SMP": "y", "CONFIG_PREEMPT_BUILD": "y",
+       "CONFIG_MODULE_UNLOAD": "y", "CONFIG_MODVERSIONS": "y", "CONFIG_MODULE_SIG": "y"}
+REL = "6.1.0-56-cloud-amd64"
+
+
+def _kernel(**kw: Any) -> KernelInfo:
+    base: dict[str, Any] = {
+        "release": REL, "config": dict(CFG),
+        "symvers": {"printk": Export(0x11, "vmlinux", "EXPORT_SYMBOL", ""),
+                    "dev_get_stats": Export(0x22, "vmlinux", "EXPORT_SYMBOL_GPL", ""),
+                    "cxl_thing": Export(0x33, "cxl_core", "EXPORT_SYMBOL_GPL", "CXL")},
+        "modules": {"cxl_core", "virtio_net"}, "running": False,
+        "sources": {"symvers": "Module.symvers", "modules": "modules.dep"},
+    }
+    base.update(kw)
+    return KernelInfo(**base)
+
+
+def _ko(**kw: Any) -> KoInfo:
+    base: dict[str, Any] = {
+        "path": "vpsnet.ko", "machine": "EM_X86_64",
+        "modinfo": {"vermagic": [f"{REL} SMP preempt mod_unload modversions "],
+                    "license": ["GPL"], "depends": [""]},
+        "versions": {"printk": 0x11, "dev_get_stats": 0x22},
+        "undefined": {"printk", "dev_get_stats"}, "signed": False,
+    }
+    base.update(kw)
+    return KoInfo(**base)
+
+
+def _fails(findings: list[CheckFinding]) -> list[tuple[str, str]]:
+    return [(f.check, f.message) for f in findings if f.status == "fail"]
+
+
+def test_check_clean_module_loads() -> None:
+    f = check_module(_ko(), _kernel())
+    assert _fails(f) == []
+    assert {x.check for x in f if x.status == "ok"} >= {"vermagic", "symbol", "namespace",
+                                                         "depends", "signature"}
+
+
+def test_check_vermagic_release_and_flags() -> None:
+    f = _fails(check_module(_ko(), _kernel(release="6.12.117+deb12-cloud-amd64")))
+    assert f[0][0] == "vermagic" and "built for 6.1.0-56-cloud-amd64" in f[0][1]
+    cfg = dict(CFG)
+    del cfg["CONFIG_PREEMPT_BUILD"]
+    f = _fails(check_module(_ko(), _kernel(config=cfg)))
+    assert f == [("vermagic", "flags SMP preempt mod_unload modversions != kernel's "
+                              "SMP mod_unload modversions")]
+
+
+def test_check_crc_missing_symbol_and_no_versions() -> None:
+    k = _kernel()
+    k.symvers["printk"] = Export(0x99, "vmlinux", "EXPORT_SYMBOL", "")
+    f = _fails(check_module(_ko(undefined={"printk", "dev_get_stats", "gone"}), k))
+    assert ("symbol", "printk: CRC 0x00000011 in module, 0x00000099 in 6.1.0-56-cloud-amd64 "
+                      "(vmlinux) (disagrees about version)") in f
+    assert any(m.startswith("gone: not exported") for _, m in f)
+    f = _fails(check_module(_ko(versions={}), _kernel()))
+    assert f and "no symbol versions" in f[0][1]
+
+
+def test_check_namespace_license_depends() -> None:
+    ko = _ko(undefined={"printk", "cxl_thing"}, versions={"printk": 0x11, "cxl_thing": 0x33})
+    assert _fails(check_module(ko, _kernel())) == [
+        ("namespace", "cxl_thing in namespace CXL, module lacks MODULE_IMPORT_NS(CXL)")]
+    ko.modinfo["import_ns"] = ["CXL"]
+    assert _fails(check_module(ko, _kernel())) == []
+
+    prop = _ko()
+    prop.modinfo["license"] = ["Proprietary"]
+    assert [c for c, _ in _fails(check_module(prop, _kernel()))] == ["license"]
+
+    dep = _ko()
+    dep.modinfo["depends"] = ["virtio_net,ena"]
+    assert _fails(check_module(dep, _kernel())) == [("depends", "ena not in modules.dep")]
+    unknown = [f for f in check_module(dep, _kernel(modules=None)) if f.check == "depends"]
+    assert unknown[0].status == "unknown" and "unknown" in unknown[0].message
+
+
+def test_check_signature_enforcement() -> None:
+    cfg = {**CFG, "CONFIG_MODULE_SIG_FORCE": "y"}
+    assert _fails(check_module(_ko(), _kernel(config=cfg))) == [
+        ("signature", "kernel requires signed modules (CONFIG_MODULE_SIG_FORCE=y); "
+                      "module is unsigned")]
+    assert _fails(check_module(_ko(signed=True), _kernel(config=cfg))) == []
+    sig = next(f for f in check_module(_ko(), _kernel()) if f.check == "signature")
+    assert sig.status == "ok" and sig.message.startswith("unsigned (loads, taints")
+
+
+def test_check_arch() -> None:
+    f = _fails(check_module(_ko(machine="EM_AARCH64"), _kernel()))
+    assert f == [("arch", "module is EM_AARCH64, kernel is EM_X86_64")]
+
+
+def test_parse_symvers_and_config() -> None:
+    syms = abi.parse_symvers("0x0000abcd\tfoo\tvmlinux\tEXPORT_SYMBOL\t\n"
+                             "0x12\tbar\tdrivers/cxl/core/cxl_core\tEXPORT_SYMBOL_GPL\tCXL\n"
+                             "garbage line\n")
+    assert syms["foo"] == Export(0xABCD, "vmlinux", "EXPORT_SYMBOL", "")
+    assert syms["bar"].namespace == "CXL" and len(syms) == 2
+    cfg = abi.parse_config('# comment\nCONFIG_SMP=y\nCONFIG_X="a b"\n# CONFIG_Y is not set\n')
+    assert cfg == {"CONFIG_SMP": "y", "CONFIG_X": "a b"}
+    assert abi.expected_vermagic_flags({"CONFIG_SMP": "y", "CONFIG_PREEMPT_RT": "y"}) == [
+        "SMP", "preempt_rt"]
