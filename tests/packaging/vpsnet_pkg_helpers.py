@@ -1,0 +1,194 @@
+"""Helpers shared by the packaging tests (host and guest side): build vpsnet's
+packages and signed repositories into a temp dir with a private signing key.
+
+Imported by tests/packaging/conftest.py and the test modules (uniquely named so
+it never clashes with another layer's helpers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+PACKAGING = TOP / "packaging"
+SYSPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+ENV = {**os.environ, "PATH": SYSPATH}
+REPO_URL = "http://10.0.2.101"
+
+
+def run(cmd: list[str] | str, *, check: bool = True, **kw) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("env", ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, shell=isinstance(cmd, str), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{cmd!r} failed ({proc.returncode})\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def kernels() -> list[str]:
+    env = {}
+    for line in (TOP / ".cache" / "kernels.env").read_text().splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            env[key] = value
+    return [env["VPSNET_KERNEL_6_1"], env["VPSNET_KERNEL_6_12"]]
+
+
+def bump_minor(version: str) -> str:
+    major, minor, *_ = version.split(".")
+    return f"{major}.{int(minor) + 1}.0"
+
+
+# --------------------------------------------------------------------------
+# Stand-ins, used only while driver-src/ or tools/ have not landed yet. The
+# test_real_sources_packaged test fails as long as they are in use.
+
+STUB_KBUILD = """obj-m := vpsnet.o
+ccflags-y += -DVPSNET_VERSION=\\"$(shell cat $(src)/VERSION)\\"
+"""
+STUB_MAKEFILE = """KVER ?= $(shell uname -r)
+KDIR ?= /lib/modules/$(KVER)/build
+all: modules
+compat_config.h: configure
+\t./configure $(KDIR) > $@
+modules: compat_config.h
+\t$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+clean:
+\t$(MAKE) -C $(KDIR) M=$(CURDIR) clean; rm -f compat_config.h
+.PHONY: all modules clean
+"""
+STUB_C = """#include <linux/module.h>
+#include "compat_config.h"
+static int __init vpsnet_init(void) { return 0; }
+static void __exit vpsnet_exit(void) { }
+module_init(vpsnet_init);
+module_exit(vpsnet_exit);
+MODULE_LICENSE("GPL");
+MODULE_VERSION(VPSNET_VERSION);
+"""
+STUB_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+[project]
+name = "vpsnet-tools"
+version = "0.0.0"
+[project.scripts]
+vpsnet-status = "vpsnet_tools.status:main"
+"""
+STUB_STATUS = """import argparse
+from vpsnet_tools import __version__
+def main() -> None:
+    p = argparse.ArgumentParser(prog="vpsnet-status", description="stand-in")
+    p.add_argument("--version", action="version", version=__version__)
+    p.parse_args()
+"""
+
+
+def stub_driver(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    (dest / "Kbuild").write_text(STUB_KBUILD)
+    (dest / "Makefile").write_text(STUB_MAKEFILE)
+    (dest / "configure").write_text('#!/bin/sh\necho "/* probed against $1 */"\n')
+    (dest / "configure").chmod(0o755)
+    (dest / "vpsnet.c").write_text(STUB_C)
+    (dest / "README.md").write_text("vpsnet stand-in module for packaging tests\n")
+    return dest
+
+
+def stub_tools(dest: Path) -> Path:
+    (dest / "vpsnet_tools").mkdir(parents=True)
+    (dest / "pyproject.toml").write_text(STUB_PYPROJECT)
+    (dest / "vpsnet_tools" / "__init__.py").write_text('__version__ = "0.0.0"\n')
+    (dest / "vpsnet_tools" / "status.py").write_text(STUB_STATUS)
+    return dest
+
+
+def broken_copy(src: Path, dest: Path) -> Path:
+    """The driver source with a compile error, for the failed-build test."""
+    shutil.copytree(
+        src, dest, ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*")
+    )
+    c_file = next(p for p in sorted(dest.glob("*.c")) if "MODULE_LICENSE" in p.read_text())
+    c_file.write_text(c_file.read_text() + "\n#error vpsnet packaging test: broken build\n")
+    return dest
+
+
+@dataclass
+class Build:
+    version: str
+    version2: str
+    dist: Path
+    gnupghome: Path
+    driver_src: Path
+    tools_src: Path
+    stub_driver: bool
+    stub_tools: bool
+    work: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.dist / "repo"
+
+    def deb(self, name: str, version: str | None = None) -> Path:
+        return self.dist / f"{name}_{version or self.version}_all.deb"
+
+    def rpm(self, name: str, version: str | None = None) -> Path:
+        return self.dist / f"{name}-{version or self.version}-1.noarch.rpm"
+
+
+def make(target: str, b_dist: Path, gnupghome: Path, **variables: str) -> None:
+    args = [f"{k}={v}" for k, v in variables.items()]
+    run(
+        [
+            "make",
+            "-s",
+            "-C",
+            str(PACKAGING),
+            target,
+            f"DIST={b_dist}",
+            f"SIGNING_GNUPGHOME={gnupghome}",
+            f"REPO_URL={REPO_URL}",
+            *args,
+        ]
+    )
+
+
+def build_packages(work: Path) -> Build:
+    """Packages for VERSION and the next minor version, and one signed repository
+    with both, built into WORK with a private signing key."""
+    version = (TOP / "VERSION").read_text().strip()
+    driver_src = TOP / "driver-src"
+    tools_src = TOP / "tools"
+    use_stub_driver = not (driver_src / "Makefile").is_file()
+    use_stub_tools = not (tools_src / "pyproject.toml").is_file()
+    if use_stub_driver:
+        driver_src = stub_driver(work / "stub-driver")
+    if use_stub_tools:
+        tools_src = stub_tools(work / "stub-tools")
+    b = Build(
+        version=version,
+        version2=bump_minor(version),
+        dist=work / "dist",
+        gnupghome=work / "gnupg",
+        driver_src=driver_src,
+        tools_src=tools_src,
+        stub_driver=use_stub_driver,
+        stub_tools=use_stub_tools,
+        work=work,
+    )
+    src = {"DRIVER_SRC": str(driver_src), "TOOLS_SRC": str(tools_src)}
+    make("packages", b.dist, b.gnupghome, **src)
+    # The same tree again as the next version, by override only (no file edited).
+    make("packages", b.dist, b.gnupghome, VERSION=b.version2, **src)
+    make("repo", b.dist, b.gnupghome)
+    return b
+
+
+def stop_gpg_agent(gnupghome: Path) -> None:
+    run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"], check=False)
