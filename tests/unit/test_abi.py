@@ -222,8 +222,8 @@ def test_cli_diff_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("content, needle", [
-    (b"\x7fELF\x02\x01\x01garbage", "ELF file"),
-    (b"\x7fELF", "ELF file"),
+    (b"\x7fELF\x02\x01\x01garbage", "malformed ELF"),
+    (b"\x7fELF", "malformed ELF"),
     (b"not json at all", "not valid JSON"),
     (b'{"format": 1, "module": "vpsnet"}', "no valid 'abi_major'"),
     (b'{"format": 7}', "unsupported manifest format"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import lzma
 import os
@@ -25,7 +26,7 @@ from typing import Any
 from elftools.elf.elffile import ELFFile
 
 from vpsnet_tools import __version__
-from vpsnet_tools.manifest import ManifestError, parse_manifest, read_manifest
+from vpsnet_tools.manifest import SECTION, ManifestError, parse_manifest
 
 PROG = "vpsnet-abi"
 LOADED_MANIFEST = "/proc/net/vpsnet/manifest"
@@ -76,11 +77,20 @@ def load_manifest(spec: str) -> tuple[dict[str, Any], str]:
     except OSError as e:
         raise InputError(f"{spec}: {e.strerror or e}") from e
     if head.startswith(b"\x7fELF"):
-        try:
-            return read_manifest(path), spec
-        except ManifestError as e:
-            raise InputError(str(e)) from e
+        return _manifest_from_elf(head, spec), spec
     return _parse(head, spec), spec
+
+
+def _manifest_from_elf(data: bytes, where: str) -> dict[str, Any]:
+    """The .vpsnet_abi section of an (already decompressed) ELF image."""
+    try:
+        sec = ELFFile(io.BytesIO(data)).get_section_by_name(SECTION)
+        raw = None if sec is None else sec.data()
+    except Exception as e:  # pyelftools raises its own errors on malformed input
+        raise InputError(f"{where}: malformed ELF file: {e}") from e
+    if raw is None:
+        raise InputError(f"{where}: no {SECTION} section (not a vpsnet module?)")
+    return _parse(raw, where)
 
 
 def _parse(raw: bytes, where: str) -> dict[str, Any]:
@@ -331,8 +341,6 @@ class KoInfo:
 
 def read_ko(path: str | Path) -> KoInfo:
     """modinfo, imported symbols with CRCs and signature trailer of a kernel module."""
-    import io
-
     try:
         data = _read_bytes(Path(path))
     except OSError as e:
