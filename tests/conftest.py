@@ -27,6 +27,10 @@ def session_spec() -> dict[str, Any]:
     # Guests reach a host-side apt/dnf repository at 10.0.2.101:80.
     spec["services"] = [{"name": REPO_SERVICE, "guest_port": 80,
                          "host_port": spec["base_port"] + 300}]
+    # Guest TCP forwards (e.g. vpsnet-exporter) follow base_port too.
+    for i, g in enumerate(spec["guests"]):
+        for j, fwd in enumerate(g.get("forwards", [])):
+            fwd["host_port"] = spec["base_port"] + 400 + 10 * i + j
     return spec
 
 

@@ -52,6 +52,7 @@ copy_tree "$tools_src" "$stage/tools"
 mkdir -p "$stage/packaging"
 sed "s/@VERSION@/$version/g" "$pkgdir/dkms.conf.in" >"$stage/packaging/dkms.conf"
 cp "$pkgdir/udev/60-vpsnet.rules" "$stage/packaging/60-vpsnet.rules"
+cp "$pkgdir/systemd/vpsnet-exporter.service" "$stage/packaging/vpsnet-exporter.service"
 cp "$pkgdir/scripts/install-wheel.py" "$stage/packaging/install-wheel.py"
 cp /usr/share/common-licenses/GPL-2 "$stage/packaging/COPYING"
 cp "$pkgdir/README.md" "$stage/packaging/README.md"
@@ -62,6 +63,7 @@ rm -f "$stage/debian"/*.in
 cp "$stage/packaging/dkms.conf" "$stage/debian/vpsnet-dkms.dkms"
 sed "s/@VERSION@/$version/g" "$pkgdir/debian/vpsnet-dkms.postinst.in" >"$stage/debian/vpsnet-dkms.postinst"
 cp "$stage/packaging/60-vpsnet.rules" "$stage/debian/vpsnet-tools.vpsnet.udev"
+cp "$stage/packaging/vpsnet-exporter.service" "$stage/debian/vpsnet-tools.vpsnet-exporter.service"
 date=$(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
 cat >"$stage/debian/changelog" <<CHANGELOG
 vpsnet ($version) bookworm; urgency=medium
