@@ -19,6 +19,7 @@ demo: setup
 
 # The whole suite: unit, lint, host packaging and build checks, real guests.
 test: setup lint
+	@bash scripts/dockerd.sh
 	pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests
 
 # Quick iteration: no guests, no packaging builds.
