@@ -31,6 +31,8 @@ from vpsnet_pkg_helpers import (
     kernels,
     make,
     run,
+    tamper_deb,
+    tamper_packages,
 )
 
 pytestmark = pytest.mark.packaging
@@ -568,11 +570,7 @@ def test_apt_over_http_from_loopback(build: Build, tmp_path: Path) -> None:
 def test_apt_refuses_tampered_packages(build: Build, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(build.repo, repo)
-    for name in ("Packages", "Packages.gz"):
-        idx = repo / "apt/dists/bookworm/main/binary-amd64" / name
-        text = gzip.decompress(idx.read_bytes()) if name.endswith(".gz") else idx.read_bytes()
-        text = text.replace(b"Priority: optional", b"Priority: required")
-        idx.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    tamper_packages(repo)
     apt = Apt(repo, tmp_path / "apt")
     up = apt("apt-get", "update")
     assert up.returncode != 0
@@ -588,10 +586,7 @@ def test_apt_refuses_tampered_packages(build: Build, tmp_path: Path) -> None:
 def test_apt_refuses_tampered_deb(build: Build, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(build.repo, repo)
-    deb = repo / "apt/pool/main/v/vpsnet" / build.deb("vpsnet-dkms").name
-    data = bytearray(deb.read_bytes())
-    data[-10] ^= 0xFF
-    deb.write_bytes(bytes(data))
+    deb = tamper_deb(repo, build.deb("vpsnet-dkms").name)
     apt = Apt(repo, tmp_path / "apt")
     assert apt("apt-get", "update").returncode == 0
     dl = apt("apt-get", "download", f"vpsnet-dkms={build.version}")

@@ -7,7 +7,9 @@ it never clashes with another layer's helpers).
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -192,3 +194,124 @@ def build_packages(work: Path) -> Build:
 
 def stop_gpg_agent(gnupghome: Path) -> None:
     run(["gpgconf", "--homedir", str(gnupghome), "--kill", "gpg-agent"], check=False)
+
+
+# ------------------------------------------------ repository variants ---
+
+
+def apt_pool(repo: Path) -> Path:
+    return repo / "apt/pool/main/v/vpsnet"
+
+
+def tamper_deb(repo: Path, deb_name: str) -> Path:
+    """Change one byte of a .deb in the repository's pool (indexes untouched)."""
+    deb = apt_pool(repo) / deb_name
+    data = bytearray(deb.read_bytes())
+    data[-10] ^= 0xFF
+    deb.write_bytes(bytes(data))
+    return deb
+
+
+def tamper_packages(repo: Path, suite: str = "bookworm") -> None:
+    """Change the Packages indexes (same size, so only the signed hashes tell)."""
+    for arch_dir in (repo / f"apt/dists/{suite}/main").glob("binary-*"):
+        for name in ("Packages", "Packages.gz"):
+            idx = arch_dir / name
+            text = gzip.decompress(idx.read_bytes()) if name.endswith(".gz") else idx.read_bytes()
+            changed = text.replace(b"Priority: optional", b"Priority: required")
+            assert changed != text, f"nothing to tamper with in {idx}"
+            idx.write_bytes(gzip.compress(changed) if name.endswith(".gz") else changed)
+
+
+def repo_variant(build: Build, dest: Path, versions: list[str]) -> Path:
+    """A signed repository (same key) that carries only VERSIONS: `make repo`
+    on a private dist holding just those packages. Returns its repo dir."""
+    dist = dest / "dist"
+    dist.mkdir(parents=True)
+    for v in versions:
+        for name in ("vpsnet-dkms", "vpsnet-tools"):
+            shutil.copy2(build.deb(name, v), dist)
+            shutil.copy2(build.rpm(name, v), dist)
+    make("repo", dist, build.gnupghome)
+    return dist / "repo"
+
+
+# ------------------------------------------- other kernels' headers ---
+
+KERNEL_DEBS = TOP / ".cache" / "kernel-debs"
+
+
+def headers_closure(release: str) -> list[str]:
+    """linux-headers-RELEASE and the linux-* packages it needs (common headers,
+    kbuild, compiler meta-package); not the image, not toolchain packages that
+    every guest already has."""
+    seen: list[str] = []
+    todo = [f"linux-headers-{release}"]
+    while todo:
+        pkg = todo.pop()
+        if pkg in seen:
+            continue
+        seen.append(pkg)
+        out = run(["apt-cache", "depends", "--important", pkg]).stdout
+        for line in out.splitlines():
+            m = re.match(r"\s*\|?(?:Pre)?Depends: (\S+)$", line)
+            if not m or m.group(1).startswith("<"):
+                continue
+            dep = m.group(1)
+            if dep.startswith("linux-") and not dep.startswith(
+                ("linux-image-", "linux-base", "linux-libc-dev")
+            ):
+                todo.append(dep)
+    return seen
+
+
+def kernel_headers_debs(release: str) -> list[Path]:
+    """The headers .debs for RELEASE, downloaded once (apt-get download) into
+    .cache/kernel-debs/RELEASE/."""
+    cache = KERNEL_DEBS / release
+    done = cache / ".complete"
+    if not done.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        for old in cache.glob("*.deb"):
+            old.unlink()
+        run(["apt-get", "download", *headers_closure(release)], cwd=cache)
+        done.write_text("\n".join(sorted(p.name for p in cache.glob("*.deb"))) + "\n")
+    return sorted(cache.glob("*.deb"))
+
+
+def signed_deb_repo(debs: list[Path], dest: Path, gnupghome: Path, suite: str = "bookworm") -> Path:
+    """A flat apt repository (pool + dists/SUITE/main/binary-amd64) of DEBS,
+    InRelease signed with the vpsnet signing key of GNUPGHOME."""
+    pool = dest / "pool/main"
+    pool.mkdir(parents=True)
+    for deb in debs:
+        shutil.copy2(deb, pool)
+    d = dest / f"dists/{suite}/main/binary-amd64"
+    d.mkdir(parents=True)
+    packages = run(["apt-ftparchive", "--arch", "amd64", "packages", "pool"], cwd=dest).stdout
+    (d / "Packages").write_text(packages)
+    (d / "Packages.gz").write_bytes(gzip.compress(packages.encode()))
+    release = run(
+        [
+            "apt-ftparchive",
+            "-o", "APT::FTPArchive::Release::Origin=vpsnet-lab",
+            "-o", f"APT::FTPArchive::Release::Suite={suite}",
+            "-o", f"APT::FTPArchive::Release::Codename={suite}",
+            "-o", "APT::FTPArchive::Release::Architectures=amd64",
+            "-o", "APT::FTPArchive::Release::Components=main",
+            "release", f"dists/{suite}",
+        ],
+        cwd=dest,
+    ).stdout
+    (dest / f"dists/{suite}/Release").write_text(release)
+    fpr = run([str(PACKAGING / "scripts/signing-key.sh"), str(gnupghome)]).stdout.split()[-1]
+    genv = {**ENV, "GNUPGHOME": str(gnupghome)}
+    try:
+        run(
+            ["gpg", "--batch", "--yes", "--local-user", fpr, "--digest-algo", "SHA512",
+             "--clearsign", "-o", f"dists/{suite}/InRelease", f"dists/{suite}/Release"],
+            cwd=dest, env=genv,
+        )
+    finally:
+        stop_gpg_agent(gnupghome)
+    return dest

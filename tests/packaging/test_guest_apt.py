@@ -1,0 +1,555 @@
+"""Guest-side packaging tests: real apt, dpkg and DKMS inside the lab guests
+(Debian 12 on the 6.1 and the 6.12 cloud kernel), installing from the signed
+repository the session builds (conftest.py `build`), served from host loopback
+and reached by the guests as http://10.0.2.101/ (no `trusted=yes`: deb822
+source with Signed-By the exported public key, copied into the guest).
+
+One scenario per guest runs in a module fixture, both guests in parallel (DKMS
+compiles under TCG are the slow part; every build is shared by several tests);
+the tests assert on the snapshots each step recorded:
+
+  6.1 guest  (upgrade path): install 1.0.0 -> modprobe -> tampered Packages
+             (update refused, 1.0.0 stays loaded) -> upgrade to 1.1.0 -> reload
+             -> downgrade to 1.0.0 -> purge
+  6.12 guest: install 1.0.0 -> modprobe -> tampered .deb (install refused, 1.0.0
+             stays loaded) -> the 6.1 kernel's headers installed (DKMS hook builds
+             for 6.1 too) -> purge (both kernels) -> headers removed -> headers of
+             the running kernel hidden: install does not leave dpkg half-configured
+             and says what to install -> restored
+
+Each guest has its own view of the server (/<guest>/...), so the two scenarios
+can serve different repository states at the same time. Every guest is restored
+at the end (packages purged, sources/keys removed, headers back, other kernel's
+headers removed, module unloaded): other test layers share the same guests.
+
+Run with a private lab:
+  VPSNET_TEST_LAB=pkg VPSNET_TEST_BASE_PORT=15022 pytest tests/packaging/test_guest_apt.py
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import shlex
+import shutil
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from vpsnet_pkg_helpers import (
+    REPO_URL,
+    Build,
+    kernel_headers_debs,
+    repo_variant,
+    run,
+    signed_deb_repo,
+    tamper_deb,
+    tamper_packages,
+)
+
+from vpsnet_lab.fleet import Lab
+from vpsnet_lab.paths import kernel_releases
+
+pytestmark = [pytest.mark.lab, pytest.mark.packaging]
+
+KEYRING = "/etc/apt/keyrings/vpsnet-archive-keyring.gpg"
+SOURCES = "/etc/apt/sources.list.d/vpsnet.sources"
+KERNEL_SOURCES = "/etc/apt/sources.list.d/vpsnet-lab-kernels.sources"
+HIDDEN = "build.vpsnet-test-hidden"
+APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Use-Pty=0"
+STEP_TIMEOUT = 900
+
+
+# ------------------------------------------------------------- server ---
+
+
+class RepoServer:
+    """HTTP on 127.0.0.1:PORT (the guests' http://10.0.2.101/). /<guest>/kernels/
+    is the kernel headers repository; any other /<guest>/... is served from the
+    directory currently routed to that guest (None: 404)."""
+
+    def __init__(self, port: int) -> None:
+        self.routes: dict[str, Path | None] = {}
+        self.kernels: Path | None = None
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def translate_path(self, path: str) -> str:
+                parts = [
+                    urllib.parse.unquote(p)
+                    for p in urllib.parse.urlsplit(path).path.split("/")
+                    if p not in ("", ".", "..")
+                ]
+                if not parts:
+                    return "/nonexistent"
+                guest, rest = parts[0], parts[1:]
+                base = server.routes.get(guest)
+                if rest[:1] == ["kernels"]:
+                    base, rest = server.kernels, rest[1:]
+                return str(base.joinpath(*rest)) if base else "/nonexistent"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --------------------------------------------------------- snapshots ---
+
+SNAPSHOT = r"""
+echo @status
+dpkg-query -W -f='${Package} ${Status} ${Version}\n' vpsnet-dkms vpsnet-tools 2>/dev/null
+echo @dkms; dkms status vpsnet 2>/dev/null
+echo @modules; for f in $(find /lib/modules -name 'vpsnet.ko*' 2>/dev/null); do
+  echo "$(echo "$f" | cut -d/ -f4) $(modinfo -F version "$f")"; done
+echo @src; ls -d /usr/src/vpsnet-* 2>/dev/null
+echo @dkmstree; ls /var/lib/dkms/vpsnet 2>/dev/null
+echo @loaded; cat /sys/module/vpsnet/version 2>/dev/null
+echo @modinfo; modinfo -F version vpsnet 2>/dev/null
+echo @metrics; test -e /proc/net/vpsnet/metrics && echo present
+echo @audit; dpkg --audit 2>&1
+echo @candidate; apt-cache policy vpsnet-dkms 2>/dev/null | sed -n 's/^ *Candidate: //p'
+echo @sources; cat /etc/apt/sources.list.d/*.sources 2>/dev/null
+echo @headers; ls -d /lib/modules/*/build 2>/dev/null
+echo @kernels; ls /lib/modules
+"""
+
+
+@dataclass
+class Step:
+    cmd: str
+    rc: int
+    output: str
+    state: dict[str, list[str]]
+    seconds: float
+
+    def __getitem__(self, key: str) -> list[str]:
+        return self.state.get(key, [])
+
+    def text(self, key: str) -> str:
+        return "\n".join(self[key])
+
+    @property
+    def status(self) -> dict[str, str]:
+        """package -> 'install ok installed 1.0.0'"""
+        return {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in self["status"]}
+
+    @property
+    def modules(self) -> dict[str, str]:
+        """kernel -> version of the vpsnet.ko file installed for it"""
+        return dict(ln.split() for ln in self["modules"] if len(ln.split()) == 2)
+
+    def __str__(self) -> str:
+        state = "\n".join(f"  {k}: {v}" for k, v in self.state.items())
+        return f"$ {self.cmd}\nrc={self.rc} ({self.seconds:.0f}s)\n{self.output[-4000:]}\n{state}"
+
+
+def parse_snapshot(out: str) -> dict[str, list[str]]:
+    state: dict[str, list[str]] = {}
+    key = ""
+    for line in out.splitlines():
+        if line.startswith("@"):
+            key = line[1:].strip()
+            state[key] = []
+        elif key and line.strip():
+            state[key].append(line.rstrip())
+    return state
+
+
+@dataclass
+class Scenario:
+    guest: str
+    kernel: str
+    steps: dict[str, Step] = field(default_factory=dict)
+    error: str = ""
+
+    def __getitem__(self, name: str) -> Step:
+        if name not in self.steps:
+            raise AssertionError(
+                f"{self.guest}: step {name!r} did not run"
+                + (f"; the scenario stopped: {self.error}" if self.error else "")
+                + "\nsteps run: " + ", ".join(self.steps)
+            )
+        return self.steps[name]
+
+
+class GuestRun:
+    """Runs one guest's steps and records a snapshot after each."""
+
+    def __init__(self, lab: Lab, scenario: Scenario) -> None:
+        self.lab = lab
+        self.sc = scenario
+
+    def sh(self, cmd: str, timeout: float = 120) -> tuple[int, str]:
+        r = self.lab.ssh(self.sc.guest, cmd, timeout=timeout)
+        return r.rc, r.stdout + r.stderr
+
+    def step(self, name: str, cmd: str) -> Step:
+        t0 = time.monotonic()
+        rc, out = self.sh(f"( {cmd} ) 2>&1", timeout=STEP_TIMEOUT)
+        seconds = time.monotonic() - t0
+        _, snap = self.sh(SNAPSHOT)
+        s = Step(cmd=cmd, rc=rc, output=out, state=parse_snapshot(snap), seconds=seconds)
+        self.sc.steps[name] = s
+        return s
+
+
+# ------------------------------------------------------ guest set-up ---
+
+
+def sources_for(build: Build, guest: str) -> str:
+    """The repository's own deb822 source, pointed at this guest's view."""
+    text = (build.repo / "vpsnet.sources").read_text()
+    assert f"URIs: {REPO_URL}/apt" in text and f"Signed-By: {KEYRING}" in text, text
+    return text.replace(f"URIs: {REPO_URL}/apt", f"URIs: {REPO_URL}/{guest}/apt")
+
+
+def kernel_sources_for(guest: str) -> str:
+    return (
+        f"Types: deb\nURIs: {REPO_URL}/{guest}/kernels\nSuites: bookworm\n"
+        f"Components: main\nSigned-By: {KEYRING}\n"
+    )
+
+
+def put_text(lab: Lab, guest: str, text: str, remote: str, work: Path) -> None:
+    local = work / f"{guest}-{Path(remote).name}"
+    local.write_text(text)
+    lab.put(guest, local, remote)
+
+
+def restore_script(extra_packages: list[str], other_kernels: list[str]) -> str:
+    """Put a guest back as the other test layers expect it (idempotent)."""
+    pkgs = " ".join(["vpsnet-dkms", "vpsnet-tools", *extra_packages])
+    rm_kernels = " ".join(shlex.quote(f"/lib/modules/{k}") for k in other_kernels)
+    return f"""
+rmmod vpsnet 2>/dev/null
+K=$(uname -r)
+if [ -e /lib/modules/$K/{HIDDEN} ]; then
+  rm -f /lib/modules/$K/build; mv /lib/modules/$K/{HIDDEN} /lib/modules/$K/build
+fi
+installed=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' {pkgs} 2>/dev/null |
+  awk '$4 != "not-installed" {{print $1}}')
+[ -z "$installed" ] || {APT} purge $installed
+rm -f {SOURCES} {KERNEL_SOURCES} {KEYRING}
+rm -rf /var/lib/apt/lists/10.0.2.101_* /usr/src/vpsnet-* /var/lib/dkms/vpsnet {rm_kernels}
+find /lib/modules -path '*/updates/dkms/vpsnet.ko*' -delete
+apt-get clean
+depmod -a
+dpkg --audit
+"""
+
+
+def deb_package(deb: Path) -> str:
+    return run(["dpkg-deb", "-f", str(deb), "Package"]).stdout.strip()
+
+
+@dataclass
+class Repos:
+    old: Path  # VERSION only
+    full: Path  # VERSION and the next version
+    bad_packages: Path  # full, with a modified Packages index
+    bad_deb: Path  # full, with the next version's vpsnet-dkms .deb modified
+    kernels: Path  # the other kernel's headers (signed, same key)
+    kernel_packages: list[str]
+
+
+def make_repos(build: Build, work: Path, other_kernel: str) -> Repos:
+    old = repo_variant(build, work / "old", [build.version])
+    bad_packages = work / "bad-packages"
+    shutil.copytree(build.repo, bad_packages)
+    tamper_packages(bad_packages)
+    bad_deb = work / "bad-deb"
+    shutil.copytree(build.repo, bad_deb)
+    tamper_deb(bad_deb, build.deb("vpsnet-dkms", build.version2).name)
+    debs = kernel_headers_debs(other_kernel)
+    kernels = signed_deb_repo(debs, work / "kernels", build.gnupghome)
+    return Repos(old, build.repo, bad_packages, bad_deb, kernels, [deb_package(d) for d in debs])
+
+
+# ---------------------------------------------------------- scenarios ---
+
+
+def prepare(g: GuestRun, build: Build, work: Path) -> None:
+    lab, guest = g.lab, g.sc.guest
+    rc, out = g.sh(restore_script([], []), timeout=300)  # leftovers, another layer's module
+    assert rc == 0, f"{guest}: could not clean up before the tests: {out}"
+    rc, out = g.sh("dpkg --audit && ! test -d /sys/module/vpsnet", timeout=60)
+    assert rc == 0 and not out.strip(), f"{guest}: not clean before the tests: {out}"
+    g.sh("install -d -m 0755 /etc/apt/keyrings", timeout=30)
+    lab.put(guest, build.repo / "vpsnet-archive-keyring.gpg", KEYRING)
+    put_text(lab, guest, sources_for(build, guest), SOURCES, work)
+
+
+def upgrade_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build) -> None:
+    guest, v1 = g.sc.guest, build.version
+    server.routes[guest] = repos.old
+    g.step("update", "apt-get update")
+    g.step("install", f"{APT} install vpsnet-dkms")
+    g.step("modprobe", "modprobe vpsnet")
+    server.routes[guest] = repos.bad_packages
+    g.step("update_tampered_packages", "apt-get update")
+    g.step("install_after_tampered_packages", f"{APT} install vpsnet-dkms vpsnet-tools")
+    server.routes[guest] = repos.full
+    g.step("upgrade", f"apt-get update && {APT} install vpsnet-dkms vpsnet-tools")
+    g.step("reload", "modprobe -r vpsnet && modprobe vpsnet")
+    g.step(
+        "downgrade",
+        f"{APT} install --allow-downgrades vpsnet-dkms={v1} vpsnet-tools={v1}",
+    )
+    g.step("purge", f"modprobe -r vpsnet; {APT} purge vpsnet-dkms vpsnet-tools")
+
+
+def headers_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build,
+                 other_kernel: str, work: Path) -> None:
+    guest = g.sc.guest
+    server.routes[guest] = repos.old
+    g.step("update", "apt-get update")
+    g.step("install", f"{APT} install vpsnet-dkms")
+    g.step("modprobe", "modprobe vpsnet")
+    # A modified .deb of the next version: the upgrade is refused.
+    server.routes[guest] = repos.bad_deb
+    g.step("update_tampered_deb", "apt-get update")
+    g.step("install_tampered_deb", f"{APT} install vpsnet-dkms")
+    # Another kernel's headers, from a second signed repository.
+    server.routes[guest] = repos.full
+    server.kernels = repos.kernels
+    put_text(g.lab, guest, kernel_sources_for(guest), KERNEL_SOURCES, work)
+    g.step(
+        "other_headers",
+        f"apt-get update && {APT} install linux-headers-{other_kernel}",
+    )
+    g.step("purge", f"modprobe -r vpsnet; {APT} purge vpsnet-dkms vpsnet-tools")
+    g.step(
+        "remove_other_headers",
+        f"{APT} purge {' '.join(repos.kernel_packages)} && rm -f {KERNEL_SOURCES} && "
+        f"rm -rf /lib/modules/{other_kernel} && apt-get update",
+    )
+    # Headers of the running kernel missing.
+    g.step(
+        "install_without_headers",
+        f"mv /lib/modules/$(uname -r)/build /lib/modules/$(uname -r)/{HIDDEN} && "
+        f"{APT} install vpsnet-dkms",
+    )
+    g.step("dpkg_status", "dpkg -s vpsnet-dkms | grep '^Status:'; dpkg --audit")
+
+
+@dataclass
+class Run:
+    build: Build
+    by_kernel: dict[str, Scenario]
+    repos: Repos
+    other_kernel: str
+
+    def __getitem__(self, series: str) -> Scenario:
+        return self.by_kernel[series]
+
+
+@pytest.fixture(scope="module")
+def guest_apt(lab: Lab, repo_host_port: int, build: Build,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    releases = kernel_releases()
+    guests = {g.kernel: g.name for g in lab.spec.guests}
+    assert {"6.1", "6.12"} <= set(guests), f"the session lab needs a 6.1 and a 6.12 guest: {guests}"
+    work = tmp_path_factory.mktemp("guest-apt")
+    # The 6.12 guest gets the 6.1 headers: they need no kernel image (6.12's
+    # headers depend on the 6.12 image).
+    other_kernel = releases["6.1"]
+    repos = make_repos(build, work, other_kernel)
+    scen = {s: Scenario(guests[s], releases[s]) for s in ("6.1", "6.12")}
+    server = RepoServer(repo_host_port)
+
+    def go(series: str, body: Callable[[GuestRun], None]) -> None:
+        g = GuestRun(lab, scen[series])
+        try:
+            prepare(g, build, work)
+            body(g)
+        except Exception as exc:  # recorded; the tests that need later steps say so
+            scen[series].error = f"{type(exc).__name__}: {exc}"
+        finally:
+            server.routes[g.sc.guest] = None
+            try:
+                g.step("restored", restore_script(repos.kernel_packages, [other_kernel]))
+            except Exception as exc:
+                scen[series].error += f"; restoring failed: {type(exc).__name__}: {exc}"
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [
+                pool.submit(go, "6.1", lambda g: upgrade_path(g, server, repos, build)),
+                pool.submit(
+                    go,
+                    "6.12",
+                    lambda g: headers_path(g, server, repos, build, other_kernel, work),
+                ),
+            ]
+            for job in jobs:
+                job.result()
+        yield Run(build, scen, repos, other_kernel)
+    finally:
+        server.close()
+        for s in scen.values():  # safety net (idempotent), also after an ssh error
+            try:
+                lab.ssh(s.guest, restore_script(repos.kernel_packages, [other_kernel]),
+                        timeout=300)
+            except Exception as exc:
+                print(f"restoring {s.guest} failed: {exc}")
+
+
+# -------------------------------------------------------------- tests ---
+
+
+def installed(step: Step, package: str, version: str) -> bool:
+    return step.status.get(package) == f"install ok installed {version}"
+
+
+def dkms_line(version: str, kernel: str) -> str:
+    return f"vpsnet/{version}, {kernel}, x86_64: installed"
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_apt_install_builds_and_loads_for_running_kernel(guest_apt: Run, series: str) -> None:
+    sc = guest_apt[series]
+    v = guest_apt.build.version
+    update = sc["update"]
+    assert update.rc == 0, update
+    assert not re.search(r"^(W|E|Err):", update.output, re.M), update
+    # the signed source: Signed-By the copied key, never trusted=yes
+    sources = update.text("sources")
+    assert f"Signed-By: {KEYRING}" in sources and "trusted" not in sources.lower(), sources
+    install = sc["install"]
+    assert install.rc == 0, install
+    assert installed(install, "vpsnet-dkms", v), install
+    assert installed(install, "vpsnet-tools", v), install  # Recommends
+    assert dkms_line(v, sc.kernel) in install.text("dkms"), install
+    assert install.modules == {sc.kernel: v}, install
+    assert install["src"] == [f"/usr/src/vpsnet-{v}"]
+    modprobe = sc["modprobe"]
+    assert modprobe.rc == 0, modprobe
+    assert modprobe["loaded"] == [v], modprobe
+    assert modprobe["modinfo"] == [v], modprobe
+    assert modprobe["metrics"] == ["present"], modprobe
+
+
+def test_tampered_packages_index_is_refused(guest_apt: Run) -> None:
+    sc = guest_apt["6.1"]
+    v = guest_apt.build.version
+    up = sc["update_tampered_packages"]
+    assert up.rc != 0, up
+    assert re.search(r"Hash Sum mismatch|File has unexpected size", up.output), up
+    # the old (verified) index is still what apt uses: nothing to upgrade to
+    assert up["candidate"] == [v], up
+    after = sc["install_after_tampered_packages"]
+    assert installed(after, "vpsnet-dkms", v), after
+    assert after["loaded"] == [v] and after.modules == {sc.kernel: v}, after
+    assert dkms_line(v, sc.kernel) in after.text("dkms"), after
+
+
+def test_tampered_deb_is_refused(guest_apt: Run) -> None:
+    sc = guest_apt["6.12"]
+    v, v2 = guest_apt.build.version, guest_apt.build.version2
+    up = sc["update_tampered_deb"]
+    assert up.rc == 0, up  # the indexes are intact
+    assert up["candidate"] == [v2], up
+    inst = sc["install_tampered_deb"]
+    assert inst.rc != 0, inst
+    assert "Hash Sum mismatch" in inst.output, inst
+    # the previous state: 1.0.0 still installed, built and loaded, no 1.1.0 anywhere
+    assert installed(inst, "vpsnet-dkms", v), inst
+    assert inst["loaded"] == [v] and inst.modules == {sc.kernel: v}, inst
+    assert inst["src"] == [f"/usr/src/vpsnet-{v}"], inst
+    assert inst["audit"] == [], inst
+
+
+def test_upgrade_replaces_the_old_dkms_tree(guest_apt: Run) -> None:
+    sc = guest_apt["6.1"]
+    v, v2 = guest_apt.build.version, guest_apt.build.version2
+    up = sc["upgrade"]
+    assert up.rc == 0, up
+    assert installed(up, "vpsnet-dkms", v2) and installed(up, "vpsnet-tools", v2), up
+    assert up["src"] == [f"/usr/src/vpsnet-{v2}"], up
+    assert up["dkmstree"] == [v2], up
+    assert dkms_line(v2, sc.kernel) in up.text("dkms"), up
+    assert f"vpsnet/{v}," not in up.text("dkms"), up
+    assert up.modules == {sc.kernel: v2}, up
+    assert up["modinfo"] == [v2], up
+    reload = sc["reload"]
+    assert reload.rc == 0 and reload["loaded"] == [v2], reload
+    assert reload["metrics"] == ["present"], reload
+
+
+def test_downgrade_with_explicit_version(guest_apt: Run) -> None:
+    sc = guest_apt["6.1"]
+    v, v2 = guest_apt.build.version, guest_apt.build.version2
+    down = sc["downgrade"]
+    assert down.rc == 0, down
+    assert installed(down, "vpsnet-dkms", v) and installed(down, "vpsnet-tools", v), down
+    assert down["src"] == [f"/usr/src/vpsnet-{v}"] and down["dkmstree"] == [v], down
+    assert f"vpsnet/{v2}," not in down.text("dkms"), down
+    assert down.modules == {sc.kernel: v} and down["modinfo"] == [v], down
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_purge_leaves_nothing(guest_apt: Run, series: str) -> None:
+    """On the 6.12 guest the module was built for two kernels when purged."""
+    sc = guest_apt[series]
+    purge = sc["purge"]
+    assert purge.rc == 0, purge
+    assert purge.status == {} or all("not-installed" in s for s in purge.status.values()), purge
+    assert purge["src"] == [] and purge["dkmstree"] == [] and purge["dkms"] == [], purge
+    assert purge["modules"] == [], purge
+    assert purge["loaded"] == [], purge
+    assert purge["audit"] == [], purge
+
+
+def test_other_kernels_headers_get_the_module_built(guest_apt: Run) -> None:
+    sc = guest_apt["6.12"]
+    v, other = guest_apt.build.version, guest_apt.other_kernel
+    step = sc["other_headers"]
+    assert step.rc == 0, step
+    assert f"/lib/modules/{other}/build" in step["headers"], step
+    dkms = step.text("dkms")
+    assert dkms_line(v, other) in dkms and dkms_line(v, sc.kernel) in dkms, step
+    assert step.modules == {sc.kernel: v, other: v}, step
+    removed = sc["remove_other_headers"]
+    assert removed.rc == 0, removed
+    assert other not in removed["kernels"], removed
+    assert removed["audit"] == [], removed
+
+
+def test_missing_headers_do_not_leave_dpkg_half_configured(guest_apt: Run) -> None:
+    sc = guest_apt["6.12"]
+    v2 = guest_apt.build.version2
+    step = sc["install_without_headers"]
+    assert step.rc == 0, step
+    assert f"/lib/modules/{sc.kernel}/build" not in step["headers"], step
+    assert installed(step, "vpsnet-dkms", v2), step
+    assert step["audit"] == [], step
+    assert step.modules == {}, step
+    assert f"apt-get install linux-headers-{sc.kernel}" in step.output, step
+    status = sc["dpkg_status"]
+    assert status.output.strip() == "Status: install ok installed", status
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_guest_restored(guest_apt: Run, series: str) -> None:
+    """Other layers share these guests: nothing of ours is left behind."""
+    sc = guest_apt[series]
+    assert not sc.error, sc.error
+    r = sc["restored"]
+    assert r.rc == 0 and r["audit"] == [], r
+    assert r.status == {} or all("not-installed" in s for s in r.status.values()), r
+    assert r["sources"] == [] and r["loaded"] == [] and r["modules"] == [], r
+    assert r["headers"] == [f"/lib/modules/{sc.kernel}/build"], r
+    assert r["kernels"] == [sc.kernel], r
