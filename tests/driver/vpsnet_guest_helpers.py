@@ -55,6 +55,24 @@ def build_in_guest(lab: Lab, name: str, workdir: Path, extra: str = "") -> Resul
                    f"make -C {GUEST_SRC} KVER=$(uname -r) {extra} 2>&1", timeout=600)
 
 
+def build_on_host_for_guest(lab: Lab, name: str, workdir: Path) -> Result:
+    """Build with the host's copy of the guest kernel's headers (the same Debian
+    package the guest has) and copy the .ko into the guest at KO."""
+    import subprocess
+    kver = lab.ssh(name, "uname -r", check=True).stdout.strip()
+    src = workdir / f"src-{kver}"
+    src.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(source_tarball())) as tar:
+        tar.extractall(src)  # our own tarball
+    r = subprocess.run(["make", "-C", str(src), f"KVER={kver}"], capture_output=True,
+                       text=True, timeout=600, env={"PATH": "/usr/bin:/bin", "MAKEFLAGS": ""})
+    out = r.stdout + r.stderr
+    if r.returncode == 0:
+        lab.ssh(name, f"mkdir -p {GUEST_SRC}", check=True)
+        lab.put(name, src / "vpsnet.ko", KO)
+    return Result(r.returncode, out, "")
+
+
 def loaded(lab: Lab, name: str) -> bool:
     return bool(lab.ssh(name, "test -d /sys/module/vpsnet").rc == 0)
 
