@@ -29,7 +29,7 @@ def validate(params: dict[str, Any]) -> list[str]:
             errors.append(f"vpsnet_driver_{name}={value!r} is not an integer")
             continue
         if isinstance(value, bool) or str(number) != str(value).strip() or not lo <= number <= hi:
-            errors.append(f"vpsnet_driver_{name}={value!r} is outside {lo}..{hi}")
+            errors.append(f"vpsnet_driver_{name}={value} is outside {lo}..{hi}")
     drivers = params.get("drivers")
     if not isinstance(drivers, list) or not drivers:
         errors.append(f"vpsnet_driver_drivers={drivers!r} must be a non-empty list of driver names")

@@ -61,7 +61,7 @@ def _number(
         errors.append(f"{name}={value!r} is not a number")
         return None
     if minimum is not None and (number <= minimum if strict else number < minimum):
-        errors.append(f"{name}={value!r} must be {'>' if strict else '>='} {minimum:g}")
+        errors.append(f"{name}={value} must be {'>' if strict else '>='} {minimum:g}")
         return None
     return number
 
