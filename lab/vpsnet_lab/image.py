@@ -5,6 +5,7 @@ it and rebuilt only when that changes."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +33,8 @@ BASE_PACKAGES = (
     "curl", "ca-certificates", "gnupg", "netcat-openbsd", "initramfs-tools", "zstd",
     "dkms", "make", "gcc", "libc6-dev", "irqbalance", "python3-prometheus-client",
     "python3-pyelftools", "python3-requests", "less", "sudo",
+    # What the WAN benchmark compares against: TuneD's profiles (disabled at boot).
+    "tuned",
 )
 
 
@@ -179,6 +182,8 @@ def _configure_guest(root: Path) -> None:
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n"
     )
     (root / "etc/apt/sources.list").write_text("")
+    # TuneD is there to be compared against, not to tune every lab guest.
+    (units / "multi-user.target.wants/tuned.service").unlink(missing_ok=True)
     (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
     (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").unlink(missing_ok=True)
     for lists in (root / "var/lib/apt/lists").glob("*_dists_*"):
@@ -198,6 +203,16 @@ def build(series: str, say: Callable[[str], None] = print, force: bool = False) 
     if os.geteuid() != 0:
         raise LabError("building images needs root (debootstrap, chroot)")
     IMAGES.mkdir(parents=True, exist_ok=True)
+    # Labs started at the same time must not build the same image twice.
+    with (IMAGES / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image.disk.exists() and not force:
+            return image
+        return _build_locked(image, say)
+
+
+def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
+    series, release, final = image.series, image.release, image.directory
     log = IMAGES / f"build-{series}.log"
     log.write_text("")
     started = time.monotonic()
