@@ -149,8 +149,12 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
         if nic.link:
             link = next(lk for lk in spec.links
                         if {lk.listener, lk.connector} == {g.name, nic.link})
-            mode = "listen" if link.listener == g.name else "connect"
-            netdev = f"socket,id=n{nic.index},{mode}=127.0.0.1:{link.port}"
+            # `stream` (not the legacy `socket` backend, whose sender blocks
+            # QEMU's main loop when the peer stops reading) lets a paused peer
+            # back up the sender's TX ring the way a stuck link would.
+            server = "on" if link.listener == g.name else "off"
+            netdev = (f"stream,id=n{nic.index},server={server},addr.type=inet,"
+                      f"addr.host=127.0.0.1,addr.port={link.port}")
         else:
             fds = ":".join(str(fd) for fd in tap_fds[nic.index])
             netdev = f"tap,id=n{nic.index},fds={fds},vhost=off"

@@ -59,8 +59,8 @@ def test_user_networking_is_restricted_to_host_loopback() -> None:
     assert "guestfwd=tcp:10.0.2.101:80-cmd:/bin/busybox nc 127.0.0.1 48080" in fwds
     for fwd in fwds:  # every forward ends on the host's loopback
         assert "127.0.0.1" in fwd, fwd
-    sockets = [n for n in netdevs if n.startswith("socket,")]
-    assert sockets == ["socket,id=n2,listen=127.0.0.1:40222"]
+    links = [n for n in netdevs if n.startswith("stream,")]
+    assert links == ["stream,id=n2,server=on,addr.type=inet,addr.host=127.0.0.1,addr.port=40222"]
     assert "tap,id=n1,fds=7:8:9:10,vhost=off" in netdevs
 
 
