@@ -32,6 +32,7 @@ import http.server
 import re
 import shlex
 import shutil
+import sys
 import threading
 import time
 import urllib.parse
@@ -203,6 +204,9 @@ class GuestRun:
         _, snap = self.sh(SNAPSHOT)
         s = Step(cmd=cmd, rc=rc, output=out, state=parse_snapshot(snap), seconds=seconds)
         self.sc.steps[name] = s
+        # progress on the terminal (pytest captures stdout): DKMS under TCG is slow
+        print(f"[guest-apt] {self.sc.guest}: {name} rc={rc} {seconds:.0f}s",
+              file=sys.__stderr__, flush=True)
         return s
 
 
@@ -369,10 +373,28 @@ def guest_apt(lab: Lab, repo_host_port: int, build: Build,
     repos = make_repos(build, work, other_kernel)
     scen = {s: Scenario(guests[s], releases[s]) for s in ("6.1", "6.12")}
     server = RepoServer(repo_host_port)
+    # What the restore removes besides vpsnet: only the other kernel's headers
+    # packages and modules dir that were not there before (the 6.1 guest's own
+    # running kernel headers are these very packages).
+    ours: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in scen}
+
+    def mine(g: GuestRun) -> tuple[list[str], list[str]]:
+        if g.sc.kernel == other_kernel:
+            return [], []
+        _, out = g.sh(
+            "dpkg-query -W -f='${Package} ${Status}\\n' "
+            + " ".join(repos.kernel_packages) + " 2>/dev/null; "
+            + f"test -e /lib/modules/{other_kernel} && echo DIR-EXISTS",
+            timeout=60,
+        )
+        before = {ln.split()[0] for ln in out.splitlines() if ln.endswith(" installed")}
+        pkgs = [p for p in repos.kernel_packages if p not in before]
+        return pkgs, ([] if "DIR-EXISTS" in out else [other_kernel])
 
     def go(series: str, body: Callable[[GuestRun], None]) -> None:
         g = GuestRun(lab, scen[series])
         try:
+            ours[series] = mine(g)
             prepare(g, build, work)
             body(g)
         except Exception as exc:  # recorded; the tests that need later steps say so
@@ -380,7 +402,7 @@ def guest_apt(lab: Lab, repo_host_port: int, build: Build,
         finally:
             server.routes[g.sc.guest] = None
             try:
-                g.step("restored", restore_script(repos.kernel_packages, [other_kernel]))
+                g.step("restored", restore_script(*ours[series]))
             except Exception as exc:
                 scen[series].error += f"; restoring failed: {type(exc).__name__}: {exc}"
 
@@ -399,10 +421,9 @@ def guest_apt(lab: Lab, repo_host_port: int, build: Build,
         yield Run(build, scen, repos, other_kernel)
     finally:
         server.close()
-        for s in scen.values():  # safety net (idempotent), also after an ssh error
+        for series, s in scen.items():  # safety net (idempotent), also after an ssh error
             try:
-                lab.ssh(s.guest, restore_script(repos.kernel_packages, [other_kernel]),
-                        timeout=300)
+                lab.ssh(s.guest, restore_script(*ours[series]), timeout=300)
             except Exception as exc:
                 print(f"restoring {s.guest} failed: {exc}")
 
