@@ -1,0 +1,321 @@
+"""WAN benchmark: goodput and p99 RTT under load between two lab guests over an
+emulated long-haul link, for Debian's defaults, TuneD's network-throughput
+profile and the vpsnet_tune role, side by side in one run.
+
+Run as root: `.venv/bin/python bench/wan.py [--runs 3] [--seconds 20]`; boots its
+own lab (.cache/lab-wan, base_port 19522), always tears it down, writes
+bench/results/wan.json and bench/results/wan.png. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vpsnet_lab import inventory
+from vpsnet_lab.fleet import Lab
+from vpsnet_lab.paths import CACHE, TOP
+
+RESULTS = TOP / "bench" / "results"
+STATE = CACHE / "lab-wan"
+CLIENT, SERVER = "wan-a", "wan-b"
+SERVER_ADDR = "198.18.0.2"
+NIC = "eth1"  # the stream link on both guests
+BANDWIDTH_MBIT = 1000  # what the vpsnet buffers are sized for, every profile
+# name: (RTT ms, loss %): netem delay RTT/2 and loss/2 on each end.
+PROFILES: dict[str, tuple[float, float]] = {
+    "transpacific": (200, 1.0),
+    "regional": (60, 0.1),
+    "clean": (0, 0.0),
+}
+CONFIGS = ("defaults", "tuned-network-throughput", "vpsnet")
+# Every sysctl any configuration touches: recorded before, re-applied after each.
+KEYS = (
+    "net.core.default_qdisc", "net.ipv4.tcp_congestion_control", "net.core.rmem_max",
+    "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default", "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem", "net.ipv4.tcp_mtu_probing", "net.ipv4.icmp_ratelimit",
+    "net.ipv4.icmp_msgs_per_sec", "net.core.somaxconn", "vm.nr_hugepages",
+    "net.core.netdev_max_backlog", "kernel.sched_min_granularity_ns",
+    "kernel.sched_wakeup_granularity_ns", "vm.dirty_ratio", "vm.dirty_background_ratio",
+    "vm.swappiness", "kernel.numa_balancing", "net.ipv4.tcp_fastopen",
+)
+GUESTS = (CLIENT, SERVER)
+
+
+def say(msg: str) -> None:
+    print(f"[wan] {msg}", file=sys.stderr, flush=True)
+
+
+def spec(base_port: int) -> dict[str, Any]:
+    guest = {"cloud": "aws", "region": "us-east-1", "instance_type": "m5.large",
+             "kernel": "6.1", "vcpus": 1, "memory_mb": 1024}
+    return {
+        "name": "wan",
+        "base_port": base_port,
+        "regions": {"us-east-1": {"rtt_ms": 200, "bandwidth_mbit": BANDWIDTH_MBIT}},
+        "guests": [
+            {**guest, "name": CLIENT, "zone": "us-east-1a", "nics": [{"link": SERVER}]},
+            {**guest, "name": SERVER, "zone": "us-east-1b"},
+        ],
+    }
+
+
+class Bench:
+    def __init__(self, lab: Lab, seconds: int) -> None:
+        self.lab = lab
+        self.seconds = seconds
+        self.baseline: dict[str, dict[str, str]] = {}
+        self.vpsnet_conf: dict[str, str] = {}
+
+    def sh(self, guest: str, cmd: str, timeout: float = 120) -> str:
+        return str(self.lab.ssh(guest, cmd, timeout=timeout, check=True).stdout)
+
+    def both(self, cmd: str) -> None:
+        for g in GUESTS:
+            self.sh(g, cmd)
+
+    def nics(self, guest: str) -> list[str]:
+        return [n for n in self.sh(guest, "ls /sys/class/net").split() if n != "lo"]
+
+    # --- state ---------------------------------------------------------------
+    def record_baseline(self) -> None:
+        for g in GUESTS:
+            out = self.sh(g, "sysctl -e " + " ".join(KEYS))
+            self.baseline[g] = {k.strip(): " ".join(v.split())
+                                for k, _, v in (ln.partition("=") for ln in out.splitlines()) if v}
+
+    def restore(self) -> None:
+        """Back to Debian's defaults: TuneD off, recorded sysctls, default root qdisc."""
+        for g in GUESTS:
+            self.sh(g, "if systemctl is-active -q tuned; then tuned-adm off; "
+                       "systemctl stop tuned; fi")
+            args = " ".join(f"'{k}={v}'" for k, v in self.baseline[g].items())
+            self.sh(g, f"sysctl -q -w {args}")
+            for nic in self.nics(g):
+                self.sh(g, f"tc qdisc del dev {nic} root 2>/dev/null || true")
+
+    def state(self, guest: str) -> dict[str, Any]:
+        out = self.sh(guest, "sysctl -e net.ipv4.tcp_congestion_control net.ipv4.tcp_rmem "
+                             "net.ipv4.tcp_wmem net.core.rmem_max net.core.wmem_max")
+        qdisc = self.sh(guest, f"tc qdisc show dev {NIC} root").split()
+        return {**{k.strip(): " ".join(v.split())
+                   for k, _, v in (ln.partition("=") for ln in out.splitlines()) if v},
+                "root_qdisc": qdisc[1] if len(qdisc) > 1 else None}
+
+    # --- configurations ------------------------------------------------------
+    def plan_vpsnet(self, profile: str, rtt_ms: float) -> str:
+        """Run the vpsnet_tune role on both guests for this profile's RTT; keep the
+        sysctl file it wrote (applied later as-is), then undo it."""
+        with tempfile.TemporaryDirectory() as tmp:
+            inv = inventory.write(self.lab.spec, Path(tmp) / "hosts.yml")
+            play = Path(tmp) / "tune.yml"
+            play.write_text(yaml.safe_dump([{
+                "name": "vpsnet_tune for the WAN bench", "hosts": "all", "become": True,
+                "gather_facts": True, "roles": [{"role": "vpsnet_tune"}],
+                "vars": {"vpsnet_tune_rtt_ms": max(rtt_ms, 1),
+                         "vpsnet_tune_bandwidth_mbit": BANDWIDTH_MBIT,
+                         "vpsnet_tune_irq_affinity": False, "vpsnet_tune_nic_profile": "none"},
+            }]))
+            env = dict(os.environ, ANSIBLE_ROLES_PATH=str(TOP / "roles"),
+                       ANSIBLE_COLLECTIONS_PATH=str(CACHE / "collections"),
+                       ANSIBLE_CONFIG=str(TOP / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+            started = time.monotonic()
+            proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"),
+                                   "-i", str(inv), str(play)], env=env, cwd=TOP,
+                                  capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                raise RuntimeError(f"vpsnet_tune failed:\n{proc.stdout[-3000:]}{proc.stderr}")
+            say(f"{profile}: vpsnet_tune applied by ansible-playbook in "
+                f"{time.monotonic() - started:.0f}s")
+        conf = self.sh(CLIENT, "cat /etc/sysctl.d/90-vpsnet.conf")
+        self.both("rm -f /etc/sysctl.d/90-vpsnet.conf")
+        self.restore()
+        return conf
+
+    def apply(self, config: str, profile: str) -> None:
+        if config == "tuned-network-throughput":
+            self.both("systemctl start tuned && tuned-adm profile network-throughput")
+        elif config == "vpsnet":
+            conf = self.vpsnet_conf[profile]
+            for g in GUESTS:
+                self.sh(g, f"modprobe tcp_bbr; cat > /run/vpsnet-bench.conf <<'EOF'\n{conf}EOF\n"
+                           "sysctl -q -p /run/vpsnet-bench.conf")
+                for nic in self.nics(g):
+                    self.sh(g, f"tc qdisc replace dev {nic} root fq")
+
+    # --- the link ------------------------------------------------------------
+    def netem(self, rtt_ms: float, loss_pct: float) -> None:
+        """Delay and loss on the receive side of the link on both guests (ifb), so
+        that the egress root qdisc stays the configuration's own (fq, pfifo_fast...)."""
+        for g in GUESTS:
+            self.sh(g, f"tc qdisc del dev {NIC} ingress 2>/dev/null; ip link del ifb0 "
+                       "2>/dev/null; true")
+            if rtt_ms <= 0 and loss_pct <= 0:
+                continue
+            self.sh(g, f"modprobe ifb numifbs=0; modprobe sch_netem; ip link add ifb0 type ifb; "
+                       f"ip link set ifb0 up; tc qdisc add dev {NIC} handle ffff: ingress; "
+                       f"tc filter add dev {NIC} parent ffff: matchall "
+                       f"action mirred egress redirect dev ifb0; "
+                       f"tc qdisc add dev ifb0 root netem delay {rtt_ms / 2:g}ms "
+                       f"loss {loss_pct / 2:g}% limit 200000")
+
+    def measure(self) -> dict[str, Any]:
+        n = self.seconds * 5
+        self.sh(SERVER, "pkill -x iperf3 || true; iperf3 -s -D -1 >/dev/null 2>&1; sleep 0.5")
+        out = self.sh(CLIENT, f"ping -n -i 0.2 -c {n} {SERVER_ADDR} > /tmp/ping.txt 2>&1 & "
+                              f"iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
+                      timeout=self.seconds * 3 + 120)
+        result = json.loads(out[out.index("{"):])
+        ping = self.sh(CLIENT, "cat /tmp/ping.txt")
+        rtts = sorted(float(x) for x in re.findall(r"time=([\d.]+) ms", ping))
+        end = result["end"]
+        return {
+            "goodput_mbit": round(end["sum_received"]["bits_per_second"] / 1e6, 3),
+            "retransmits": end["sum_sent"].get("retransmits"),
+            "rtt_samples": len(rtts),
+            "ping_sent": n,
+            "p50_rtt_ms": round(statistics.median(rtts), 2) if rtts else None,
+            "p99_rtt_ms": round(rtts[min(len(rtts) - 1, int(0.99 * len(rtts)))], 2)
+            if rtts else None,
+        }
+
+
+def chart(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.26
+    profiles = list(summary)
+    for i, config in enumerate(CONFIGS):
+        xs = [p + (i - 1) * width for p in range(len(profiles))]
+        axes[0].bar(xs, [summary[p]["goodput_mbit"][config] for p in profiles],
+                    width, label=config)
+        axes[1].bar(xs, [summary[p]["p99_rtt_ms"][config] or 0 for p in profiles],
+                    width, label=config)
+    for ax, title in ((axes[0], "iperf3 goodput, median (Mbit/s, log)"),
+                      (axes[1], "p99 ping RTT under load (ms)")):
+        ax.set_xticks(range(len(profiles)), profiles)
+        ax.set_title(title)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("vpsnet WAN bench: two QEMU/TCG guests, netem on both ends")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--base-port", type=int, default=19522)
+    parser.add_argument("--profiles", default=",".join(PROFILES))
+    args = parser.parse_args()
+    profiles = args.profiles.split(",")
+    started = time.monotonic()
+    Lab(STATE).down(say=say)
+    lab = Lab.up(spec(args.base_port), "bench/wan.py", state_dir=STATE, say=say)
+    runs: list[dict[str, Any]] = []
+    setup: dict[str, Any] = {}
+    try:
+        b = Bench(lab, args.seconds)
+        b.record_baseline()
+        for profile in profiles:
+            b.vpsnet_conf[profile] = b.plan_vpsnet(profile, PROFILES[profile][0])
+        setup = {
+            "guests": {g: b.sh(g, "uname -r").strip() for g in GUESTS},
+            "baseline_sysctls": b.baseline,
+            "vpsnet_sysctl_files": b.vpsnet_conf,
+            "states": {},
+        }
+        for profile in profiles:
+            rtt, loss = PROFILES[profile]
+            b.restore()
+            b.netem(rtt, loss)
+            for run in range(args.runs):
+                order = CONFIGS[run % 3:] + CONFIGS[:run % 3]  # interleaved, rotated
+                for config in order:
+                    b.restore()
+                    b.apply(config, profile)
+                    setup["states"].setdefault(config, {g: b.state(g) for g in GUESTS})
+                    m = b.measure()
+                    m.update(profile=profile, config=config, run=run)
+                    say(f"{profile} run {run} {config}: {m['goodput_mbit']} Mbit/s, "
+                        f"p99 {m['p99_rtt_ms']} ms")
+                    runs.append(m)
+            b.restore()
+        b.netem(0, 0)
+    finally:
+        lab.down(say=say)
+    summary = summarise(runs, profiles)
+    doc = {
+        "summary": summary,
+        "method": {
+            "runs_per_configuration": args.runs, "iperf3_seconds": args.seconds,
+            "iperf3": "single stream, wan-a -> wan-b over the QEMU stream link (eth1)",
+            "ping": "ping -i 0.2 wan-a -> wan-b during the iperf3 run; p99 of the replies",
+            "netem": "on both guests, ingress of eth1 redirected to ifb0 with netem "
+                     "delay RTT/2 and loss/2 (egress root qdisc left to the configuration)",
+            "profiles": {p: {"rtt_ms": PROFILES[p][0], "loss_pct": PROFILES[p][1]}
+                         for p in profiles},
+            "configs": {
+                "defaults": "Debian 12 guest as booted: cubic, default_qdisc per systemd "
+                            "(fq_codel), default buffers",
+                "tuned-network-throughput": "systemctl start tuned; tuned-adm profile "
+                                            "network-throughput on both guests",
+                "vpsnet": f"the sysctl file vpsnet_tune wrote (ansible-playbook, rtt = profile "
+                          f"RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} Mbit/s) applied "
+                          "with sysctl -p, root qdisc fq on every NIC",
+            },
+            "restore": "between configurations: tuned-adm off + stop tuned, recorded sysctls "
+                       "re-applied, root qdiscs deleted (kernel default back)",
+        },
+        "setup": setup,
+        "runs": runs,
+        "wall_seconds": round(time.monotonic() - started),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "wan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    chart(summary, RESULTS / "wan.png")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def summarise(runs: list[dict[str, Any]], profiles: list[str]) -> dict[str, Any]:
+    def med(profile: str, config: str, key: str) -> float | None:
+        vals = [r[key] for r in runs
+                if r["profile"] == profile and r["config"] == config and r[key] is not None]
+        return round(statistics.median(vals), 3) if vals else None
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    out: dict[str, Any] = {}
+    for p in profiles:
+        good = {c: med(p, c, "goodput_mbit") for c in CONFIGS}
+        clean = med("clean", "vpsnet", "goodput_mbit")
+        out[p] = {
+            "goodput_mbit": good,
+            "vpsnet_vs_defaults": ratio(good["vpsnet"], good["defaults"]),
+            "vpsnet_vs_tuned": ratio(good["vpsnet"], good["tuned-network-throughput"]),
+            "vpsnet_vs_clean": ratio(good["vpsnet"], clean),
+            "p99_rtt_ms": {c: med(p, c, "p99_rtt_ms") for c in CONFIGS},
+        }
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
