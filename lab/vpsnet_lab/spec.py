@@ -348,7 +348,7 @@ def _address_nics(guests: list[Guest], links: tuple[Link, ...], lab: str) -> lis
             if n.kind == "tap":
                 net = f"198.19.{g.index * 8 + n.index}"
                 n = Nic(n.index, n.queues, None, f"{net}.2/24", f"{net}.1/24",
-                        f"vpsnet-{lab}-{g.name}-{n.index}"[:48])
+                        f"vpsnet-{lab}-{g.name}-{n.index}-{g.ssh_port}"[:48])
             nics.append(n)
         out.append(Guest(**{**g.__dict__, "nics": tuple(nics)}))
     return out
