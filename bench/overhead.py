@@ -25,7 +25,7 @@ import yaml
 TOP = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TOP / "lab"), str(TOP / "tests" / "driver")]
 
-from vpsnet_guest_helpers import METRICS, build_in_guest, load, unload  # noqa: E402
+from vpsnet_guest_helpers import METRICS, build_on_host_for_guest, load, unload  # noqa: E402
 
 from vpsnet_lab.fleet import Lab  # noqa: E402
 
@@ -63,7 +63,7 @@ def iperf(lab: Lab, peer: str, seconds: int) -> float:
 
 
 def run(lab: Lab, runs: int, seconds: int, work: Path) -> dict[str, Any]:
-    b = build_in_guest(lab, GUEST, work)
+    b = build_on_host_for_guest(lab, GUEST, work)
     if b.rc != 0:
         raise SystemExit(f"build failed:\n{b.stdout[-2000:]}")
     nic = lab.spec.guest(GUEST).nics[0]

@@ -59,8 +59,8 @@ def restore_guests(lab: Lab) -> None:
     for g, (nic, _, _) in LINK.items():
         lab.link(g, nic, up=True)
     for g in GUESTS:
-        lab.ssh(g, "pkill -x iperf3; pkill -x ping; pkill -f vpsnet-flood; "
-                "pkill -f vpsnet-reader; pkill -x udevadm; true", timeout=60)
+        lab.ssh(g, "pkill -x iperf3; pkill -x ping; pkill -f '[v]psnet-flood'; "
+                "pkill -f '[v]psnet-reader'; pkill -x udevadm; true", timeout=60)
         lab.ssh(g, f"tc qdisc del dev {LINK[g][0]} root 2>/dev/null; true", timeout=60)
         unload(lab, g)
 

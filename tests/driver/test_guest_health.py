@@ -142,7 +142,7 @@ def test_tx_stalled_with_paused_peer(guests: Lab, name: str) -> None:
         assert not any(series(metrics(guests, name), "vpsnet_txq_stopped",
                               device=dev).values())
     finally:
-        guests.ssh(name, f"pkill -f vpsnet-flood; ip neigh del {addr} dev {dev}; true")
+        guests.ssh(name, f"pkill -f '[v]psnet-flood'; ip neigh del {addr} dev {dev}; true")
 
 
 def test_hot_unplug_and_replug(guests: Lab) -> None:
