@@ -68,6 +68,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="vpsnet-bench-") as tmp:
         mfile = Path(tmp) / "metrics"
         text = metrics_text(nics=NICS, queues=QUEUES, cpus=CPUS)
@@ -123,6 +124,8 @@ def main() -> None:
         "exporter_cpu_ms_per_scrape": round(cpu / SCRAPES * 1000, 3),
         "render_in_process_median_ms": round(statistics.median(render) * 1000, 3),
         "scrapes_per_second": round(SCRAPES / wall, 1),
+        # The machine is shared: the 1-minute load average around the run.
+        "host_load_avg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
