@@ -114,34 +114,63 @@ class Bench:
                 "root_qdisc": qdisc[1] if len(qdisc) > 1 else None}
 
     # --- configurations ------------------------------------------------------
-    def plan_vpsnet(self, profile: str, rtt_ms: float) -> str:
-        """Run the vpsnet_tune role on both guests for this profile's RTT; keep the
-        sysctl file it wrote (applied later as-is), then undo it."""
+    def plan_vpsnet(self, profiles: list[str]) -> dict[str, str]:
+        """Run the vpsnet_tune role on both guests once per profile (its RTT), in one
+        ansible-playbook; keep the sysctl file each run wrote (applied later as-is),
+        then undo it."""
+        tasks: list[dict[str, Any]] = []
+        for profile in profiles:
+            tasks += [
+                {"name": f"vpsnet_tune for {profile}",
+                 "ansible.builtin.include_role": {"name": "vpsnet_tune"},
+                 "vars": {"vpsnet_tune_rtt_ms": max(PROFILES[profile][0], 1),
+                          "vpsnet_tune_bandwidth_mbit": BANDWIDTH_MBIT,
+                          "vpsnet_tune_irq_affinity": False, "vpsnet_tune_nic_profile": "none"}},
+                {"name": f"keep the sysctl file for {profile}", "ansible.builtin.copy": {
+                    "src": "/etc/sysctl.d/90-vpsnet.conf", "remote_src": True,
+                    "dest": f"/root/vpsnet-{profile}.conf", "mode": "0644"}},
+            ]
         with tempfile.TemporaryDirectory() as tmp:
             inv = inventory.write(self.lab.spec, Path(tmp) / "hosts.yml")
             play = Path(tmp) / "tune.yml"
             play.write_text(yaml.safe_dump([{
                 "name": "vpsnet_tune for the WAN bench", "hosts": "all", "become": True,
-                "gather_facts": True, "roles": [{"role": "vpsnet_tune"}],
-                "vars": {"vpsnet_tune_rtt_ms": max(rtt_ms, 1),
-                         "vpsnet_tune_bandwidth_mbit": BANDWIDTH_MBIT,
-                         "vpsnet_tune_irq_affinity": False, "vpsnet_tune_nic_profile": "none"},
-            }]))
+                "gather_facts": True, "tasks": tasks}]))
             env = dict(os.environ, ANSIBLE_ROLES_PATH=str(TOP / "roles"),
                        ANSIBLE_COLLECTIONS_PATH=str(CACHE / "collections"),
                        ANSIBLE_CONFIG=str(TOP / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
             started = time.monotonic()
             proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"),
                                    "-i", str(inv), str(play)], env=env, cwd=TOP,
-                                  capture_output=True, text=True, timeout=900)
+                                  capture_output=True, text=True, timeout=1200)
             if proc.returncode != 0:
                 raise RuntimeError(f"vpsnet_tune failed:\n{proc.stdout[-3000:]}{proc.stderr}")
-            say(f"{profile}: vpsnet_tune applied by ansible-playbook in "
+            say(f"vpsnet_tune applied by ansible-playbook for {', '.join(profiles)} in "
                 f"{time.monotonic() - started:.0f}s")
-        conf = self.sh(CLIENT, "cat /etc/sysctl.d/90-vpsnet.conf")
+        confs = {p: self.sh(CLIENT, f"cat /root/vpsnet-{p}.conf") for p in profiles}
         self.both("rm -f /etc/sysctl.d/90-vpsnet.conf")
         self.restore()
-        return conf
+        return confs
+
+    def plan_from_filter(self, profiles: list[str]) -> dict[str, str]:
+        """The same sysctl file, computed by the role's own plan filter
+        (roles/vpsnet_tune/filter_plugins) with the role's defaults: quicker than
+        ansible-playbook on a loaded machine."""
+        sys.path.insert(0, str(TOP / "roles/vpsnet_tune/filter_plugins"))
+        import vpsnet_tune
+
+        confs = {}
+        for profile in profiles:
+            buf = vpsnet_tune.buffers(max(PROFILES[profile][0], 1), BANDWIDTH_MBIT, 268435456)
+            keys = {
+                "net.core.default_qdisc": "fq", "net.ipv4.tcp_congestion_control": "bbr",
+                "net.core.rmem_max": buf["rmem_max"], "net.core.wmem_max": buf["wmem_max"],
+                "net.ipv4.tcp_rmem": buf["tcp_rmem"], "net.ipv4.tcp_wmem": buf["tcp_wmem"],
+                "net.ipv4.tcp_mtu_probing": 1, "net.ipv4.icmp_ratelimit": 1000,
+                "net.ipv4.icmp_msgs_per_sec": 1000, "net.core.somaxconn": 4096,
+            }
+            confs[profile] = "".join(f"{k} = {v}\n" for k, v in keys.items())
+        return confs
 
     def apply(self, config: str, profile: str) -> None:
         if config == "tuned-network-throughput":
@@ -223,6 +252,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--base-port", type=int, default=19522)
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--with-ansible", action="store_true",
+                        help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
+                             "file (default: the role's plan filter computes the same file)")
     args = parser.parse_args()
     profiles = args.profiles.split(",")
     started = time.monotonic()
@@ -233,8 +265,8 @@ def main() -> int:
     try:
         b = Bench(lab, args.seconds)
         b.record_baseline()
-        for profile in profiles:
-            b.vpsnet_conf[profile] = b.plan_vpsnet(profile, PROFILES[profile][0])
+        b.vpsnet_conf = (b.plan_vpsnet(profiles) if args.with_ansible
+                         else b.plan_from_filter(profiles))
         setup = {
             "guests": {g: b.sh(g, "uname -r").strip() for g in GUESTS},
             "baseline_sysctls": b.baseline,
@@ -276,9 +308,11 @@ def main() -> int:
                             "(fq_codel), default buffers",
                 "tuned-network-throughput": "systemctl start tuned; tuned-adm profile "
                                             "network-throughput on both guests",
-                "vpsnet": f"the sysctl file vpsnet_tune wrote (ansible-playbook, rtt = profile "
-                          f"RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} Mbit/s) applied "
-                          "with sysctl -p, root qdisc fq on every NIC",
+                "vpsnet": ("the sysctl file vpsnet_tune wrote (ansible-playbook)"
+                           if args.with_ansible else
+                           "the sysctls the vpsnet_tune plan filter computes (role defaults)")
+                          + f", rtt = profile RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} "
+                          "Mbit/s, applied with sysctl -p, root qdisc fq on every NIC",
             },
             "restore": "between configurations: tuned-adm off + stop tuned, recorded sysctls "
                        "re-applied, root qdiscs deleted (kernel default back)",
