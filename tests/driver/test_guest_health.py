@@ -105,7 +105,15 @@ def test_tx_stalled_with_paused_peer(guests: Lab, name: str) -> None:
     is QEMU's stream netdev (TCP over loopback): once the loopback socket
     buffers are full, QEMU stops draining `name`'s virtio TX ring, the ring
     fills, virtio_net stops the queue and no completion happens any more:
-    tx_stalled after stall_intervals samples; ok again after resume."""
+    tx_stalled after stall_intervals samples; ok again after resume.
+
+    Only gcp612 (kernel 6.12, the link's connecting end) sends: when aws61
+    (6.1, the listening end) blasts while gcp612 is paused, aws61's TX counter
+    keeps moving and then the whole aws61 guest stops answering SSH for more
+    than 120 s (probably QEMU 7.2's stream server end writing to the accepted
+    socket in blocking mode, as the old socket backend did; not checked in
+    QEMU's source), so that direction shows a frozen guest, not a stalled
+    queue."""
     dev, peer, _ = LINK[name]
     load(guests, name, interval_ms=INTERVAL_MS, stall_intervals=STALL)
     addr = _peer_addr(guests, name)
@@ -168,6 +176,10 @@ def test_hot_unplug_and_replug(guests: Lab) -> None:
     log = dmesg_since(guests, name, mark)
     assert any(f" {dev} " in ln and "vpsnet: detached" in ln for ln in log), log
     assert any(f" {dev}: vpsnet: attached" in ln for ln in log), log
+    # Health transitions are logged at warn level by design; after the re-plug
+    # eth1 sends (IPv6 ND/MLD) while the tap's host side sends nothing, so a
+    # real "health ok -> rx_silent" may appear (seen in the full run). Those
+    # are reports, not faults: anything else at warn or above fails.
     bad = [ln for ln in dmesg_since(guests, name, mark, "emerg,alert,crit,err,warn")
-           if "vpsnet" in ln]
+           if "vpsnet" in ln and "vpsnet: health " not in ln]
     assert not bad
