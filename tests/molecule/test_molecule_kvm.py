@@ -18,6 +18,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 pytestmark = [
     pytest.mark.lab,
+    pytest.mark.heavy,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("qemu-system-x86_64") is None,
                        reason="needs root and QEMU (make setup)"),
 ]

@@ -56,7 +56,7 @@ from vpsnet_pkg_helpers import (
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import kernel_releases
 
-pytestmark = [pytest.mark.lab, pytest.mark.packaging]
+pytestmark = [pytest.mark.lab, pytest.mark.packaging, pytest.mark.heavy]
 
 KEYRING = "/etc/apt/keyrings/vpsnet-archive-keyring.gpg"
 SOURCES = "/etc/apt/sources.list.d/vpsnet.sources"
