@@ -86,7 +86,9 @@ class Bench:
             self.sh(g, cmd)
 
     def nics(self, guest: str) -> list[str]:
-        return [n for n in self.sh(guest, "ls /sys/class/net").split() if n != "lo"]
+        # Not lo, and not the ifb carrying the link's netem (not a NIC of the config).
+        return [n for n in self.sh(guest, "ls /sys/class/net").split()
+                if n != "lo" and not n.startswith("ifb")]
 
     # --- state ---------------------------------------------------------------
     def record_baseline(self) -> None:
@@ -188,8 +190,10 @@ class Bench:
         """Delay and loss on the receive side of the link on both guests (ifb), so
         that the egress root qdisc stays the configuration's own (fq, pfifo_fast...)."""
         for g in GUESTS:
+            # GRO off: netem on ingress must drop single segments, not GRO super-packets
+            # (with GRO on, 1 % "loss" drops 1 % of ~40-segment aggregates).
             self.sh(g, f"tc qdisc del dev {NIC} ingress 2>/dev/null; ip link del ifb0 "
-                       "2>/dev/null; true")
+                       f"2>/dev/null; ethtool -K {NIC} gro off; true")
             if rtt_ms <= 0 and loss_pct <= 0:
                 continue
             self.sh(g, f"modprobe ifb numifbs=0; modprobe sch_netem; ip link add ifb0 type ifb; "
@@ -300,7 +304,8 @@ def main() -> int:
             "iperf3": "single stream, wan-a -> wan-b over the QEMU stream link (eth1)",
             "ping": "ping -i 0.2 wan-a -> wan-b during the iperf3 run; p99 of the replies",
             "netem": "on both guests, ingress of eth1 redirected to ifb0 with netem "
-                     "delay RTT/2 and loss/2 (egress root qdisc left to the configuration)",
+                     "delay RTT/2 and loss/2 (egress root qdisc left to the configuration); "
+                     "GRO off on eth1 so that loss applies per segment",
             "profiles": {p: {"rtt_ms": PROFILES[p][0], "loss_pct": PROFILES[p][1]}
                          for p in profiles},
             "configs": {
