@@ -1,10 +1,19 @@
-"""The lab's host-side helper process: one metadata service per guest.
+"""The lab's host-side helper process: one metadata service per guest, and
+one relay per guest-to-guest link.
 
 Started by `vpsnet-lab up`, tracked by PID, stopped by `down` (SIGTERM).
+
+Both ends of a link connect to the relay as clients: QEMU's stream netdev
+writes to an accepted (server-side) socket in a way that freezes the whole
+guest once the peer stops reading, while its client side backs up cleanly.
+The relay keeps that back-pressure: it reads from one end only as fast as
+the other end takes the bytes, so a paused peer really stalls the sender's
+TX ring.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -14,8 +23,48 @@ from pathlib import Path
 from .metadata import Identity, MetadataServer
 
 
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()  # back-pressure: stop reading while the peer does
+    except ConnectionError:
+        pass
+    finally:
+        dst.close()
+
+
+async def _relay(port: int, started: threading.Event) -> None:
+    ends: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def joined(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ends.append((reader, writer))
+        if len(ends) == 2:
+            (ra, wa), (rb, wb) = ends
+            await asyncio.gather(_pipe(ra, wb), _pipe(rb, wa))
+
+    server = await asyncio.start_server(joined, "127.0.0.1", port)
+    started.set()
+    async with server:
+        await server.serve_forever()
+
+
+def _start_relays(ports: list[int]) -> None:
+    if not ports:
+        return
+    loop = asyncio.new_event_loop()
+    started = [threading.Event() for _ in ports]
+    relays = [loop.create_task(_relay(port, event))
+              for port, event in zip(ports, started, strict=True)]
+    threading.Thread(target=loop.run_forever, name="link-relays", daemon=True).start()
+    for event in started:
+        if not event.wait(10):
+            raise SystemExit(f"link relay did not start: {[r for r in relays if r.done()]}")
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text())
+    _start_relays([int(p) for p in argv[3:]])
     ready = Path(argv[1])
     log = open(argv[2], "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     servers = []

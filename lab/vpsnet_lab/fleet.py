@@ -149,11 +149,9 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
         if nic.link:
             link = next(lk for lk in spec.links
                         if {lk.listener, lk.connector} == {g.name, nic.link})
-            # `stream` (not the legacy `socket` backend, whose sender blocks
-            # QEMU's main loop when the peer stops reading) lets a paused peer
-            # back up the sender's TX ring the way a stuck link would.
-            server = "on" if link.listener == g.name else "off"
-            netdev = (f"stream,id=n{nic.index},server={server},addr.type=inet,"
+            # Both ends are clients of the lab's link relay (see daemon.py), so
+            # a paused peer backs up this guest's TX ring as a stuck link would.
+            netdev = (f"stream,id=n{nic.index},server=off,addr.type=inet,"
                       f"addr.host=127.0.0.1,addr.port={link.port}")
         else:
             fds = ":".join(str(fd) for fd in tap_fds[nic.index])
@@ -264,9 +262,7 @@ class Lab:
         key = ensure_ssh_key().with_suffix(".pub").read_text().strip()
         self._start_metadata(spec)
         ports = self.state["metadata_ports"]
-        # Link listeners first: a connecting socket netdev needs its peer listening.
-        listeners = {lk.listener for lk in spec.links}
-        order = sorted(spec.guests, key=lambda g: (g.name not in listeners, g.index))
+        order = list(spec.guests)
         say(f"booting {len(order)} guest(s): {', '.join(g.name for g in order)}")
         started = time.monotonic()
         for g in order:
@@ -293,8 +289,6 @@ class Lab:
             self.state["guests"][g.name] = _record(proc.pid, "qemu")
             self.state["guests"][g.name]["boot_started"] = time.time()
             self._save()
-            if g.name in listeners:
-                self._wait_qmp(g.name, proc, 30)
         errors: dict[str, str] = {}
         threads = [threading.Thread(target=self._wait_ssh, args=(g, timeout, started, say, errors))
                    for g in order]
@@ -325,7 +319,8 @@ class Lab:
         ready.unlink(missing_ok=True)
         log = self.dir / "metadata.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vpsnet_lab.daemon", str(cfg_path), str(ready), str(log)],
+            [sys.executable, "-m", "vpsnet_lab.daemon", str(cfg_path), str(ready), str(log),
+             *(str(link.port) for link in spec.links)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(self.dir / "helper.err")
             .open("w"), start_new_session=True)
         self.state["helper"] = _record(proc.pid, "metadata")
@@ -336,22 +331,6 @@ class Lab:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise LabError(f"metadata helper did not start: {_tail(self.dir / 'helper.err')}")
             time.sleep(0.05)
-
-    def _wait_qmp(self, name: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        sock = self.dir / name / "qmp.sock"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log = _tail(self.dir / name / "qemu.log")
-                raise LabError(f"{name}: QEMU exited at start: {log}")
-            if sock.exists():
-                try:
-                    self.qmp(name, "query-status")
-                    return
-                except (OSError, LabError):
-                    pass
-            time.sleep(0.1)
-        raise LabError(f"{name}: QEMU monitor did not answer within {timeout:.0f}s")
 
     def _wait_ssh(self, g: Guest, timeout: float, started: float, say: Say,
                   errors: dict[str, str]) -> None:

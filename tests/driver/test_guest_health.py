@@ -99,21 +99,15 @@ def test_rx_silent_detected_and_cleared(guests: Lab, name: str) -> None:
     guests.ssh(name, "pkill -x ping; true")
 
 
-@pytest.mark.parametrize("name", ["gcp612"])
+@pytest.mark.parametrize("name", GUESTS)
 def test_tx_stalled_with_paused_peer(guests: Lab, name: str) -> None:
     """`name` blasts UDP over its link while the peer guest is paused. The link
     is QEMU's stream netdev (TCP over loopback): once the loopback socket
     buffers are full, QEMU stops draining `name`'s virtio TX ring, the ring
     fills, virtio_net stops the queue and no completion happens any more:
-    tx_stalled after stall_intervals samples; ok again after resume.
-
-    Only gcp612 (kernel 6.12, the link's connecting end) sends: when aws61
-    (6.1, the listening end) blasts while gcp612 is paused, aws61's TX counter
-    keeps moving and then the whole aws61 guest stops answering SSH for more
-    than 120 s (probably QEMU 7.2's stream server end writing to the accepted
-    socket in blocking mode, as the old socket backend did; not checked in
-    QEMU's source), so that direction shows a frozen guest, not a stalled
-    queue."""
+    tx_stalled after stall_intervals samples; ok again after resume. Both
+    guests are clients of the lab's link relay, which passes the peer's
+    back-pressure on (a guest on QEMU's server end froze instead)."""
     dev, peer, _ = LINK[name]
     load(guests, name, interval_ms=INTERVAL_MS, stall_intervals=STALL)
     addr = _peer_addr(guests, name)
