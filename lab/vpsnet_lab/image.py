@@ -130,6 +130,19 @@ def _write_sources(root: Path) -> None:
     )
 
 
+def _apt_install(root: Path, log: Path, packages: tuple[str, ...]) -> None:
+    """Install into the chroot from the mirror, no services started, fast dpkg."""
+    _write_sources(root)
+    (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+    (root / "usr/sbin/policy-rc.d").chmod(0o755)
+    (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").write_text("force-unsafe-io\n")
+    with _mounted(root):
+        _chroot(root, log, "apt-get", "update", "-q")
+        _chroot(root, log, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                *packages)
+        _chroot(root, log, "apt-get", "clean")
+
+
 def _build_base(log: Path, say: Callable[[str], None]) -> Path:
     tar = IMAGES / f"base-{base_key()}.tar"
     if tar.exists():
@@ -139,16 +152,8 @@ def _build_base(log: Path, say: Callable[[str], None]) -> Path:
         root = Path(tmp) / "root"
         say(f"debootstrap {SUITE} (minbase) ...")
         _run(["debootstrap", "--variant=minbase", SUITE, str(root), MIRROR], log)
-        _write_sources(root)
-        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
-        (root / "usr/sbin/policy-rc.d").chmod(0o755)
-        (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").write_text("force-unsafe-io\n")
         say(f"installing {len(BASE_PACKAGES)} guest packages ...")
-        with _mounted(root):
-            _chroot(root, log, "apt-get", "update", "-q")
-            _chroot(root, log, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                    *BASE_PACKAGES)
-            _chroot(root, log, "apt-get", "clean")
+        _apt_install(root, log, BASE_PACKAGES)
         part = tar.with_suffix(".part")
         _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-cf", str(part), "."], log)
         part.rename(tar)
@@ -222,16 +227,8 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
         root = work / "root"
         root.mkdir()
         _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-xf", str(tar)], log)
-        _write_sources(root)
-        (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
-        (root / "usr/sbin/policy-rc.d").chmod(0o755)
-        (root / "etc/dpkg/dpkg.cfg.d/unsafe-io").write_text("force-unsafe-io\n")
         say(f"installing kernel {release} and its headers ...")
-        with _mounted(root):
-            _chroot(root, log, "apt-get", "update", "-q")
-            _chroot(root, log, "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                    f"linux-image-{release}", f"linux-headers-{release}")
-            _chroot(root, log, "apt-get", "clean")
+        _apt_install(root, log, (f"linux-image-{release}", f"linux-headers-{release}"))
         _configure_guest(root)
         shutil.copy2(root / f"boot/vmlinuz-{release}", work / "vmlinuz")
         shutil.copy2(root / f"boot/initrd.img-{release}", work / "initrd.img")
