@@ -21,14 +21,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_molecule_default() -> None:
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".cache" / "collections")
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    env["PY_COLORS"] = "0"
-    env["NO_COLOR"] = "1"
+def test_molecule_default(molecule_env: dict[str, str]) -> None:
+    env = molecule_env
     image = subprocess.run(
         ["bash", str(REPO / "scripts/molecule-image.sh")],
         cwd=REPO,

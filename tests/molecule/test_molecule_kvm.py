@@ -24,14 +24,8 @@ pytestmark = [
 ]
 
 
-def test_molecule_kvm() -> None:
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".cache" / "collections")
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    env["PY_COLORS"] = "0"
-    env["NO_COLOR"] = "1"
+def test_molecule_kvm(molecule_env: dict[str, str]) -> None:
+    env = molecule_env
     try:
         proc = subprocess.run(["molecule", "test", "-s", "kvm"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=2400)
