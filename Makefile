@@ -36,8 +36,8 @@ unit:
 	pytest -p no:cacheprovider -q tests/unit
 
 lint:
-	ruff check $(LINT_PY)
-	mypy lab tools/vpsnet_tools
+	ruff check $(LINT_PY) molecule/rollout
+	mypy lab tools/vpsnet_tools molecule/rollout/builds.py
 	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
 		yamllint -s roles deploy.yml && ansible-lint --profile production --offline roles deploy.yml; fi
 
