@@ -188,3 +188,74 @@ def test_empty_module_output() -> None:
     st = status.parse_metrics(text)
     assert st.devices == []
     assert "0 device(s)" in status.render_table(st)
+
+
+HEALTHY = SAMPLE.replace('state="ok"} 0', 'state="ok"} 1').replace(
+    'state="tx_stalled"} 1', 'state="tx_stalled"} 0')
+
+
+class FakeClock:
+    """Time that only moves when the gate sleeps; each sleep may rewrite the file."""
+
+    def __init__(self, on_sleep: list[str], f: Path) -> None:
+        self.now = 0.0
+        self.on_sleep = on_sleep
+        self.f = f
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+        if self.on_sleep:
+            self.f.write_text(self.on_sleep.pop(0))
+
+
+def run_gate(tmp_path: Path, first: str, then: list[str], **kw: object) -> status.GateResult:
+    f = tmp_path / "metrics"
+    f.write_text(first)
+    fc = FakeClock(list(then), f)
+    args: dict[str, object] = {"samples": 3, "interval": 1.0, "timeout": 10.0,
+                               "expect_version": "1.0.0", "min_devices": 2}
+    args.update(kw)
+    return status.gate(f, clock=fc.clock, sleep=fc.sleep, **args)  # type: ignore[arg-type]
+
+
+def test_gate_needs_consecutive_healthy_samples(tmp_path: Path) -> None:
+    # healthy, unhealthy, then healthy three times: the flap resets the count
+    res = run_gate(tmp_path, HEALTHY, [SAMPLE, HEALTHY, HEALTHY, HEALTHY])
+    assert res.healthy and res.samples == 5 and res.consecutive == 3
+
+
+def test_gate_times_out_with_the_reason(tmp_path: Path) -> None:
+    res = run_gate(tmp_path, SAMPLE, [], timeout=4.0)
+    assert not res.healthy
+    assert res.samples == 5  # t = 0..4
+    assert res.reason == "eth0 (virtio_net) is tx_stalled"
+
+
+def test_gate_checks_version_and_devices(tmp_path: Path) -> None:
+    res = run_gate(tmp_path, HEALTHY, [], timeout=0, expect_version="1.1.0", min_devices=3)
+    assert not res.healthy
+    assert "loaded version is '1.0.0', expected '1.1.0'" in res.reason
+    assert "2 device(s) attached, expected at least 3" in res.reason
+
+
+def test_gate_waits_for_the_module(tmp_path: Path) -> None:
+    f = tmp_path / "metrics"
+    fc = FakeClock([HEALTHY], f)  # appears after the first sleep
+    res = status.gate(f, 1, 1.0, 5.0, "1.0.0", 1, clock=fc.clock, sleep=fc.sleep)
+    assert res.healthy and res.samples == 2
+
+
+def test_gate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "metrics"
+    f.write_text(HEALTHY)
+    args = ["--file", str(f), "--samples", "2", "--interval", "0.01", "--timeout", "1"]
+    assert status.main([*args, "--expect-version", "1.0.0", "--json"]) == status.EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["healthy"] and doc["consecutive"] == 2 and doc["status"]["version"] == "1.0.0"
+    assert status.main([*args, "--expect-version", "9.9.9"]) == status.EXIT_UNHEALTHY
+    assert "expected '9.9.9'" in capsys.readouterr().err
+    assert status.main(["--file", str(f), "--samples", "0"]) == status.EXIT_BAD_INPUT
+    assert "--samples 0 must be >= 1" in capsys.readouterr().err

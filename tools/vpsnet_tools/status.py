@@ -1,10 +1,16 @@
-"""vpsnet-status: health and per-queue drops from /proc/net/vpsnet/metrics."""
+"""vpsnet-status: health and per-queue drops from /proc/net/vpsnet/metrics.
+
+With --samples N it is the rollout's health gate: it reads the metrics until N
+consecutive samples are healthy (the expected version loaded, at least
+--min-devices attached, every device ok) or --timeout passes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,33 +157,115 @@ def to_json(st: Status) -> dict[str, Any]:
     return asdict(st)
 
 
+def read_status(path: Path) -> tuple[Status | None, int, str]:
+    """The parsed metrics, or None with an exit code and the reason."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, EXIT_NO_MODULE, (
+            f"{path} not found: is the vpsnet module loaded? (modprobe vpsnet)")
+    except OSError as e:
+        return None, EXIT_NO_MODULE, f"cannot read {path}: {e.strerror}"
+    try:
+        return parse_metrics(text), EXIT_OK, ""
+    except (ValueError, KeyError) as e:
+        return None, EXIT_BAD_INPUT, f"{path}: unparsable metrics: {e}"
+
+
+def sample_problems(st: Status, expect_version: str | None, min_devices: int) -> list[str]:
+    """Why one sample is not healthy (empty: healthy)."""
+    problems = []
+    if expect_version is not None and st.version != expect_version:
+        loaded = st.version or "unknown"
+        problems.append(f"loaded version is {loaded!r}, expected {expect_version!r}")
+    if len(st.devices) < min_devices:
+        problems.append(f"{len(st.devices)} device(s) attached, expected at least {min_devices}")
+    problems += [f"{d.device} ({d.driver}) is {d.state}" for d in st.devices if d.state != "ok"]
+    return problems
+
+
+@dataclass
+class GateResult:
+    healthy: bool
+    samples: int
+    consecutive: int
+    reason: str
+    status: Status | None
+
+
+def gate(path: Path, samples: int, interval: float, timeout: float,
+         expect_version: str | None, min_devices: int,
+         clock: Any = time.monotonic, sleep: Any = time.sleep) -> GateResult:
+    """Sample until `samples` consecutive healthy samples, or until `timeout`."""
+    deadline = clock() + timeout
+    taken = consecutive = 0
+    reason = "no sample taken"
+    st: Status | None = None
+    while True:
+        st, _, err = read_status(path)
+        taken += 1
+        problems = [err] if st is None else sample_problems(st, expect_version, min_devices)
+        if problems:
+            consecutive, reason = 0, "; ".join(problems)
+        else:
+            consecutive += 1
+            if consecutive >= samples:
+                return GateResult(True, taken, consecutive, "", st)
+        if clock() + interval > deadline:
+            return GateResult(False, taken, consecutive, reason, st)
+        sleep(interval)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="vpsnet-status", description="Show vpsnet NIC health and per-queue drops."
+        prog="vpsnet-status", description="Show vpsnet NIC health and per-queue drops.",
+        epilog="exit codes: 0 healthy, 1 a device is not ok (or the gate failed), "
+        "2 module not loaded, 3 unparsable metrics or bad arguments",
     )
     ap.add_argument("--file", default=DEFAULT_FILE, help=f"metrics file (default {DEFAULT_FILE})")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    g = ap.add_argument_group("health gate (for rollouts)")
+    g.add_argument("--samples", type=int, metavar="N",
+                   help="wait for N consecutive healthy samples (enables the gate)")
+    g.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between samples (default 1)")
+    g.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="give up after S seconds (default 60)")
+    g.add_argument("--expect-version", metavar="V", help="the loaded module must be version V")
+    g.add_argument("--min-devices", type=int, default=0, metavar="M",
+                   help="at least M devices must be attached (default 0)")
     args = ap.parse_args(argv)
-
     path = Path(args.file)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        print(
-            f"vpsnet-status: {path} not found: is the vpsnet module loaded? (modprobe vpsnet)",
-            file=sys.stderr,
-        )
-        return EXIT_NO_MODULE
-    except OSError as e:
-        print(f"vpsnet-status: cannot read {path}: {e.strerror}", file=sys.stderr)
-        return EXIT_NO_MODULE
-    try:
-        st = parse_metrics(text)
-    except (ValueError, KeyError) as e:
-        print(f"vpsnet-status: {path}: unparsable metrics: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
+    if args.samples is not None:
+        bad = [f"{name} {value!r} must be {rule}" for name, value, rule, ok in (
+            ("--samples", args.samples, ">= 1", args.samples >= 1),
+            ("--interval", args.interval, "> 0", args.interval > 0),
+            ("--timeout", args.timeout, ">= 0", args.timeout >= 0),
+            ("--min-devices", args.min_devices, ">= 0", args.min_devices >= 0),
+        ) if not ok]
+        if bad:
+            print("vpsnet-status: " + "; ".join(bad), file=sys.stderr)
+            return EXIT_BAD_INPUT
+        res = gate(path, args.samples, args.interval, args.timeout,
+                   args.expect_version, args.min_devices)
+        report = {"healthy": res.healthy, "samples": res.samples,
+                  "consecutive": res.consecutive, "reason": res.reason,
+                  "status": to_json(res.status) if res.status else None}
+        if args.json:
+            print(json.dumps(report, indent=2, sort_keys=True))
+        elif res.healthy:
+            print(f"vpsnet-status: healthy for {res.consecutive} consecutive samples")
+        if not res.healthy:
+            print(f"vpsnet-status: not healthy after {res.samples} samples: {res.reason}",
+                  file=sys.stderr)
+        return EXIT_OK if res.healthy else EXIT_UNHEALTHY
+
+    st, code, err = read_status(path)
+    if st is None:
+        print(f"vpsnet-status: {err}", file=sys.stderr)
+        return code
     if args.json:
         print(json.dumps(to_json(st), indent=2, sort_keys=True))
     else:

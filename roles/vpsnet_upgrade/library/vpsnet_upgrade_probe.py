@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Read-only probe of a host's vpsnet state for the rollout (vpsnet_upgrade role)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: vpsnet_upgrade_probe
+short_description: What vpsnet version a host has installed and loaded, and new kernel warnings
+description:
+  - Reads the installed vpsnet-dkms version (dpkg or rpm), the loaded module's version
+    (/sys/module/vpsnet/version), the number of attached devices, the kernel uptime,
+    whether dpkg was interrupted, and kernel log records since a point in time that
+    match the given patterns (/dev/kmsg). Changes nothing.
+options:
+  package:
+    description: Package whose installed version is reported.
+    type: str
+    default: vpsnet-dkms
+  kmsg_since:
+    description: Kernel uptime in seconds; report matching kernel log records logged after it.
+    type: float
+  kmsg_patterns:
+    description: Regular expressions for kernel log records that count as findings.
+    type: list
+    elements: str
+    default: []
+author: vpsnet contributors
+"""
+
+RETURN = r"""
+installed: {description: installed version or null, type: str, returned: always}
+loaded: {description: loaded module version or null, type: str, returned: always}
+devices: {description: devices the loaded module is attached to, type: int, returned: always}
+kernel: {description: running kernel release, type: str, returned: always}
+uptime: {description: kernel uptime in seconds, type: float, returned: always}
+dpkg_interrupted:
+  {description: dpkg --audit found a half-done operation, type: bool, returned: always}
+kmsg_findings:
+  {description: matching kernel log records since kmsg_since, type: list, returned: always}
+"""
+
+SYS_VERSION = "/sys/module/vpsnet/version"
+METRICS = "/proc/net/vpsnet/metrics"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def installed_version(package: str) -> str | None:
+    if shutil.which("dpkg-query"):
+        cmd = ["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package]
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        status, _, version = r.stdout.strip().partition(" ")
+        # half-installed or unpacked counts as installed: a rollback must see it
+        return version if r.returncode == 0 and status not in ("", "not-installed",
+                                                               "config-files") else None
+    if shutil.which("rpm"):
+        r = subprocess.run(["rpm", "-q", "--qf", "%{VERSION}", package],
+                           capture_output=True, text=True, check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+    return None
+
+
+def attached_devices(metrics: str | None) -> int:
+    m = re.search(r"^vpsnet_devices_attached (\d+)", metrics or "", re.M)
+    return int(m.group(1)) if m else 0
+
+
+def dpkg_interrupted() -> bool:
+    if not shutil.which("dpkg"):
+        return False
+    r = subprocess.run(["dpkg", "--audit"], capture_output=True, text=True, check=False)
+    return bool(r.stdout.strip())
+
+
+def parse_kmsg_record(record: str) -> tuple[float, str] | None:
+    """'prio,seq,usec,flags;message' -> (seconds since boot, message)."""
+    head, sep, msg = record.partition(";")
+    fields = head.split(",")
+    if not sep or len(fields) < 3 or not fields[2].isdigit():
+        return None
+    return int(fields[2]) / 1e6, msg.split("\n", 1)[0]
+
+
+def kmsg_records(path: str = "/dev/kmsg") -> list[tuple[float, str]]:
+    """Every record still in the kernel ring buffer (non-blocking read)."""
+    out = []
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                data = os.read(fd, 8192)
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
+                    break
+                if e.errno == errno.EPIPE:  # overwritten while reading: go on
+                    continue
+                raise
+            if not data:
+                break
+            rec = parse_kmsg_record(data.decode("utf-8", "replace"))
+            if rec:
+                out.append(rec)
+    finally:
+        os.close(fd)
+    return out
+
+
+def findings(records: list[tuple[float, str]], since: float, patterns: list[str]) -> list[str]:
+    rx = [re.compile(p) for p in patterns]
+    return [f"[{t:.6f}] {msg}" for t, msg in records
+            if t > since and any(r.search(msg) for r in rx)]
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "package": {"type": "str", "default": "vpsnet-dkms"},
+            "kmsg_since": {"type": "float"},
+            "kmsg_patterns": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    p: dict[str, Any] = module.params
+    for pat in p["kmsg_patterns"]:
+        try:
+            re.compile(pat)
+        except re.error as e:
+            module.fail_json(msg=f"kmsg_patterns: bad regular expression {pat!r}: {e}")
+    uptime_text = _read("/proc/uptime") or "0"
+    result: dict[str, Any] = {
+        "changed": False,
+        "installed": installed_version(p["package"]),
+        "loaded": (_read(SYS_VERSION) or "").strip() or None,
+        "devices": attached_devices(_read(METRICS)),
+        "kernel": os.uname().release,
+        "uptime": float(uptime_text.split()[0]),
+        "dpkg_interrupted": dpkg_interrupted(),
+        "kmsg_findings": [],
+    }
+    if p["kmsg_since"] is not None:
+        try:
+            result["kmsg_findings"] = findings(kmsg_records(), p["kmsg_since"],
+                                               p["kmsg_patterns"])
+        except OSError as e:
+            module.fail_json(msg=f"cannot read /dev/kmsg: {e.strerror} (run with become)",
+                             **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

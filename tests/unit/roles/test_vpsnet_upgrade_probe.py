@@ -1,0 +1,57 @@
+"""vpsnet_upgrade_probe: kernel log records since the step began, device count."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+from vpsnet_facts_helpers import REPO
+
+
+def probe() -> ModuleType:
+    path = REPO / "roles/vpsnet_upgrade/library/vpsnet_upgrade_probe.py"
+    spec = importlib.util.spec_from_file_location("vpsnet_upgrade_probe", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+PATTERNS = ["^WARNING:", "^BUG:", "Oops", "Call Trace:"]
+
+
+def test_kmsg_records_and_findings(tmp_path: Path) -> None:
+    p = probe()
+    assert p.parse_kmsg_record("4,1001,5000000,-;WARNING: CPU: 0 PID: 1 at x\n SUBSYSTEM=net") == (
+        5.0, "WARNING: CPU: 0 PID: 1 at x")
+    assert p.parse_kmsg_record("garbage") is None
+    assert p.parse_kmsg_record("6,1,abc,-;x") is None
+    records = [(1.0, "BUG: old, before the step"), (2.5, "vpsnet: attached eth0"),
+               (3.0, "WARNING: CPU: 1 PID: 7 at net/core/dev.c:1"),
+               (3.5, "vpsnet: loading out-of-tree module taints kernel.")]
+    assert p.findings(records, 2.0, PATTERNS) == [
+        "[3.000000] WARNING: CPU: 1 PID: 7 at net/core/dev.c:1"]
+    assert p.findings(records, 0.0, PATTERNS)[0] == "[1.000000] BUG: old, before the step"
+    assert p.findings(records, 0.0, []) == []
+
+
+def test_kmsg_records_reads_a_record_per_read(tmp_path: Path) -> None:
+    """/dev/kmsg returns one record per read(); a FIFO with one record stands in."""
+    p = probe()
+    fifo = tmp_path / "kmsg"
+    os.mkfifo(fifo)
+    wfd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    os.write(wfd, b"3,7,4200000,-;BUG: unable to handle page fault\n")
+    try:
+        assert p.kmsg_records(str(fifo)) == [(4.2, "BUG: unable to handle page fault")]
+    finally:
+        os.close(wfd)
+
+
+def test_attached_devices() -> None:
+    p = probe()
+    metrics = "# TYPE vpsnet_devices_attached gauge\nvpsnet_devices_attached 3\n"
+    assert p.attached_devices(metrics) == 3
+    assert p.attached_devices(None) == 0
