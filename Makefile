@@ -35,11 +35,13 @@ test-fast: setup lint unit
 unit:
 	pytest -p no:cacheprovider -q tests/unit
 
+PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout
+
 lint:
 	ruff check $(LINT_PY) molecule/rollout
 	mypy lab tools/vpsnet_tools molecule/rollout/builds.py
 	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
-		yamllint -s roles deploy.yml && ansible-lint --profile production --offline roles deploy.yml; fi
+		yamllint -s roles $(PLAYBOOKS) && ansible-lint --profile production --offline roles $(PLAYBOOKS); fi
 
 driver:
 	$(MAKE) -C driver-src

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -47,6 +48,8 @@ dpkg_interrupted:
   {description: dpkg --audit found a half-done operation, type: bool, returned: always}
 kmsg_findings:
   {description: matching kernel log records since kmsg_since, type: list, returned: always}
+package_manager_busy:
+  {description: another apt/dpkg run holds the dpkg lock, type: bool, returned: always}
 """
 
 SYS_VERSION = "/sys/module/vpsnet/version"
@@ -79,6 +82,21 @@ def installed_version(package: str) -> str | None:
 def attached_devices(metrics: str | None) -> int:
     m = re.search(r"^vpsnet_devices_attached (\d+)", metrics or "", re.M)
     return int(m.group(1)) if m else 0
+
+
+def package_manager_busy(lock: str = "/var/lib/dpkg/lock-frontend") -> bool:
+    """Whether another apt/dpkg run holds the dpkg frontend lock (fcntl, as dpkg does)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock if we took it
+    return False
 
 
 def dpkg_interrupted() -> bool:
@@ -150,6 +168,7 @@ def main() -> None:
         "devices": attached_devices(_read(METRICS)),
         "kernel": os.uname().release,
         "uptime": float(uptime_text.split()[0]),
+        "package_manager_busy": package_manager_busy(),
         "dpkg_interrupted": dpkg_interrupted(),
         "kmsg_findings": [],
     }

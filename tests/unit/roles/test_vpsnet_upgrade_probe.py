@@ -55,3 +55,26 @@ def test_attached_devices() -> None:
     metrics = "# TYPE vpsnet_devices_attached gauge\nvpsnet_devices_attached 3\n"
     assert p.attached_devices(metrics) == 3
     assert p.attached_devices(None) == 0
+
+
+def test_package_manager_busy(tmp_path: Path) -> None:
+    """dpkg holds an fcntl lock on lock-frontend while it runs; a child process holds it here."""
+    import subprocess
+    import sys
+    p = probe()
+    lock = tmp_path / "lock-frontend"
+    lock.touch()
+    assert not p.package_manager_busy(str(lock))
+    assert not p.package_manager_busy(str(tmp_path / "absent"))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "locked"
+        assert p.package_manager_busy(str(lock))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not p.package_manager_busy(str(lock))

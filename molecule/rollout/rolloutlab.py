@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Lab helper of the molecule/rollout scenario (called by create.yml / destroy.yml).
+
+  rolloutlab.py up INSTANCE_CONFIG   build the signed repository with vpsnet 1.0.0,
+                                     1.1.0, 2.0.0 and 1.2.0 (builds.py), serve it on
+                                     127.0.0.1 (the guests' http://10.0.2.101), boot
+                                     the four guests, write molecule's instance config
+  rolloutlab.py down                 stop the guests and the repository server
+
+The fleet: 2 clouds x 2 regions, both kernels in each region, each region's two
+guests joined by a link (the peers every host pings). State in .cache/lab-rollout
+(VPSNET_ROLLOUT_STATE), ports from base_port 17022 (VPSNET_ROLLOUT_BASE_PORT).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from builds import build_rollout_repo
+
+from vpsnet_lab import molecule_lab
+from vpsnet_lab.paths import CACHE
+
+STATE = Path(os.environ.get("VPSNET_ROLLOUT_STATE", str(CACHE / "lab-rollout")))
+BASE_PORT = int(os.environ.get("VPSNET_ROLLOUT_BASE_PORT", "17022"))
+
+
+def guest(name: str, cloud: str, region: str, zone: str, kernel: str,
+          **extra: Any) -> dict[str, Any]:
+    itype = "m5.large" if cloud == "aws" else "e2-standard-2"
+    return {"name": name, "cloud": cloud, "region": region, "zone": zone,
+            "instance_type": itype, "kernel": kernel, "vcpus": 1, "memory_mb": 1024, **extra}
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "name": "rollout",
+        "base_port": BASE_PORT,
+        "regions": {
+            "us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000},
+            "asia-east1": {"rtt_ms": 60, "bandwidth_mbit": 2000},
+        },
+        "services": [{"name": "repo", "guest_port": 80, "host_port": BASE_PORT + 300}],
+        "guests": [
+            guest("use1-a", "aws", "us-east-1", "us-east-1a", "6.1",
+                  nics=[{"link": "use1-b"}]),
+            guest("use1-b", "aws", "us-east-1", "us-east-1b", "6.12"),
+            guest("ase1-a", "gcp", "asia-east1", "asia-east1-a", "6.12",
+                  nics=[{"link": "ase1-b"}]),
+            guest("ase1-b", "gcp", "asia-east1", "asia-east1-b", "6.1"),
+        ],
+    }
+
+
+def say(msg: str) -> None:
+    print(f"[rollout-lab] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["up"] and len(argv) == 2:
+        repo = build_rollout_repo()
+        molecule_lab.up(spec(), "molecule/rollout/rolloutlab.py", STATE, repo, BASE_PORT + 300,
+                        Path(argv[1]), say)
+    elif argv == ["down"]:
+        molecule_lab.down(STATE, say)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
