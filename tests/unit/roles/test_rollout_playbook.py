@@ -38,6 +38,7 @@ def playbook(tmp_path: Path, book: str, *args: str,
     inv.write_text(json.dumps(inventory or INVENTORY))
     log = tmp_path / "steps.log"
     log.unlink(missing_ok=True)
+    (tmp_path / "steps.log.rollback").unlink(missing_ok=True)
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_ROLES_PATH=f"{STUB_ROLES}:{REPO / 'roles'}",
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"))
@@ -81,6 +82,10 @@ def test_a_failed_host_stops_every_later_batch_and_region(tmp_path: Path, fail: 
     assert proc.returncode != 0
     assert sorted(s[0] for s in steps) == sorted(done), proc.stdout[-3000:]
     assert "Summarise the rollout" not in proc.stdout
+    # the failed host's whole rescue ran (rollback, then the explicit failure)
+    rollback = tmp_path / "steps.log.rollback"
+    assert rollback.exists() and rollback.read_text().split() == [fail], proc.stdout[-3000:]
+    assert f"stub: {fail} rolled back" in proc.stdout
 
 
 def test_rollback_pins_a_region(tmp_path: Path) -> None:
