@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vpsnet_facts_helpers import REPO
+from vpsnet_facts_helpers import REPO, load_role_file
 
 BIN = Path(sys.executable).parent
 STUB_ROLES = Path(__file__).parent / "fixtures" / "stub_roles"
@@ -111,13 +111,8 @@ def test_bad_input_touches_no_host(tmp_path: Path, args: list[str], needle: str)
 
 
 def plan_filter() -> Any:
-    import importlib.util
-    path = REPO / "roles/vpsnet_rollout/filter_plugins/vpsnet_rollout.py"
-    spec = importlib.util.spec_from_file_location("vpsnet_rollout_filter", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py",
+                          "vpsnet_rollout_filter")
 
 
 def test_plan_filter() -> None:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
 
-from vpsnet_facts_helpers import REPO
+from vpsnet_facts_helpers import load_role_file
 
 
 def probe() -> ModuleType:
-    path = REPO / "roles/vpsnet_upgrade/library/vpsnet_upgrade_probe.py"
-    spec = importlib.util.spec_from_file_location("vpsnet_upgrade_probe", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_role_file("vpsnet_upgrade/library/vpsnet_upgrade_probe.py", "vpsnet_upgrade_probe")
 
 
 PATTERNS = ["^WARNING:", "^BUG:", "Oops", "Call Trace:"]

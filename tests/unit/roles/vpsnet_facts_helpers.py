@@ -13,14 +13,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FACTS_LIBRARY = REPO / "roles" / "vpsnet_facts" / "library"
 
 
-def load_facts_module() -> ModuleType:
-    """The role's library/vpsnet_facts.py, imported as a plain module."""
-    spec = importlib.util.spec_from_file_location("vpsnet_facts", FACTS_LIBRARY / "vpsnet_facts.py")
+def load_role_file(relpath: str, name: str) -> ModuleType:
+    """A role's module or plugin (roles/<relpath>), imported as a plain module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "roles" / relpath)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["vpsnet_facts"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_facts_module() -> ModuleType:
+    """The role's library/vpsnet_facts.py, imported as a plain module."""
+    return load_role_file("vpsnet_facts/library/vpsnet_facts.py", "vpsnet_facts")
 
 
 def recorded_ethtool(root: Path) -> Callable[[str], str | None]:
