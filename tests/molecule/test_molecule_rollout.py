@@ -137,7 +137,7 @@ def fleet(molecule_env: dict[str, str]) -> Iterator[Fleet]:
 
 
 def test_1_fresh_deploy_reaches_every_host(fleet: Fleet) -> None:
-    r = fleet.molecule("prepare", "-e", "vpsnet_version=1.0.0")
+    r = fleet.molecule("prepare")  # vpsnet_version 1.0.0 (molecule.yml)
     assert r.returncode == 0, tail(r)
     assert fleet.versions() == {h: ("1.0.0", "1.0.0") for h in HOSTS}
     for h in HOSTS:
@@ -281,7 +281,9 @@ def test_6_rollback_returns_a_region(fleet: Fleet, tmp_path: Path) -> None:
     assert r.returncode == 0, tail(r)
     recs = records(tmp_path)
     assert sorted(recs) == ["ase1-a", "ase1-b"], recs
-    assert all(x["outcome"] == "upgraded" and x["after"] == "1.0.0" for x in recs.values())
+    assert all(x["outcome"] == "pinned" and x["after"] == "1.0.0" for x in recs.values()), recs
+    # the downgrade removes 1.1.0's metric family: recorded, not blocking
+    assert all(x["abi_verdict"] == "breaking" for x in recs.values()), recs
     assert fleet.versions() == {"use1-a": ("1.1.0", "1.1.0"), "use1-b": ("1.1.0", "1.1.0"),
                                 "ase1-a": ("1.0.0", "1.0.0"), "ase1-b": ("1.0.0", "1.0.0")}
     for h in ("ase1-a", "ase1-b"):
