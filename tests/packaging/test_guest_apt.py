@@ -277,15 +277,19 @@ class Repos:
 
 def make_repos(build: Build, work: Path, other_kernel: str) -> Repos:
     old = repo_variant(build, work / "old", [build.version])
+    # Published after the old one, as a real release is: apt keeps the Release
+    # it has when the server offers one with an older Date.
+    time.sleep(1.1)
+    full = repo_variant(build, work / "full", [build.version, build.version2])
     bad_packages = work / "bad-packages"
-    shutil.copytree(build.repo, bad_packages)
+    shutil.copytree(full, bad_packages)
     tamper_packages(bad_packages)
     bad_deb = work / "bad-deb"
-    shutil.copytree(build.repo, bad_deb)
+    shutil.copytree(full, bad_deb)
     tamper_deb(bad_deb, build.deb("vpsnet-dkms", build.version2).name)
     debs = kernel_headers_debs(other_kernel)
     kernels = signed_deb_repo(debs, work / "kernels", build.gnupghome)
-    return Repos(old, build.repo, bad_packages, bad_deb, kernels, [deb_package(d) for d in debs])
+    return Repos(old, full, bad_packages, bad_deb, kernels, [deb_package(d) for d in debs])
 
 
 # ---------------------------------------------------------- scenarios ---
