@@ -153,8 +153,9 @@ def _wait_irqs(host: Any, timeout: float = 90) -> tuple[dict[int, str], dict[int
 
 def test_still_true_after_ethtool_channels(host: Any) -> None:
     """`ethtool -L` makes virtio_net re-spread its IRQs; the udev rule / re-check
-    timer put them back on the planned CPUs (the timer's default AccuracySec of
-    1 min bounds the wait)."""
+    timer put them back on the planned CPUs (vpsnet_tune_irq_recheck_seconds is 5
+    here and the role sets AccuracySec to a tenth of it, at least 1 s; with
+    systemd's default of 1 min the re-check would come up to a minute late)."""
     nic = next((n for n in nics(host)
                 if re.search(r"Combined:\s+([2-9]|\d\d)",
                              host.check_output(f"ethtool -l {n} | sed -n '2,6p'"))), None)
