@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Lab helper of the molecule/kvm scenario (called by create.yml / destroy.yml).
 
-  kvmlab.py up INSTANCE_CONFIG   build the signed repository (http://10.0.2.101),
-                                 serve it on 127.0.0.1, boot the two guests and
-                                 write molecule's instance config
+  kvmlab.py up INSTANCE_CONFIG   build the signed repository (http://10.0.2.101,
+                                 molecule/rollout/builds.py: packages built from
+                                 this tree), serve it on 127.0.0.1, boot the two
+                                 guests and write molecule's instance config
   kvmlab.py down                 stop the guests and the repository server (always safe)
 
 State lives in .cache/lab-kvm (VPSNET_KVM_STATE), ports from base_port 19022
@@ -12,25 +13,20 @@ State lives in .cache/lab-kvm (VPSNET_KVM_STATE), ports from base_port 19022
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 
-from vpsnet_lab.fleet import SSH_KEY, Lab
-from vpsnet_lab.paths import CACHE, TOP
+from builds import build_rollout_repo
+
+from vpsnet_lab import molecule_lab
+from vpsnet_lab.paths import CACHE
 
 STATE = Path(os.environ.get("VPSNET_KVM_STATE", str(CACHE / "lab-kvm")))
 BASE_PORT = int(os.environ.get("VPSNET_KVM_BASE_PORT", "19022"))
-DIST = CACHE / "molecule-kvm" / "dist"
-SERVER_PID = STATE.parent / (STATE.name + "-repo-server.pid")
 
 
 def spec() -> dict[str, Any]:
@@ -56,71 +52,12 @@ def say(msg: str) -> None:
     print(f"[kvm-lab] {msg}", file=sys.stderr, flush=True)
 
 
-def build_repo() -> Path:
-    """A private signed repository for http://10.0.2.101 from the packages in dist/."""
-    version = (TOP / "VERSION").read_text().strip()
-    want = [f"vpsnet-dkms_{version}_all.deb", f"vpsnet-tools_{version}_all.deb",
-            f"vpsnet-dkms-{version}-1.noarch.rpm", f"vpsnet-tools-{version}-1.noarch.rpm"]
-    if not all((TOP / "dist" / f).exists() for f in want):
-        subprocess.run(["make", "-s", "-C", str(TOP / "packaging"), "packages"], check=True,
-                       stdout=sys.stderr)
-    digest = hashlib.sha256(b"".join((TOP / "dist" / f).read_bytes() for f in want)).hexdigest()
-    stamp = DIST / "repo" / f".stamp-{digest[:16]}"
-    if stamp.exists():
-        return DIST / "repo"
-    subprocess.run(["rm", "-rf", str(DIST)], check=True)
-    DIST.mkdir(parents=True)
-    for f in want:
-        (DIST / f).write_bytes((TOP / "dist" / f).read_bytes())
-    gnupghome = os.environ.get("VPSNET_GNUPGHOME", str(CACHE / "signing-gnupg"))
-    subprocess.run(["bash", str(TOP / "packaging/scripts/mkrepo.sh"), str(DIST), gnupghome,
-                    "http://10.0.2.101", "bookworm"], check=True, stdout=sys.stderr)
-    stamp.touch()
-    return DIST / "repo"
-
-
-def stop_server() -> None:
-    try:
-        pid = int(SERVER_PID.read_text())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    SERVER_PID.unlink(missing_ok=True)
-
-
-def up(instance_config: Path) -> None:
-    down()
-    repo = build_repo()
-    STATE.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(BASE_PORT + 300),
-         "-d", str(repo)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=(STATE.parent / (STATE.name + "-repo-server.log")).open("w"),
-        start_new_session=True)
-    SERVER_PID.write_text(str(server.pid))
-    started = time.monotonic()
-    try:
-        lab = Lab.up(spec(), "molecule/kvm/kvmlab.py", state_dir=STATE, say=say)
-    except BaseException:
-        stop_server()
-        raise
-    say(f"guests up in {time.monotonic() - started:.0f}s")
-    config = [{"instance": g.name, "address": "127.0.0.1", "user": "root", "port": g.ssh_port,
-               "identity_file": str(SSH_KEY)} for g in lab.spec.guests]
-    instance_config.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def down() -> None:
-    Lab(STATE).down(say=say)
-    stop_server()
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["up"] and len(argv) == 2:
-        up(Path(argv[1]))
+        molecule_lab.up(spec(), "molecule/kvm/kvmlab.py", STATE, build_rollout_repo(),
+                        BASE_PORT + 300, Path(argv[1]), say)
     elif argv == ["down"]:
-        down()
+        molecule_lab.down(STATE, say)
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ def test_molecule_kvm(molecule_env: dict[str, str]) -> None:
     env = molecule_env
     try:
         proc = subprocess.run(["molecule", "test", "-s", "kvm"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=2400)
+                              capture_output=True, text=True, timeout=5400)
     finally:
         # destroy is molecule's last step; make sure even a killed run leaves no guest.
         subprocess.run([str(VENV_BIN / "python"), str(REPO / "molecule/kvm/kvmlab.py"), "down"],

@@ -11,7 +11,9 @@ regions, both kernels in each region), step by step, in this order:
    is touched;
 4. 1.2.0 passes the ABI checks but is built force-unhealthy: the canary's health
    gate stops it, rolled back the same way;
-5. rollback.yml -e vpsnet_version=1.0.0 -l region_asia_east1 returns that region.
+5. rollback.yml -e vpsnet_version=1.0.0 -l region_asia_east1 returns that region;
+6. a host that loses its link right after a NIC change (provision.yml's
+   vpsnet_tune replacing a root qdisc, under vpsnet_guard) reverts it by itself.
 
 Boots its own lab (.cache/lab-rollout, base port 17022); tears it down at the end,
 also when a step fails."""
@@ -122,7 +124,8 @@ def fleet(molecule_env: dict[str, str]) -> Iterator[Fleet]:
     env = dict(molecule_env, MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL))
     f = Fleet(env, Lab(STATE))
     try:
-        r = f.molecule("create", timeout=1200)
+        # create also runs prepare (provision.yml at 1.0.0: a DKMS build per guest)
+        r = f.molecule("create", timeout=3600)
         assert r.returncode == 0, tail(r)
         f.lab = Lab(STATE)
         yield f
@@ -288,3 +291,40 @@ def test_6_rollback_returns_a_region(fleet: Fleet, tmp_path: Path) -> None:
                                 "ase1-a": ("1.0.0", "1.0.0"), "ase1-b": ("1.0.0", "1.0.0")}
     for h in ("ase1-a", "ase1-b"):
         assert fleet.healthy(h, "1.0.0"), h
+
+
+def qdisc(fleet: Fleet, host: str, nic: str) -> str:
+    return fleet.sh(host, f"tc qdisc show dev {nic} root").split()[1]
+
+
+def test_7_a_host_that_loses_its_link_after_a_nic_change_reverts_it(fleet: Fleet,
+                                                                     tmp_path: Path) -> None:
+    """vpsnet_tune replaces eth1's root qdisc under vpsnet_guard; the link is cut,
+    so the host cannot confirm: the play fails and the host-side timer puts the
+    old qdisc back by itself. With the link up again the change goes through."""
+    host, timeout = "use1-a", 120
+    fleet.sh(host, "tc qdisc replace dev eth1 root pfifo_fast")  # something for tune to change
+    args = ["-l", host, "-e", "vpsnet_version=1.1.0", "-e", f"vpsnet_tune_guard_timeout={timeout}",
+            "-e", "vpsnet_tune_guard_confirm_timeout=20"]
+    fleet.lab.link(host, "eth1", up=False)
+    try:
+        r = fleet.playbook("provision.yml", *args, report=tmp_path)
+        assert r.returncode != 0, tail(r)
+        assert "cannot reach 198.18.0.2 after the change" in " ".join(r.stdout.split()), tail(r)
+        # the change was made, and the host is left to revert it
+        assert qdisc(fleet, host, "eth1") == "fq"
+        assert fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() == "armed"
+        deadline = time.monotonic() + timeout + 30
+        while time.monotonic() < deadline and \
+                fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() != "reverted":
+            time.sleep(3)
+        assert fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() == "reverted"
+        assert qdisc(fleet, host, "eth1") == "pfifo_fast"
+        assert "reverting" in fleet.sh(host, "journalctl -t vpsnet-guard --no-pager")
+    finally:
+        fleet.lab.link(host, "eth1", up=True)
+    fleet.sh(host, "ping -n -c 3 -W 2 198.18.0.2")  # reachable again through eth1
+    r = fleet.playbook("provision.yml", *args, report=tmp_path)
+    assert r.returncode == 0, tail(r)
+    assert qdisc(fleet, host, "eth1") == "fq"
+    assert fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() == "disarmed"

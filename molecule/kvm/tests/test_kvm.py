@@ -83,8 +83,16 @@ def check_all(host: Any) -> None:
     for key, value in expected_buffers(host).items():
         assert sysctl(host, key) == value, key
     for nic in nics(host):
-        root = host.check_output(f"tc qdisc show dev {nic} root")
-        assert root.startswith("qdisc fq "), f"{nic}: {root}"
+        # fq on every TX queue: under mq on a multiqueue NIC, at the root otherwise
+        queues = len(host.check_output(f"ls -d /sys/class/net/{nic}/queues/tx-*").split())
+        shown = host.check_output(f"tc qdisc show dev {nic}").splitlines()
+        roots = [ln.split()[1] for ln in shown if "root" in ln.split()]
+        children = [ln.split()[1] for ln in shown if "parent" in ln.split()]
+        if queues > 1:
+            assert roots == ["mq"] and len(children) >= queues, f"{nic}: {shown}"
+            assert set(children) == {"fq"}, f"{nic}: {shown}"
+        else:
+            assert roots == ["fq"], f"{nic}: {shown}"
     hp = int(re.search(r"HugePages_Total:\s+(\d+)",
                        host.file("/proc/meminfo").content_string).group(1))  # type: ignore[union-attr]
     assert hp == int(hvars(host)["vpsnet_tune_hugepages_2m"])

@@ -325,6 +325,23 @@ def parse_adaptive_rx(text: str) -> bool | None:
     return None if match is None else match.group(1) == "on"
 
 
+def qdiscs_ok(lines: list[str], want: str) -> bool:
+    """`wc -l` of the TX queues, then `tc qdisc show dev X`: is WANT on every
+    TX queue? Multiqueue: root mq and every child WANT; one queue: root WANT.
+    A noqueue device (no qdisc possible) counts as done."""
+    if not lines:
+        return False
+    queues = int(lines[0])
+    qdiscs = [ln for ln in lines[1:] if ln.startswith("qdisc ")]
+    roots = [ln.split()[1] for ln in qdiscs if "root" in ln.split()]
+    if roots == ["noqueue"]:
+        return True
+    children = [ln.split()[1] for ln in qdiscs if "parent" in ln.split()]
+    if queues > 1:
+        return roots == ["mq"] and len(children) >= queues and set(children) == {want}
+    return roots == [want]
+
+
 class FilterModule:
     """vpsnet_tune filters."""
 
@@ -337,4 +354,5 @@ class FilterModule:
             "vpsnet_tune_ethtool_diff": ethtool_diff,
             "vpsnet_tune_cpulist": format_cpulist,
             "vpsnet_tune_parse_cpulist": parse_cpulist,
+            "vpsnet_tune_qdiscs_ok": qdiscs_ok,
         }

@@ -206,3 +206,25 @@ def test_ethtool_virtio_one_pair_per_vcpu_and_readback_clean() -> None:
 def test_ethtool_gve_separate_rx_tx() -> None:
     ch = {"max": {"rx": 16, "tx": 16, "combined": 0}, "current": {"rx": 4, "tx": 4}}
     assert tune.ethtool_target("gve", ch, {}, 8)["channels"] == {"rx": 16, "tx": 16}
+
+
+MQ_FQ = """4
+qdisc mq 1: root
+qdisc fq 8001: parent 1:1 limit 10000p flow_limit 100p
+qdisc fq 8002: parent 1:2 limit 10000p flow_limit 100p
+qdisc fq 8003: parent 1:3 limit 10000p flow_limit 100p
+qdisc fq 8004: parent 1:4 limit 10000p flow_limit 100p"""
+
+
+@pytest.mark.parametrize(("shown", "ok"), [
+    (MQ_FQ, True),
+    (MQ_FQ.replace("qdisc fq 8003", "qdisc fq_codel 0"), False),  # one queue left behind
+    (MQ_FQ.split("\nqdisc fq 8004")[0], False),  # a queue without a qdisc line
+    ("4\nqdisc fq 8001: root limit 10000p", False),  # one fq funnelling 4 queues
+    ("1\nqdisc fq 8001: root limit 10000p", True),
+    ("1\nqdisc pfifo_fast 0: root refcnt 2 bands 3", False),
+    ("1\nqdisc noqueue 0: root refcnt 2", True),
+    ("", False),
+])
+def test_qdiscs_ok(shown: str, ok: bool) -> None:
+    assert tune.qdiscs_ok(shown.splitlines(), "fq") is ok
