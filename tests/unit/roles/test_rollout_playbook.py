@@ -6,14 +6,13 @@ Also the vpsnet_rollout_plan filter itself."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from vpsnet_facts_helpers import REPO, load_role_file
+from vpsnet_facts_helpers import REPO, ansible_env, load_role_file
 
 BIN = Path(sys.executable).parent
 STUB_ROLES = Path(__file__).parent / "fixtures" / "stub_roles"
@@ -39,9 +38,7 @@ def playbook(tmp_path: Path, book: str, *args: str,
     log = tmp_path / "steps.log"
     log.unlink(missing_ok=True)
     (tmp_path / "steps.log.rollback").unlink(missing_ok=True)
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_ROLES_PATH=f"{STUB_ROLES}:{REPO / 'roles'}",
-               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".cache" / "collections"))
+    env = ansible_env(tmp_path, ANSIBLE_ROLES_PATH=f"{STUB_ROLES}:{REPO / 'roles'}")
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / book),
          "-e", f"vpsnet_test_log={log}", *args],

@@ -4,13 +4,12 @@ names the bad value, with changed=0 in the recap."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import REPO
+from vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
 
@@ -56,20 +55,7 @@ def test_bad_input_fails_in_check_mode_without_change(
 ) -> None:
     play = tmp_path / "play.yml"
     play.write_text(PLAY.format(role=role))
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".cache" / "collections"),
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
+    env = ansible_env(tmp_path)
     proc = subprocess.run(
         [
             str(BIN / "ansible-playbook"),

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from vpsnet_facts_helpers import REPO
+from vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
 PLAY = "- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: vpsnet_exporter\n"
@@ -25,20 +24,7 @@ def test_missing_cap_sys_ptrace_fails_before_any_change(tmp_path: Path) -> None:
     play.write_text(PLAY)
     status = base64.b64encode(NO_PTRACE.encode()).decode()
     fake = {"__vpsnet_exporter_pid1_status": {"content": status}}
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".cache" / "collections"),
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
+    env = ansible_env(tmp_path)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "--check",
          "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(fake), str(play)],

@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, REPO
+from vpsnet_facts_helpers import FIXTURES, REPO, ansible_env
 
 BIN = Path(sys.executable).parent
 
 
-def ansible_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "1",
-        # The repo ansible.cfg asks for YAML results; this test reads JSON.
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    })
-    return env
+def facts_env(tmp_path: Path) -> dict[str, str]:
+    # The repo ansible.cfg asks for YAML results; this test reads JSON.
+    return ansible_env(tmp_path, ANSIBLE_CALLBACK_RESULT_FORMAT="json")
 
 
 def adhoc(tmp_path: Path, args: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     proc = subprocess.run(
         [str(BIN / "ansible"), "localhost", "-M", str(REPO / "roles/vpsnet_facts/library"),
          "-m", "vpsnet_facts", "-a", args, *extra],
-        capture_output=True, text=True, env=ansible_env(tmp_path), timeout=120, check=False,
+        capture_output=True, text=True, env=facts_env(tmp_path), timeout=120, check=False,
     )
     # "localhost | SUCCESS => {...json...}"
     start = proc.stdout.find("=>", proc.stdout.find("localhost |"))
@@ -95,7 +82,7 @@ def play(tmp_path: Path, root: Path, port: int, expected: str) -> subprocess.Com
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK.format(root=root, port=port, expected=expected))
     return subprocess.run([str(BIN / "ansible-playbook"), "--check", str(book)],
-                          capture_output=True, text=True, env=ansible_env(tmp_path),
+                          capture_output=True, text=True, env=facts_env(tmp_path),
                           timeout=120, check=False)
 
 

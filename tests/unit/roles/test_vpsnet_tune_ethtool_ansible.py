@@ -6,13 +6,12 @@ one that differs is set, read back and checked."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import REPO
+from vpsnet_facts_helpers import REPO, ansible_env
 
 BIN = Path(sys.executable).parent
 
@@ -54,19 +53,8 @@ def run_play(tmp_path: Path, combined: int, check: bool) -> tuple[str, str]:
     (fake / "ethtool").chmod(0o755)
     play = tmp_path / "play.yml"
     play.write_text(PLAY.format(tasks=REPO / "roles/vpsnet_tune/tasks/ethtool_nic.yml"))
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-            "ANSIBLE_FILTER_PLUGINS": str(REPO / "roles/vpsnet_tune/filter_plugins"),
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "PATH": f"{fake}{os.pathsep}{BIN}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
+    env = ansible_env(tmp_path, prepend_path=fake, ANSIBLE_FILTER_PLUGINS=str(
+        REPO / "roles/vpsnet_tune/filter_plugins"))
     argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
             "-e", f"ansible_python_interpreter={sys.executable}", str(play)]
     if check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,3 +37,25 @@ def recorded_ethtool(root: Path) -> Callable[[str], str | None]:
         return path.read_text() if path.exists() else None
 
     return run
+
+
+def ansible_env(tmp_path: Path, *, prepend_path: Path | None = None,
+                **overrides: str) -> dict[str, str]:
+    """The environment of an ansible-playbook run in a test: this venv, the repo's
+    roles and collections, private state dirs under TMP_PATH, plain output."""
+    bin_dir = Path(sys.executable).parent
+    path = [str(prepend_path)] if prepend_path else []
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".cache" / "collections"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": os.pathsep.join([*path, str(bin_dir), env.get("PATH", "")]),
+        **overrides,
+    })
+    return env
