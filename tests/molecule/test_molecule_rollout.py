@@ -150,17 +150,21 @@ def test_1_fresh_deploy_reaches_every_host(fleet: Fleet) -> None:
 def start_monitors(fleet: Fleet) -> None:
     for h in HOSTS:
         fleet.sh(h, "cat > /run/vpsnet-test-scrape.py <<'EOF'\n" + SCRAPER + "\nEOF\n"
-                    "pkill -f vpsnet-test- ; rm -f /run/vpsnet-test-*.log\n"
+                    "rm -f /run/vpsnet-test-*.log\n"
                     f"setsid nohup ping -n -i 0.2 {PEERS[h]} >/run/vpsnet-test-ping.log 2>&1 &\n"
+                    "echo $! >/run/vpsnet-test-ping.pid\n"
                     "setsid nohup python3 /run/vpsnet-test-scrape.py "
-                    ">/run/vpsnet-test-scrape.log 2>&1 &\n")
+                    ">/run/vpsnet-test-scrape.log 2>&1 &\n"
+                    "echo $! >/run/vpsnet-test-scrape.pid\n")
 
 
 def stop_monitors(fleet: Fleet) -> dict[str, tuple[str, list[str]]]:
     """host -> (ping summary, scrape lines)"""
     out = {}
     for h in HOSTS:
-        fleet.sh(h, "pkill -INT -x ping; pkill -f vpsnet-test-scrape; sleep 1")
+        # by pid: a pattern would also match this very shell's command line
+        fleet.sh(h, "kill -INT $(cat /run/vpsnet-test-ping.pid); "
+                    "kill $(cat /run/vpsnet-test-scrape.pid); sleep 1")
         ping = fleet.sh(h, "cat /run/vpsnet-test-ping.log")
         scrapes = fleet.sh(h, "cat /run/vpsnet-test-scrape.log").splitlines()
         out[h] = (ping, scrapes)

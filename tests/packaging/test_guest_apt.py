@@ -122,7 +122,8 @@ echo @dkms; dkms status vpsnet 2>/dev/null
 echo @modules; for f in $(find /lib/modules -name 'vpsnet.ko*' 2>/dev/null); do
   echo "$(echo "$f" | cut -d/ -f4) $(modinfo -F version "$f")"; done
 echo @src; ls -d /usr/src/vpsnet-* 2>/dev/null
-echo @dkmstree; ls /var/lib/dkms/vpsnet 2>/dev/null
+echo @dkmstree; ls /var/lib/dkms/vpsnet 2>/dev/null | grep -v '^kernel-'
+echo @dkmsactive; for l in /var/lib/dkms/vpsnet/kernel-*; do [ -L "$l" ] && readlink "$l"; done
 echo @loaded; cat /sys/module/vpsnet/version 2>/dev/null
 echo @modinfo; modinfo -F version vpsnet 2>/dev/null
 echo @metrics; test -e /proc/net/vpsnet/metrics && echo present
@@ -511,6 +512,8 @@ def test_upgrade_replaces_the_old_dkms_tree(guest_apt: Run) -> None:
     assert installed(up, "vpsnet-dkms", v2) and installed(up, "vpsnet-tools", v2), up
     assert up["src"] == [f"/usr/src/vpsnet-{v2}"], up
     assert up["dkmstree"] == [v2], up
+    # DKMS's own per-kernel link names the active build
+    assert up["dkmsactive"] == [f"{v2}/{sc.kernel}/x86_64"], up
     assert dkms_line(v2, sc.kernel) in up.text("dkms"), up
     assert f"vpsnet/{v}," not in up.text("dkms"), up
     assert up.modules == {sc.kernel: v2}, up
@@ -527,6 +530,7 @@ def test_downgrade_with_explicit_version(guest_apt: Run) -> None:
     assert down.rc == 0, down
     assert installed(down, "vpsnet-dkms", v) and installed(down, "vpsnet-tools", v), down
     assert down["src"] == [f"/usr/src/vpsnet-{v}"] and down["dkmstree"] == [v], down
+    assert down["dkmsactive"] == [f"{v}/{sc.kernel}/x86_64"], down
     assert f"vpsnet/{v2}," not in down.text("dkms"), down
     assert down.modules == {sc.kernel: v} and down["modinfo"] == [v], down
 
@@ -539,6 +543,7 @@ def test_purge_leaves_nothing(guest_apt: Run, series: str) -> None:
     assert purge.rc == 0, purge
     assert purge.status == {} or all("not-installed" in s for s in purge.status.values()), purge
     assert purge["src"] == [] and purge["dkmstree"] == [] and purge["dkms"] == [], purge
+    assert purge["dkmsactive"] == [], purge
     assert purge["modules"] == [], purge
     assert purge["loaded"] == [], purge
     assert purge["audit"] == [], purge
