@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,29 @@ def start_repo_server(state: Path, repo: Path, port: int) -> None:
     _server_pid_file(state).write_text(str(server.pid))
 
 
-def up(spec: dict[str, Any], source: str, state: Path, repo: Path, repo_port: int,
+REPO_PORT_OFFSET = 300  # host port of the repository: the scenario's base_port + this
+
+
+def scenario_spec(name: str, base_port: int, guests: list[dict[str, Any]]) -> dict[str, Any]:
+    """A scenario's lab spec: the two lab regions, the repository service (the
+    guests' http://10.0.2.101) and GUESTS."""
+    return {
+        "name": name,
+        "base_port": base_port,
+        "regions": {
+            "us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000},
+            "asia-east1": {"rtt_ms": 60, "bandwidth_mbit": 2000},
+        },
+        "services": [{"name": "repo", "guest_port": 80,
+                      "host_port": base_port + REPO_PORT_OFFSET}],
+        "guests": guests,
+    }
+
+
+def up(spec: dict[str, Any], source: str, state: Path, repo: Path,
        instance_config: Path, say: Say) -> Lab:
     down(state, say)
-    start_repo_server(state, repo, repo_port)
+    start_repo_server(state, repo, spec["base_port"] + REPO_PORT_OFFSET)
     started = time.monotonic()
     try:
         lab = Lab.up(spec, source, state_dir=state, say=say)
@@ -64,3 +84,16 @@ def up(spec: dict[str, Any], source: str, state: Path, repo: Path, repo_port: in
 def down(state: Path, say: Say) -> None:
     Lab(state).down(say=say)
     stop_repo_server(state)
+
+
+def main(argv: list[str], usage: str, spec: dict[str, Any], source: str, state: Path,
+         build_repo: Callable[[], Path], say: Say) -> int:
+    """The helpers' command line: `up INSTANCE_CONFIG` or `down`."""
+    if argv[:1] == ["up"] and len(argv) == 2:
+        up(spec, source, state, build_repo(), Path(argv[1]), say)
+    elif argv == ["down"]:
+        down(state, say)
+    else:
+        print(usage, file=sys.stderr)
+        return 2
+    return 0

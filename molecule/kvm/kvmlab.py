@@ -30,39 +30,19 @@ BASE_PORT = int(os.environ.get("VPSNET_KVM_BASE_PORT", "19022"))
 
 
 def spec() -> dict[str, Any]:
-    return {
-        "name": "kvm",
-        "base_port": BASE_PORT,
-        "regions": {
-            "us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000},
-            "asia-east1": {"rtt_ms": 60, "bandwidth_mbit": 2000},
-        },
-        "services": [{"name": "repo", "guest_port": 80, "host_port": BASE_PORT + 300}],
-        "guests": [
-            {"name": "aws61", "cloud": "aws", "region": "us-east-1", "zone": "us-east-1a",
-             "instance_type": "m5.xlarge", "kernel": "6.1", "vcpus": 2, "memory_mb": 1536,
-             "nics": [{"queues": 4}]},
-            {"name": "gcp612", "cloud": "gcp", "region": "asia-east1", "zone": "asia-east1-b",
-             "instance_type": "e2-standard-2", "kernel": "6.12", "vcpus": 1, "memory_mb": 1536},
-        ],
-    }
+    return molecule_lab.scenario_spec("kvm", BASE_PORT, [
+        {"name": "aws61", "cloud": "aws", "region": "us-east-1", "zone": "us-east-1a",
+         "instance_type": "m5.xlarge", "kernel": "6.1", "vcpus": 2, "memory_mb": 1536,
+         "nics": [{"queues": 4}]},
+        {"name": "gcp612", "cloud": "gcp", "region": "asia-east1", "zone": "asia-east1-b",
+         "instance_type": "e2-standard-2", "kernel": "6.12", "vcpus": 1, "memory_mb": 1536},
+    ])
 
 
 def say(msg: str) -> None:
     print(f"[kvm-lab] {msg}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["up"] and len(argv) == 2:
-        molecule_lab.up(spec(), "molecule/kvm/kvmlab.py", STATE, build_rollout_repo(),
-                        BASE_PORT + 300, Path(argv[1]), say)
-    elif argv == ["down"]:
-        molecule_lab.down(STATE, say)
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(molecule_lab.main(sys.argv[1:], __doc__ or "", spec(), "molecule/kvm/kvmlab.py", STATE,
+                               build_rollout_repo, say))

@@ -38,41 +38,21 @@ def guest(name: str, cloud: str, region: str, zone: str, kernel: str,
 
 
 def spec() -> dict[str, Any]:
-    return {
-        "name": "rollout",
-        "base_port": BASE_PORT,
-        "regions": {
-            "us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000},
-            "asia-east1": {"rtt_ms": 60, "bandwidth_mbit": 2000},
-        },
-        "services": [{"name": "repo", "guest_port": 80, "host_port": BASE_PORT + 300}],
-        "guests": [
-            guest("use1-a", "aws", "us-east-1", "us-east-1a", "6.1",
-                  nics=[{"link": "use1-b"}]),
-            guest("use1-b", "aws", "us-east-1", "us-east-1b", "6.12"),
-            guest("ase1-a", "gcp", "asia-east1", "asia-east1-a", "6.12",
-                  nics=[{"link": "ase1-b"}]),
-            guest("ase1-b", "gcp", "asia-east1", "asia-east1-b", "6.1"),
-        ],
-    }
+    return molecule_lab.scenario_spec("rollout", BASE_PORT, [
+        guest("use1-a", "aws", "us-east-1", "us-east-1a", "6.1",
+              nics=[{"link": "use1-b"}]),
+        guest("use1-b", "aws", "us-east-1", "us-east-1b", "6.12"),
+        guest("ase1-a", "gcp", "asia-east1", "asia-east1-a", "6.12",
+              nics=[{"link": "ase1-b"}]),
+        guest("ase1-b", "gcp", "asia-east1", "asia-east1-b", "6.1"),
+    ])
 
 
 def say(msg: str) -> None:
     print(f"[rollout-lab] {msg}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["up"] and len(argv) == 2:
-        repo = build_rollout_repo()
-        molecule_lab.up(spec(), "molecule/rollout/rolloutlab.py", STATE, repo, BASE_PORT + 300,
-                        Path(argv[1]), say)
-    elif argv == ["down"]:
-        molecule_lab.down(STATE, say)
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(molecule_lab.main(sys.argv[1:], __doc__ or "", spec(),
+                               "molecule/rollout/rolloutlab.py", STATE,
+                               build_rollout_repo, say))
