@@ -1,7 +1,7 @@
 """vpsnet_tune's per-NIC ethtool tasks (tasks/ethtool_nic.yml) run by a real
 ansible-playbook against localhost with a fake `ethtool` on PATH: a NIC that
 already matches its profile changes nothing and does not trip the read-back
-check (the read-back task is skipped then, but still registers `results`);
+check (the read-back task is skipped then);
 one that differs is set, read back and checked."""
 
 from __future__ import annotations
