@@ -130,15 +130,17 @@ def tail(proc: subprocess.CompletedProcess[str], n: int = 6000) -> str:
 def fleet(molecule_env: dict[str, str]) -> Iterator[Fleet]:
     env = dict(molecule_env, MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL))
     f = Fleet(env, Lab(STATE))
+    destroy = ["molecule", "destroy", "-s", "rollout"]
     try:
+        # a killed run leaves molecule's state at created: start clean, as `molecule test` does
+        subprocess.run(destroy, cwd=REPO, env=env, capture_output=True, timeout=300)
         # create also runs prepare (provision.yml at 1.0.0: a DKMS build per guest)
         r = f.molecule("create", timeout=3600)
         assert r.returncode == 0, tail(r)
         f.lab = Lab(STATE)
         yield f
     finally:
-        subprocess.run(["molecule", "destroy", "-s", "rollout"], cwd=REPO, env=env,
-                       capture_output=True, timeout=300)
+        subprocess.run(destroy, cwd=REPO, env=env, capture_output=True, timeout=300)
         subprocess.run([str(VENV_BIN / "python"), "molecule/rollout/rolloutlab.py", "down"],
                        cwd=REPO, env=env, capture_output=True, timeout=120)
 
