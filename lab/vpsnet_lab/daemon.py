@@ -9,6 +9,14 @@ guest once the peer stops reading, while its client side backs up cleanly.
 The relay keeps that back-pressure: it reads from one end only as fast as
 the other end takes the bytes, so a paused peer really stalls the sender's
 TX ring.
+
+The link is a unix socket in the lab's state directory, not TCP on loopback:
+loopback TCP autotunes QEMU's send buffer up to tcp_wmem's maximum (4 MiB) and
+the relay's up to megabytes more, a hidden queue of about 10 MB per direction
+that no real link has (hundreds of milliseconds at lab rates; it showed as
+p99 ping under load in bench/wan.py). A unix socket's buffer is fixed
+(wmem_default) and the relay's own are small, so the relay holds well under
+1 MB per direction, like a router port.
 """
 
 from __future__ import annotations
@@ -16,16 +24,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 from .metadata import Identity, MetadataServer
 
+# The relay's own buffering per direction: socket send buffer and read size.
+RELAY_BUFFER_BYTES = 64 * 1024
+
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     try:
-        while data := await src.read(65536):
+        while data := await src.read(RELAY_BUFFER_BYTES):
             dst.write(data)
             await dst.drain()  # back-pressure: stop reading while the peer does
     except ConnectionError:
@@ -34,28 +46,32 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
-async def _relay(port: int, started: threading.Event) -> None:
+async def _relay(path: Path, started: threading.Event) -> None:
     ends: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def joined(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                   RELAY_BUFFER_BYTES)
         ends.append((reader, writer))
         if len(ends) == 2:
             (ra, wa), (rb, wb) = ends
             await asyncio.gather(_pipe(ra, wb), _pipe(rb, wa))
 
-    server = await asyncio.start_server(joined, "127.0.0.1", port)
+    path.unlink(missing_ok=True)
+    server = await asyncio.start_unix_server(joined, path=str(path), limit=RELAY_BUFFER_BYTES)
+    path.chmod(0o600)
     started.set()
     async with server:
         await server.serve_forever()
 
 
-def _start_relays(ports: list[int]) -> None:
-    if not ports:
+def _start_relays(paths: list[Path]) -> None:
+    if not paths:
         return
     loop = asyncio.new_event_loop()
-    started = [threading.Event() for _ in ports]
-    relays = [loop.create_task(_relay(port, event))
-              for port, event in zip(ports, started, strict=True)]
+    started = [threading.Event() for _ in paths]
+    relays = [loop.create_task(_relay(path, event))
+              for path, event in zip(paths, started, strict=True)]
     threading.Thread(target=loop.run_forever, name="link-relays", daemon=True).start()
     for event in started:
         if not event.wait(10):
@@ -64,7 +80,7 @@ def _start_relays(ports: list[int]) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text())
-    _start_relays([int(p) for p in argv[3:]])
+    _start_relays([Path(p) for p in argv[3:]])
     ready = Path(argv[1])
     log = open(argv[2], "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     servers = []

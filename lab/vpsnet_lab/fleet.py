@@ -29,7 +29,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from . import image as images
 from . import netns
 from .paths import CACHE, STATE, LabError
-from .spec import Guest, Nic, Spec, parse
+from .spec import Guest, Link, Nic, Spec, parse
 
 METADATA_GUEST_ADDR = "10.0.2.100"
 BUSYBOX = "/bin/busybox"
@@ -151,13 +151,18 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
                         if {lk.listener, lk.connector} == {g.name, nic.link})
             # Both ends are clients of the lab's link relay (see daemon.py), so
             # a paused peer backs up this guest's TX ring as a stuck link would.
-            netdev = (f"stream,id=n{nic.index},server=off,addr.type=inet,"
-                      f"addr.host=127.0.0.1,addr.port={link.port}")
+            netdev = (f"stream,id=n{nic.index},server=off,addr.type=unix,"
+                      f"addr.path={link_socket(gdir.parent, link)}")
         else:
             fds = ":".join(str(fd) for fd in tap_fds[nic.index])
             netdev = f"tap,id=n{nic.index},fds={fds},vhost=off"
         cmd += ["-netdev", netdev, "-device", _device_arg(nic_device(spec, g, nic))]
     return cmd
+
+
+def link_socket(state_dir: Path, link: Link) -> Path:
+    """The unix socket of a link's relay (lab helper, see daemon.py)."""
+    return state_dir / f"link{link.index}.sock"
 
 
 def _start_time(pid: int) -> str | None:
@@ -320,7 +325,7 @@ class Lab:
         log = self.dir / "metadata.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "vpsnet_lab.daemon", str(cfg_path), str(ready), str(log),
-             *(str(link.port) for link in spec.links)],
+             *(str(link_socket(self.dir, link)) for link in spec.links)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(self.dir / "helper.err")
             .open("w"), start_new_session=True)
         self.state["helper"] = _record(proc.pid, "metadata")

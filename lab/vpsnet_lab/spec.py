@@ -87,7 +87,6 @@ class Link:
     index: int
     listener: str
     connector: str
-    port: int
 
 
 @dataclass(frozen=True)
@@ -289,11 +288,11 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
         hport = _int(svc.get("host_port"), f"{swhere}.host_port", 1024, 65535, problems) or 0
         services.append(Service(sname, f"10.0.2.{SERVICE_ADDR_BASE + k}", gport, hport))
 
-    links = tuple(Link(index=k, listener=a, connector=b, port=base_port + 200 + k)
+    links = tuple(Link(index=k, listener=a, connector=b)
                   for k, (a, b) in enumerate(link_pairs))
     guests = _address_nics(guests, links, lab_name)
 
-    # Ports the lab will bind: SSH forwards and link listeners.
+    # Ports the lab will bind: SSH forwards.
     ports: dict[int, str] = {}
     for g in guests:
         where = f"guests[{g.index}] ({g.name}).ssh_port"
@@ -305,11 +304,6 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
             if hport in ports:
                 problems.append(f"{fwhere}: port {hport} clashes with {ports[hport]}")
             ports.setdefault(hport, fwhere)
-    for link in links:
-        where = f"link {link.listener}<->{link.connector} (base_port + 200 + {link.index})"
-        if link.port in ports:
-            problems.append(f"{where}: port {link.port} clashes with {ports[link.port]}")
-        ports.setdefault(link.port, where)
     if check_host:
         for port, where in sorted(ports.items()):
             if port_in_use(port):
