@@ -370,6 +370,8 @@ class Lab:
             _stop(proc)
         if self.state.get("helper"):
             _stop(self.state["helper"])
+        for sock in self.dir.glob("link*.sock"):
+            sock.unlink()
         for ns in self.state.get("netns", []):
             netns.delete(ns)
         self.state_file.unlink(missing_ok=True)
