@@ -15,8 +15,9 @@ loopback TCP autotunes QEMU's send buffer up to tcp_wmem's maximum (4 MiB) and
 the relay's up to megabytes more, a hidden queue of about 10 MB per direction
 that no real link has (hundreds of milliseconds at lab rates; it showed as
 p99 ping under load in bench/wan.py). A unix socket's buffer is fixed
-(wmem_default) and the relay's own are small, so the relay holds well under
-1 MB per direction, like a router port.
+(wmem_default) and the relay's own are small: a stalled receiver now backs
+the sender up after 0.5 MB per direction (10 MB before), like a router port,
+and the relay still carries several Gbit/s.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 from .metadata import Identity, MetadataServer
 
 # The relay's own buffering per direction: socket send buffer and read size.
-RELAY_BUFFER_BYTES = 64 * 1024
+RELAY_BUFFER_BYTES = 32 * 1024
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -52,6 +53,7 @@ async def _relay(path: Path, started: threading.Event) -> None:
     async def joined(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                                    RELAY_BUFFER_BYTES)
+        writer.transport.set_write_buffer_limits(high=RELAY_BUFFER_BYTES)
         ends.append((reader, writer))
         if len(ends) == 2:
             (ra, wa), (rb, wb) = ends
