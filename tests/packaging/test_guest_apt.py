@@ -132,6 +132,8 @@ echo @candidate; apt-cache policy vpsnet-dkms 2>/dev/null | sed -n 's/^ *Candida
 echo @sources; cat /etc/apt/sources.list.d/*.sources 2>/dev/null
 echo @headers; ls -d /lib/modules/*/build 2>/dev/null
 echo @kernels; ls /lib/modules
+echo @exporter; systemctl is-enabled vpsnet-exporter 2>/dev/null
+systemctl is-active vpsnet-exporter 2>/dev/null; systemctl show -P MainPID vpsnet-exporter
 """
 
 
@@ -245,6 +247,7 @@ def restore_script(extra_packages: list[str], other_kernels: list[str]) -> str:
     pkgs = " ".join(["vpsnet-dkms", "vpsnet-tools", *extra_packages])
     rm_kernels = " ".join(shlex.quote(f"/lib/modules/{k}") for k in other_kernels)
     return f"""
+systemctl disable --now vpsnet-exporter 2>/dev/null
 rmmod vpsnet 2>/dev/null
 K=$(uname -r)
 if [ -e /lib/modules/$K/{HIDDEN} ]; then
@@ -316,6 +319,8 @@ def upgrade_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build) ->
     server.routes[guest] = repos.bad_packages
     g.step("update_tampered_packages", "apt-get update")
     g.step("install_after_tampered_packages", f"{APT} install vpsnet-dkms vpsnet-tools")
+    # what the vpsnet_exporter role does: the upgrade must bring it back on the new version
+    g.step("exporter_on", "systemctl enable --now vpsnet-exporter && sleep 3")
     server.routes[guest] = repos.full
     g.step("upgrade", f"apt-get update && {APT} install vpsnet-dkms vpsnet-tools")
     g.step("reload", "modprobe -r vpsnet && modprobe vpsnet")
@@ -323,7 +328,8 @@ def upgrade_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build) ->
         "downgrade",
         f"{APT} install --allow-downgrades vpsnet-dkms={v1} vpsnet-tools={v1}",
     )
-    g.step("purge", f"modprobe -r vpsnet; {APT} purge vpsnet-dkms vpsnet-tools")
+    g.step("purge", "systemctl disable --now vpsnet-exporter; modprobe -r vpsnet; "
+                    f"{APT} purge vpsnet-dkms vpsnet-tools")
 
 
 def headers_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build,
@@ -486,6 +492,8 @@ def test_tampered_packages_index_is_refused(guest_apt: Run) -> None:
     assert installed(after, "vpsnet-dkms", v), after
     assert after["loaded"] == [v] and after.modules == {sc.kernel: v}, after
     assert dkms_line(v, sc.kernel) in after.text("dkms"), after
+    # shipped disabled, and a fresh install starts nothing
+    assert after["exporter"][:2] == ["disabled", "inactive"], after
 
 
 def test_tampered_deb_is_refused(guest_apt: Run) -> None:
@@ -521,6 +529,15 @@ def test_upgrade_replaces_the_old_dkms_tree(guest_apt: Run) -> None:
     reload = sc["reload"]
     assert reload.rc == 0 and reload["loaded"] == [v2], reload
     assert reload["metrics"] == ["present"], reload
+
+
+def test_upgrade_restarts_a_running_exporter(guest_apt: Run) -> None:
+    sc = guest_apt["6.1"]
+    on, up = sc["exporter_on"], sc["upgrade"]
+    assert on.rc == 0 and on["exporter"][:2] == ["enabled", "active"], on
+    # running again after the upgrade, as a new process (the new version's code)
+    assert up["exporter"][:2] == ["enabled", "active"], up
+    assert up["exporter"][2] not in ("0", on["exporter"][2]), (on["exporter"], up["exporter"])
 
 
 def test_downgrade_with_explicit_version(guest_apt: Run) -> None:

@@ -191,6 +191,22 @@ def test_udev_rule_shipped(build: Build, tmp_path: Path) -> None:
     assert "/usr/lib/udev/rules.d/60-vpsnet.rules" in listing.split()
 
 
+def test_deb_upgrade_restarts_the_exporter_it_does_not_stop(build: Build, tmp_path: Path) -> None:
+    """dh_installsystemd's upgrade path for vpsnet-exporter.service: nothing stops it
+    before the upgrade, the postinst restarts it after (deb-systemd-invoke acts
+    only on enabled units, so a fresh install starts nothing). The guest-side run
+    of this is test_guest_apt.py::test_upgrade_restarts_a_running_exporter."""
+    control = tmp_path / "control"
+    run(["dpkg-deb", "-e", str(build.deb("vpsnet-tools")), str(control)])
+    preinst = control / "preinst"
+    assert not preinst.exists() or "vpsnet-exporter" not in preinst.read_text()
+    postinst = (control / "postinst").read_text()
+    assert re.search(r'if \[ -n "\$2" \]; then\s+_dh_action=restart', postinst), postinst
+    assert "deb-systemd-invoke $_dh_action 'vpsnet-exporter.service'" in postinst
+    prerm = (control / "prerm").read_text()
+    assert re.search(r'"\$1" = remove \].*\n\s+deb-systemd-invoke stop', prerm), prerm
+
+
 # ----------------------------------------------------------------- dkms ---
 
 
