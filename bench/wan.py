@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -51,6 +52,10 @@ KEYS = (
     "vm.swappiness", "kernel.numa_balancing", "net.ipv4.tcp_fastopen",
 )
 GUESTS = (CLIENT, SERVER)
+PING_INTERVAL = 0.2  # s
+# Start-up excluded from the steady-state p99: at 200 ms RTT, slow start or BBR's
+# STARTUP and DRAIN take a few seconds (seen as the RTT peak in ping_series).
+WARMUP_SECONDS = 5
 
 
 def say(msg: str) -> None:
@@ -204,24 +209,51 @@ class Bench:
                        f"loss {loss_pct / 2:g}% limit 200000")
 
     def measure(self) -> dict[str, Any]:
-        n = self.seconds * 5
+        n = int(self.seconds / PING_INTERVAL)
         self.sh(SERVER, "pkill -x iperf3 || true; iperf3 -s -D -1 >/dev/null 2>&1; sleep 0.5")
-        out = self.sh(CLIENT, f"ping -n -i 0.2 -c {n} {SERVER_ADDR} > /tmp/ping.txt 2>&1 & "
-                              f"iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
+        out = self.sh(CLIENT, f"ping -n -i {PING_INTERVAL} -c {n} {SERVER_ADDR} > /tmp/ping.txt "
+                              f"2>&1 & iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
                       timeout=self.seconds * 3 + 120)
         result = json.loads(out[out.index("{"):])
-        ping = self.sh(CLIENT, "cat /tmp/ping.txt")
-        rtts = sorted(float(x) for x in re.findall(r"time=([\d.]+) ms", ping))
+        series = ping_series(self.sh(CLIENT, "cat /tmp/ping.txt"))
         end = result["end"]
         return {
             "goodput_mbit": round(end["sum_received"]["bits_per_second"] / 1e6, 3),
             "retransmits": end["sum_sent"].get("retransmits"),
-            "rtt_samples": len(rtts),
             "ping_sent": n,
-            "p50_rtt_ms": round(statistics.median(rtts), 2) if rtts else None,
-            "p99_rtt_ms": round(rtts[min(len(rtts) - 1, int(0.99 * len(rtts)))], 2)
-            if rtts else None,
+            **rtt_stats(series),
+            "ping_series": series,
         }
+
+
+def ping_series(text: str) -> list[tuple[int, float]]:
+    """(icmp_seq, RTT ms) of every reply; ping sends seq k at (k - 1) * interval."""
+    return [(int(seq), float(ms))
+            for seq, ms in re.findall(r"icmp_seq=(\d+) .*time=([\d.]+) ms", text)]
+
+
+def nearest_rank(values: list[float], pct: float) -> float | None:
+    """The pct-th percentile by nearest rank (p99 of 100 samples is the 99th, not the max)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)], 2)
+
+
+def rtt_stats(series: list[tuple[int, float]]) -> dict[str, Any]:
+    """Whole-run percentiles, and the same after the sender's start-up (the first
+    WARMUP_SECONDS: slow start or BBR's STARTUP), when the load is steady."""
+    first_steady_seq = int(WARMUP_SECONDS / PING_INTERVAL) + 1
+    every = [ms for _, ms in series]
+    steady = [ms for seq, ms in series if seq >= first_steady_seq]
+    return {
+        "rtt_samples": len(every),
+        "p50_rtt_ms": nearest_rank(every, 50),
+        "p99_rtt_ms": nearest_rank(every, 99),
+        "max_rtt_ms": max(every, default=None),
+        "steady_rtt_samples": len(steady),
+        "p99_rtt_steady_ms": nearest_rank(steady, 99),
+    }
 
 
 def chart(summary: dict[str, Any], path: Path) -> None:
@@ -230,19 +262,18 @@ def chart(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("goodput_mbit", "iperf3 goodput, median (Mbit/s, log)"),
+              ("p99_rtt_ms", "p99 ping RTT under load, whole run (ms)"),
+              ("p99_rtt_steady_ms", f"p99 ping RTT, after the first {WARMUP_SECONDS} s (ms)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
     width = 0.26
     profiles = list(summary)
-    for i, config in enumerate(CONFIGS):
-        xs = [p + (i - 1) * width for p in range(len(profiles))]
-        axes[0].bar(xs, [summary[p]["goodput_mbit"][config] for p in profiles],
-                    width, label=config)
-        axes[1].bar(xs, [summary[p]["p99_rtt_ms"][config] or 0 for p in profiles],
-                    width, label=config)
-    for ax, title in ((axes[0], "iperf3 goodput, median (Mbit/s, log)"),
-                      (axes[1], "p99 ping RTT under load (ms)")):
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for i, config in enumerate(CONFIGS):
+            xs = [p + (i - 1) * width for p in range(len(profiles))]
+            ax.bar(xs, [summary[p][key][config] or 0 for p in profiles], width, label=config)
         ax.set_xticks(range(len(profiles)), profiles)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle("vpsnet WAN bench: two QEMU/TCG guests, netem on both ends")
@@ -290,7 +321,7 @@ def main() -> int:
                     m = b.measure()
                     m.update(profile=profile, config=config, run=run)
                     say(f"{profile} run {run} {config}: {m['goodput_mbit']} Mbit/s, "
-                        f"p99 {m['p99_rtt_ms']} ms")
+                        f"p99 {m['p99_rtt_ms']} ms (steady {m['p99_rtt_steady_ms']} ms)")
                     runs.append(m)
             b.restore()
         b.netem(0, 0)
@@ -302,7 +333,9 @@ def main() -> int:
         "method": {
             "runs_per_configuration": args.runs, "iperf3_seconds": args.seconds,
             "iperf3": "single stream, wan-a -> wan-b over the QEMU stream link (eth1)",
-            "ping": "ping -i 0.2 wan-a -> wan-b during the iperf3 run; p99 of the replies",
+            "ping": f"ping -i {PING_INTERVAL} wan-a -> wan-b during the iperf3 run; p99 "
+                    "(nearest rank) of the replies, over the whole run and from "
+                    f"{WARMUP_SECONDS} s on (steady); every reply in ping_series",
             "netem": "on both guests, ingress of eth1 redirected to ifb0 with netem "
                      "delay RTT/2 and loss/2 (egress root qdisc left to the configuration); "
                      "GRO off on eth1 so that loss applies per segment",
@@ -352,6 +385,7 @@ def summarise(runs: list[dict[str, Any]], profiles: list[str]) -> dict[str, Any]
             "vpsnet_vs_tuned": ratio(good["vpsnet"], good["tuned-network-throughput"]),
             "vpsnet_vs_clean": ratio(good["vpsnet"], clean),
             "p99_rtt_ms": {c: med(p, c, "p99_rtt_ms") for c in CONFIGS},
+            "p99_rtt_steady_ms": {c: med(p, c, "p99_rtt_steady_ms") for c in CONFIGS},
         }
     return out
 
