@@ -20,13 +20,18 @@ short_description: What vpsnet version a host has installed and loaded, and new 
 description:
   - Reads the installed vpsnet-dkms version (dpkg or rpm), the loaded module's version
     (/sys/module/vpsnet/version), the number of attached devices, the kernel uptime,
-    whether dpkg was interrupted, and kernel log records since a point in time that
-    match the given patterns (/dev/kmsg). Changes nothing.
+    whether dpkg was interrupted, whether the exporter unit is active, and kernel log
+    records since a point in time that match the given patterns (/dev/kmsg).
+    Changes nothing.
 options:
   package:
     description: Package whose installed version is reported.
     type: str
     default: vpsnet-dkms
+  exporter_unit:
+    description: systemd unit of the metrics exporter whose state is reported.
+    type: str
+    default: vpsnet-exporter.service
   kmsg_since:
     description: Kernel uptime in seconds; report matching kernel log records logged after it.
     type: float
@@ -50,6 +55,8 @@ kmsg_findings:
   {description: matching kernel log records since kmsg_since, type: list, returned: always}
 package_manager_busy:
   {description: another apt/dpkg run holds the dpkg lock, type: bool, returned: always}
+exporter_active:
+  {description: systemd reports exporter_unit active, type: bool, returned: always}
 """
 
 SYS_VERSION = "/sys/module/vpsnet/version"
@@ -97,6 +104,13 @@ def package_manager_busy(lock: str = "/var/lib/dpkg/lock-frontend") -> bool:
     finally:
         os.close(fd)  # also releases the lock if we took it
     return False
+
+
+def unit_active(unit: str) -> bool:
+    if not shutil.which("systemctl"):
+        return False
+    r = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False)
+    return r.returncode == 0
 
 
 def dpkg_interrupted() -> bool:
@@ -149,6 +163,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "package": {"type": "str", "default": "vpsnet-dkms"},
+            "exporter_unit": {"type": "str", "default": "vpsnet-exporter.service"},
             "kmsg_since": {"type": "float"},
             "kmsg_patterns": {"type": "list", "elements": "str", "default": []},
         },
@@ -170,6 +185,7 @@ def main() -> None:
         "uptime": float(uptime_text.split()[0]),
         "package_manager_busy": package_manager_busy(),
         "dpkg_interrupted": dpkg_interrupted(),
+        "exporter_active": unit_active(p["exporter_unit"]),
         "kmsg_findings": [],
     }
     if p["kmsg_since"] is not None:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from vpsnet_facts_helpers import load_role_file
 
 
@@ -72,3 +73,16 @@ def test_package_manager_busy(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert not p.package_manager_busy(str(lock))
+
+
+def test_unit_active_asks_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in systemctl that knows one active unit; absent systemctl means inactive."""
+    p = probe()
+    fake = tmp_path / "systemctl"
+    fake.write_text('#!/bin/sh\n[ "$1 $2 $3" = "is-active --quiet vpsnet-exporter.service" ]\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert p.unit_active("vpsnet-exporter.service")
+    assert not p.unit_active("other.service")
+    fake.unlink()
+    assert not p.unit_active("vpsnet-exporter.service")
