@@ -34,6 +34,9 @@ CLIENT, SERVER = "wan-a", "wan-b"
 SERVER_ADDR = "198.18.0.2"
 NIC = "eth1"  # the stream link on both guests
 BANDWIDTH_MBIT = 1000  # what the vpsnet buffers are sized for, every profile
+# With --link-mbit, a bottleneck buffer beyond netem's delay line of one RTT at
+# that rate, at least this many packets.
+MIN_QUEUE_PACKETS = 1000
 # name: (RTT ms, loss %): netem delay RTT/2 and loss/2 on each end.
 PROFILES: dict[str, tuple[float, float]] = {
     "transpacific": (200, 1.0),
@@ -191,22 +194,25 @@ class Bench:
                     self.sh(g, f"tc qdisc replace dev {nic} root fq")
 
     # --- the link ------------------------------------------------------------
-    def netem(self, rtt_ms: float, loss_pct: float) -> None:
-        """Delay and loss on the receive side of the link on both guests (ifb), so
-        that the egress root qdisc stays the configuration's own (fq, pfifo_fast...)."""
+    def netem(self, rtt_ms: float, loss_pct: float, rate_mbit: float | None) -> None:
+        """Delay, loss and (rate_mbit) a bottleneck rate on the receive side of the link
+        on both guests (ifb), so that the egress root qdisc stays the configuration's
+        own (fq, pfifo_fast...)."""
         for g in GUESTS:
             # GRO off: netem on ingress must drop single segments, not GRO super-packets
             # (with GRO on, 1 % "loss" drops 1 % of ~40-segment aggregates).
             self.sh(g, f"tc qdisc del dev {NIC} ingress 2>/dev/null; ip link del ifb0 "
                        f"2>/dev/null; ethtool -K {NIC} gro off; true")
-            if rtt_ms <= 0 and loss_pct <= 0:
+            if rtt_ms <= 0 and loss_pct <= 0 and rate_mbit is None:
                 continue
+            shape = (f"rate {rate_mbit:g}mbit limit {netem_limit(rtt_ms, rate_mbit)}"
+                     if rate_mbit else "limit 200000")
             self.sh(g, f"modprobe ifb numifbs=0; modprobe sch_netem; ip link add ifb0 type ifb; "
                        f"ip link set ifb0 up; tc qdisc add dev {NIC} handle ffff: ingress; "
                        f"tc filter add dev {NIC} parent ffff: matchall "
                        f"action mirred egress redirect dev ifb0; "
                        f"tc qdisc add dev ifb0 root netem delay {rtt_ms / 2:g}ms "
-                       f"loss {loss_pct / 2:g}% limit 200000")
+                       f"loss {loss_pct / 2:g}% {shape}")
 
     def measure(self) -> dict[str, Any]:
         n = int(self.seconds / PING_INTERVAL)
@@ -224,6 +230,14 @@ class Bench:
             **rtt_stats(series),
             "ping_series": series,
         }
+
+
+def netem_limit(rtt_ms: float, rate_mbit: float) -> int:
+    """netem's limit counts the packets in its delay line (RTT/2 at the link rate)
+    too: that plus a bottleneck buffer of one RTT, at least MIN_QUEUE_PACKETS."""
+    packets_per_ms = rate_mbit * 1e3 / (1514 * 8)
+    return math.ceil(rtt_ms / 2 * packets_per_ms
+                     + max(rtt_ms * packets_per_ms, MIN_QUEUE_PACKETS))
 
 
 def ping_series(text: str) -> list[tuple[int, float]]:
@@ -256,7 +270,7 @@ def rtt_stats(series: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
-def chart(summary: dict[str, Any], path: Path) -> None:
+def chart(summary: dict[str, Any], path: Path, link: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,7 +290,7 @@ def chart(summary: dict[str, Any], path: Path) -> None:
         ax.set_title(title, fontsize=10)
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("vpsnet WAN bench: two QEMU/TCG guests, netem on both ends")
+    fig.suptitle(f"vpsnet WAN bench: two QEMU/TCG guests, {link}, netem on both ends")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -287,6 +301,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--base-port", type=int, default=19522)
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--link-mbit", type=float, default=None,
+                        help="bottleneck rate of the emulated link (netem rate, every profile); "
+                             "default: none, the TCG guests' CPU limits it; results go to "
+                             "wan-<N>mbit.json/png instead of wan.json/png")
     parser.add_argument("--with-ansible", action="store_true",
                         help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
                              "file (default: the role's plan filter computes the same file)")
@@ -311,7 +329,7 @@ def main() -> int:
         for profile in profiles:
             rtt, loss = PROFILES[profile]
             b.restore()
-            b.netem(rtt, loss)
+            b.netem(rtt, loss, args.link_mbit)
             for run in range(args.runs):
                 order = CONFIGS[run % 3:] + CONFIGS[:run % 3]  # interleaved, rotated
                 for config in order:
@@ -324,7 +342,7 @@ def main() -> int:
                         f"p99 {m['p99_rtt_ms']} ms (steady {m['p99_rtt_steady_ms']} ms)")
                     runs.append(m)
             b.restore()
-        b.netem(0, 0)
+        b.netem(0, 0, None)
     finally:
         lab.down(say=say)
     summary = summarise(runs, profiles)
@@ -338,7 +356,12 @@ def main() -> int:
                     f"{WARMUP_SECONDS} s on (steady); every reply in ping_series",
             "netem": "on both guests, ingress of eth1 redirected to ifb0 with netem "
                      "delay RTT/2 and loss/2 (egress root qdisc left to the configuration); "
-                     "GRO off on eth1 so that loss applies per segment",
+                     "GRO off on eth1 so that loss applies per segment"
+                     + (f"; rate {args.link_mbit:g} Mbit/s on every profile, limit = the "
+                        "delay line + one RTT at that rate (at least "
+                        f"{MIN_QUEUE_PACKETS} packets)" if args.link_mbit else
+                        "; no rate: the guests' CPU (TCG) is the bottleneck"),
+            "link_mbit": args.link_mbit,
             "profiles": {p: {"rtt_ms": PROFILES[p][0], "loss_pct": PROFILES[p][1]}
                          for p in profiles},
             "configs": {
@@ -360,8 +383,10 @@ def main() -> int:
         "wall_seconds": round(time.monotonic() - started),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "wan.json").write_text(json.dumps(doc, indent=2) + "\n")
-    chart(summary, RESULTS / "wan.png")
+    name = f"wan-{args.link_mbit:g}mbit" if args.link_mbit else "wan"
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    chart(summary, RESULTS / f"{name}.png",
+          f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "CPU-bound link")
     print(json.dumps(summary, indent=2))
     return 0
 
