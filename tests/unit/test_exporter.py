@@ -292,3 +292,22 @@ def test_parse_listen() -> None:
     for bad in ("19462", "x:y", ":0", ":70000"):
         with pytest.raises(ValueError):
             exporter.parse_listen(bad)
+
+
+def test_packaged_exporter_starts_without_importlib_metadata(tmp_path: Path) -> None:
+    """A restart after an upgrade is a gap in the scrapes: the packaged tools (version
+    pinned by the staging step) must not pay for importing importlib.metadata."""
+    import shutil
+    import sys
+
+    top = Path(__file__).resolve().parents[2]
+    shutil.copytree(top / "tools", tmp_path / "tools",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, str(top / "packaging/scripts/pin-tools-version.py"),
+                    str(tmp_path / "tools"), "9.8.7"], check=True)
+    probe = ("import sys, vpsnet_tools.exporter as e; "
+             "print(e.__version__, 'importlib.metadata' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "tools", check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "tools")}).stdout
+    assert out.split() == ["9.8.7", "False"]
