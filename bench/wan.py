@@ -203,7 +203,7 @@ class Bench:
             # (with GRO on, 1 % "loss" drops 1 % of ~40-segment aggregates).
             self.sh(g, f"tc qdisc del dev {NIC} ingress 2>/dev/null; ip link del ifb0 "
                        f"2>/dev/null; ethtool -K {NIC} gro off; true")
-            if rtt_ms <= 0 and loss_pct <= 0 and rate_mbit is None:
+            if rtt_ms <= 0 and loss_pct <= 0 and not rate_mbit:
                 continue
             shape = (f"rate {rate_mbit:g}mbit limit {netem_limit(rtt_ms, rate_mbit)}"
                      if rate_mbit else "limit 200000")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -297,9 +299,6 @@ def test_parse_listen() -> None:
 def test_packaged_exporter_starts_without_importlib_metadata(tmp_path: Path) -> None:
     """A restart after an upgrade is a gap in the scrapes: the packaged tools (version
     pinned by the staging step) must not pay for importing importlib.metadata."""
-    import shutil
-    import sys
-
     top = Path(__file__).resolve().parents[2]
     shutil.copytree(top / "tools", tmp_path / "tools",
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 def _version() -> str:
     # Imported here, not at the top: packages pin __version__ to a literal
-    # (packaging/scripts/pin-tools-version.py), and importing importlib.metadata
-    # alone took ~3 s of the exporter's ~12 s restart on a loaded TCG guest.
+    # (packaging/scripts/pin-tools-version.py), and the exporter's restart after
+    # an upgrade is a gap in the scrapes (importlib.metadata is slow to import
+    # on a loaded TCG guest: median 3.6 -> 3.1 s for the exporter's imports).
     from importlib import metadata
 
     try:
