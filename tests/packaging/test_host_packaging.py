@@ -652,7 +652,9 @@ def test_apt_refuses_unsigned_by_other_key(build: Build, tmp_path: Path) -> None
 # dpkg and rpm run for real, with their maintainer scripts and the real dkms,
 # in a private mount namespace whose /usr, /etc, /var/lib/{dpkg,dkms,rpm} and
 # /var/log are overlays: the host's files are never written. The host's own
-# running kernel has no headers, which is the "headers missing" case.
+# running kernel has no headers, which is the "headers missing" case. Headers
+# of any other kernel left on the host (an older ABI after a point release)
+# are hidden, so DKMS builds for exactly the kernels under test.
 
 OVERLAID = ("/usr", "/etc", "/var/lib/dpkg", "/var/lib/dkms", "/var/log")
 
@@ -662,8 +664,9 @@ def running_kernel_has_headers() -> bool:
 
 
 class PrivateRoot:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, kernels: list[str]) -> None:
         self.state = state
+        self.kernels = kernels
         state.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, script: str) -> subprocess.CompletedProcess[str]:
@@ -682,6 +685,10 @@ class PrivateRoot:
                 "set -e",
                 *mounts,
                 f'export mok_signing_key="{s}/mok.key" mok_certificate="{s}/mok.pub"',
+                # /lib is /usr/lib here, so this removes the links in the overlay only.
+                'for b in /lib/modules/*/build; do case "$b" in '
+                + "|".join(f"/lib/modules/{k}/build" for k in self.kernels)
+                + ') ;; *) rm -f "$b" ;; esac; done',
                 "set +e",
             ]
         )
@@ -746,7 +753,7 @@ def dpkg_steps(build: Build) -> dict[str, Step]:
         DRIVER_SRC=str(broken_copy(build.driver_src, build.work / "broken-driver")),
         TOOLS_SRC=str(build.tools_src),
     )
-    root = PrivateRoot(build.work / "dpkg-root")
+    root = PrivateRoot(build.work / "dpkg-root", kernels())
     query = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
     dpkg = "dpkg --log=/dev/null --force-depends"
     steps: dict[str, Step] = {}
@@ -846,7 +853,7 @@ def rpm_steps(build: Build) -> dict[str, Step]:
     --nodeps: the rpm database is a private, empty one; dkms itself is the
     host's (Debian's) dkms, which the scriptlets call.
     """
-    root = PrivateRoot(build.work / "rpm-root")
+    root = PrivateRoot(build.work / "rpm-root", kernels())
     db = build.work / "rpm-root" / "rpmdb"
     db.mkdir(parents=True, exist_ok=True)
     rpm = f"rpm --dbpath {db} --nodeps --nosignature"
