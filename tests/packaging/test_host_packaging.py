@@ -191,20 +191,28 @@ def test_udev_rule_shipped(build: Build, tmp_path: Path) -> None:
     assert "/usr/lib/udev/rules.d/60-vpsnet.rules" in listing.split()
 
 
-def test_deb_upgrade_restarts_the_exporter_it_does_not_stop(build: Build, tmp_path: Path) -> None:
-    """dh_installsystemd's upgrade path for vpsnet-exporter.service: nothing stops it
-    before the upgrade, the postinst restarts it after (deb-systemd-invoke acts
-    only on enabled units, so a fresh install starts nothing). The guest-side run
-    of this is test_guest_apt.py::test_upgrade_restarts_a_running_exporter."""
+def test_upgrades_reload_the_exporter_they_do_not_stop(build: Build, tmp_path: Path) -> None:
+    """Upgrade path of vpsnet-exporter.service, deb and rpm: nothing stops it before
+    the upgrade; after it, a running exporter is reloaded (it hands its port to the
+    new code, tests/unit/test_exporter_handoff.py), a stopped or disabled one is not
+    started. The guest-side run of this is
+    test_guest_apt.py::test_upgrade_reloads_a_running_exporter_without_a_refused_scrape."""
     control = tmp_path / "control"
     run(["dpkg-deb", "-e", str(build.deb("vpsnet-tools")), str(control)])
     preinst = control / "preinst"
     assert not preinst.exists() or "vpsnet-exporter" not in preinst.read_text()
     postinst = (control / "postinst").read_text()
-    assert re.search(r'if \[ -n "\$2" \]; then\s+_dh_action=restart', postinst), postinst
-    assert "deb-systemd-invoke $_dh_action 'vpsnet-exporter.service'" in postinst
+    assert "restart 'vpsnet-exporter" not in postinst and "_dh_action" not in postinst, postinst
+    assert re.search(r'"\$1" = configure \] && \[ -n "\$2" \].*\n\s+deb-systemd-invoke '
+                     r"try-reload-or-restart vpsnet-exporter.service", postinst), postinst
     prerm = (control / "prerm").read_text()
     assert re.search(r'"\$1" = remove \].*\n\s+deb-systemd-invoke stop', prerm), prerm
+
+    scripts = rpmq(build.rpm("vpsnet-tools"), "--scripts")
+    postun = scripts.split("postuninstall scriptlet", 1)[1]
+    assert re.search(r"\$1 -ge 1 .*\n(.*\n)?.*systemctl try-reload-or-restart "
+                     r"vpsnet-exporter.service", postun), postun
+    assert "try-restart" not in scripts, scripts
 
 
 # ----------------------------------------------------------------- dkms ---

@@ -27,6 +27,7 @@ import argparse
 import http.server
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -46,7 +47,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from vpsnet_tools import __version__
+from vpsnet_tools import __version__, handoff
 
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 DEFAULT_PORT = 19462
@@ -226,7 +227,8 @@ def _handler(registry: CollectorRegistry) -> type[http.server.BaseHTTPRequestHan
 
 
 class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    # server_close() waits for scrapes in hand: a reload loses none of them
+    daemon_threads = False
     ssl_context: ssl.SSLContext | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -254,11 +256,18 @@ def make_server(
     listen: str,
     certfile: str | None = None,
     keyfile: str | None = None,
+    inherited: socket.socket | None = None,
 ) -> http.server.ThreadingHTTPServer:
+    """Listen on LISTEN, or serve on INHERITED, the socket a predecessor
+    already listens on (handoff.py)."""
     host, port = parse_listen(listen)
     handler = _handler(registry)
     srv: http.server.ThreadingHTTPServer
-    if host in ("", "::"):
+    if inherited is not None:
+        srv = _Server(inherited.getsockname()[:2], handler, bind_and_activate=False)
+        srv.socket.close()
+        srv.socket = inherited
+    elif host in ("", "::"):
         # All addresses: dual-stack IPv6 socket, else IPv4 only.
         try:
 
@@ -325,12 +334,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_key and not args.tls_cert:
         ap.error("--tls-key needs --tls-cert")
     registry, _ = make_registry(args.file)
+    try:
+        inherited = handoff.inherited_socket()
+    except (OSError, ValueError) as e:
+        log.error("cannot take over the listening socket: %s", e)
+        return 1
+    stop = threading.Event()
 
     if args.textfile:
         directory = Path(args.textfile)
         if not directory.is_dir():
             ap.error(f"--textfile {directory}: not a directory")
-        while True:
+        successor = handoff.Successor(None, stop.set)
+        signal.signal(signal.SIGHUP, successor.request)
+        handoff.announce_ready()
+        while not stop.is_set():
             try:
                 target = write_textfile(registry, directory)
                 log.debug("wrote %s", target)
@@ -340,22 +358,27 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
             if args.once:
                 return 0
-            time.sleep(args.interval)
+            stop.wait(args.interval)
+        return 0
 
     try:
-        srv = make_server(registry, args.listen, args.tls_cert, args.tls_key)
+        srv = make_server(registry, args.listen, args.tls_cert, args.tls_key, inherited)
     except (OSError, ValueError, ssl.SSLError) as e:
         log.error("cannot listen on %s: %s", args.listen, e)
         return 1
+    successor = handoff.Successor(srv.socket, srv.shutdown)
+    signal.signal(signal.SIGHUP, successor.request)
     host, port = srv.server_address[:2]
     log.info(
-        "vpsnet-exporter %s serving %s on %s://%s:%s/metrics",
+        "vpsnet-exporter %s serving %s on %s://%s:%s/metrics%s",
         __version__,
         args.file,
         "https" if args.tls_cert else "http",
         host,
         port,
+        " (taken over)" if inherited else "",
     )
+    handoff.announce_ready()
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
@@ -363,7 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         srv.server_close()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,218 @@
+"""vpsnet-exporter reload (SIGHUP): the installed code takes the listening
+socket over without refusing a scrape, and tells systemd its PID first.
+
+The exporter runs as a real process from a staged copy of the tools (version
+pinned as in the packages); a unix datagram socket stands in for systemd's
+notify socket, answering barriers the way systemd does (closing the fd)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .vpsnet_exporter_helpers import metrics_text
+
+TOP = Path(__file__).resolve().parents[2]
+
+
+def stage_tools(dest: Path, version: str) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(TOP / "tools", dest,
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, str(TOP / "packaging/scripts/pin-tools-version.py"),
+                    str(dest), version], check=True)
+
+
+class FakeSystemd:
+    """Records sd_notify messages; closes barrier fds once recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(self.sock, 4096, 8)
+            except TimeoutError:
+                continue
+            self.messages.append(msg.decode())
+            for fd in fds:
+                os.close(fd)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages):
+            assert time.monotonic() < deadline, (text, self.messages)
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@dataclass
+class Scraper:
+    url: str
+    results: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                    self.results.append(r.headers["Server"].split()[0])
+            except OSError as e:
+                self.results.append(f"error {e}")
+            time.sleep(0.02)
+
+
+@dataclass
+class Exporter:
+    proc: subprocess.Popen[bytes]
+    systemd: FakeSystemd
+    tools: Path
+    log: Path
+    port: int
+
+    def pids_to_reap(self) -> list[int]:
+        pids = [self.proc.pid]
+        for m in self.systemd.messages:
+            for line in m.splitlines():
+                if line.startswith("MAINPID="):
+                    pids.append(int(line.split("=", 1)[1]))
+        return pids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(tmp_path: Path, *args: str, port: int = 0) -> Exporter:
+    tools = tmp_path / "tools"
+    stage_tools(tools, "1.0.0")
+    metrics = tmp_path / "metrics"
+    metrics.write_text(metrics_text())
+    systemd = FakeSystemd(tmp_path / "notify")
+    log = tmp_path / "exporter.log"
+    env = {**os.environ, "PYTHONPATH": str(tools), "NOTIFY_SOCKET": str(systemd.path)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpsnet_tools.exporter", "--file", str(metrics), *args],
+            env=env, stderr=out, cwd=tmp_path)
+    systemd.wait_for("READY=1")
+    return Exporter(proc, systemd, tools, log, port)
+
+
+def stop(e: Exporter) -> None:
+    for pid in e.pids_to_reap():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    e.proc.wait(timeout=30)
+    e.systemd.close()
+
+
+@pytest.fixture()
+def http_exporter(tmp_path: Path) -> Iterator[Exporter]:
+    port = free_port()
+    e = start(tmp_path, "--listen", f"127.0.0.1:{port}", port=port)
+    try:
+        yield e
+    finally:
+        stop(e)
+
+
+def scrape_while(e: Exporter, action) -> list[str]:
+    scraper = Scraper(f"http://127.0.0.1:{e.port}/metrics")
+    t = threading.Thread(target=scraper.run, daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)
+        action()
+        time.sleep(0.5)
+    finally:
+        scraper.stop.set()
+        t.join()
+    return scraper.results
+
+
+def test_reload_hands_the_socket_to_the_new_code_without_refusing_a_scrape(
+    http_exporter: Exporter,
+) -> None:
+    e = http_exporter
+    stage_tools(e.tools, "1.1.0")  # the upgrade put new code on disk
+
+    def reload() -> None:
+        e.proc.send_signal(signal.SIGHUP)
+        assert e.proc.wait(timeout=60) == 0, e.log.read_text()
+        # systemd learned the new main PID before the old one was gone (barrier)
+        assert any(m.startswith("MAINPID=") for m in e.systemd.messages), e.systemd.messages
+
+    results = scrape_while(e, reload)
+    assert [r for r in results if r.startswith("error")] == [], results
+    served = [v for i, v in enumerate(results) if i == 0 or v != results[i - 1]]
+    assert served == ["vpsnet-exporter/1.0.0", "vpsnet-exporter/1.1.0"], served
+    new_pid = e.pids_to_reap()[-1]
+    assert new_pid != e.proc.pid
+    os.kill(new_pid, 0)  # the successor is alive and serving
+    assert f"handed over to pid {new_pid}" in e.log.read_text()
+
+
+def test_a_successor_that_fails_leaves_the_old_exporter_serving(
+    http_exporter: Exporter,
+) -> None:
+    e = http_exporter
+    (e.tools / "vpsnet_tools" / "exporter.py").write_text("raise SystemExit(3)\n")
+
+    def reload() -> None:
+        e.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while "keeps serving" not in e.log.read_text():
+            assert time.monotonic() < deadline, e.log.read_text()
+            time.sleep(0.1)
+
+    results = scrape_while(e, reload)
+    assert e.proc.poll() is None
+    assert results and set(results) == {"vpsnet-exporter/1.0.0"}, results
+    assert "exited with status 3; this one keeps serving" in e.log.read_text()
+    assert not any(m.startswith("MAINPID=") for m in e.systemd.messages)
+
+
+def test_textfile_mode_reloads_too(tmp_path: Path) -> None:
+    out = tmp_path / "textfile"
+    out.mkdir()
+    e = start(tmp_path, "--textfile", str(out), "--interval", "0.2")
+    try:
+        stage_tools(e.tools, "1.1.0")
+        e.proc.send_signal(signal.SIGHUP)
+        assert e.proc.wait(timeout=60) == 0, e.log.read_text()
+        new_pid = e.pids_to_reap()[-1]
+        assert new_pid != e.proc.pid
+        os.kill(new_pid, 0)
+        assert "vpsnet_up 1.0" in (out / "vpsnet.prom").read_text()
+    finally:
+        stop(e)
