@@ -29,7 +29,9 @@ import pytest
 import requests
 import yaml
 
+from vpsnet_lab import scrape_monitor
 from vpsnet_lab.fleet import Lab
+from vpsnet_lab.scrape_monitor import max_gap
 
 from .vpsnet_promql import RULES, TOP, all_exprs
 
@@ -304,6 +306,46 @@ def test_module_unload_reload_while_scraped(exporter_lab: Lab, prom: Prom) -> No
     assert "vpsnet module not loaded" in log
     errs = prom.query(f'sum(vpsnet_exporter_scrape_errors_total{{guest="{g}"}})')
     assert float(errs[0]["value"][1]) == 0
+
+
+def _unit(lab: Lab, guest: str) -> dict[str, str]:
+    out = lab.ssh(guest, "systemctl show -p ActiveState,MainPID,NRestarts "
+                  "vpsnet-exporter.service", check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_reload_hands_over_to_the_installed_code_without_a_refused_scrape(
+    exporter_lab: Lab, prom: Prom
+) -> None:
+    """What the packages do on upgrade: `systemctl reload` starts the code now on
+    disk (here the same tools, saying another version) as a new process that takes
+    the listening socket over, under the guest's real systemd and the hardened unit."""
+    g = "aws61"
+    before = _unit(exporter_lab, g)
+    exporter_lab.ssh(g, "echo '__version__ = \"0.0.0+reloaded\"' "
+                     ">>/usr/local/lib/vpsnet-exporter/vpsnet_tools/__init__.py", check=True)
+    scrape_monitor.start(exporter_lab, g, interval=0.2)
+    try:
+        time.sleep(2)
+        reload = exporter_lab.ssh(g, "systemctl reload vpsnet-exporter.service", timeout=180)
+        time.sleep(2)
+    finally:
+        scrapes = scrape_monitor.stop(exporter_lab, g)
+    after = _unit(exporter_lab, g)
+    journal = exporter_lab.ssh(g, "journalctl -u vpsnet-exporter --no-pager -o cat | tail -20",
+                               check=True).stdout
+    assert reload.rc == 0, (reload.stdout, reload.stderr, journal)
+    assert after["ActiveState"] == "active" and after["NRestarts"] == before["NRestarts"], after
+    assert after["MainPID"] not in ("0", before["MainPID"]), (before, after)
+    assert f"handed over to pid {after['MainPID']}" in journal, journal
+    assert [s for s in scrapes if not s.ok] == [], scrapes
+    served = [s.exporter_version for s in scrapes]
+    assert served[0] != "0.0.0+reloaded" and served[-1] == "0.0.0+reloaded", served
+    uid = exporter_lab.ssh(g, f"ps -o uid= -p {after['MainPID']}", check=True).stdout.strip()
+    assert 61184 <= int(uid) <= 65519, uid  # still the unit's DynamicUser
+    up = prom.query(f'min_over_time(up{{guest="{g}"}}[30s])')
+    _say(f"{g}: reload: {len(scrapes)} scrapes, none refused, longest gap "
+         f"{max_gap(scrapes):.1f} s; Prometheus (900 ms timeout) min up over it: {up}")
 
 
 def test_every_promql_expression_accepted(prom: Prom) -> None:

@@ -1,0 +1,59 @@
+"""The guest-side scrape monitor, run for real against a local exporter."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vpsnet_lab import scrape_monitor
+from vpsnet_lab.scrape_monitor import Scrape, max_gap
+from vpsnet_tools import __version__, exporter
+
+from ..vpsnet_exporter_helpers import metrics_text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_monitor(url: str, seconds: float) -> list[Scrape]:
+    proc = subprocess.Popen([sys.executable, scrape_monitor.__file__, url, "0.05"],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    return [Scrape.parse(line) for line in out.splitlines()]
+
+
+def test_monitor_logs_answers_and_refusals(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.write_text(metrics_text())
+    reg, _ = exporter.make_registry(str(metrics))
+    srv = exporter.make_server(reg, f"127.0.0.1:{_free_port()}")
+    url = f"http://127.0.0.1:{srv.server_address[1]}/metrics"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        answered = _run_monitor(url, 1.0)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert answered and all(s.ok for s in answered), answered
+    assert {(s.up, s.exporter_version) for s in answered} == {("1.0", __version__)}
+    assert answered[0].module_version not in ("", "-")
+    refused = _run_monitor(url, 0.5)
+    assert refused and not any(s.ok for s in refused), refused
+
+
+def test_max_gap_counts_only_answers() -> None:
+    lines = ["1.00 ok 1.0 1.0.0 1.0.0", "2.00 error URLError", "9.50 error TimeoutError",
+             "12.00 ok 0.0 - 1.1.0", "12.50 ok 1.0 1.1.0 1.1.0"]
+    scrapes = [Scrape.parse(line) for line in lines]
+    assert [s.ok for s in scrapes] == [True, False, False, True, True]
+    assert max_gap(scrapes) == 11.0
+    assert scrapes[-1].module_version == "1.1.0" and scrapes[3].up == "0.0"
