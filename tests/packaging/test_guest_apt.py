@@ -53,8 +53,10 @@ from vpsnet_pkg_helpers import (
     tamper_packages,
 )
 
+from vpsnet_lab import scrape_monitor
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import kernel_releases
+from vpsnet_lab.scrape_monitor import Scrape
 
 pytestmark = [pytest.mark.lab, pytest.mark.packaging, pytest.mark.heavy]
 
@@ -183,6 +185,7 @@ class Scenario:
     guest: str
     kernel: str
     steps: dict[str, Step] = field(default_factory=dict)
+    scrapes: list[Scrape] = field(default_factory=list)  # during the upgrade
     error: str = ""
 
     def __getitem__(self, name: str) -> Step:
@@ -322,7 +325,12 @@ def upgrade_path(g: GuestRun, server: RepoServer, repos: Repos, build: Build) ->
     # what the vpsnet_exporter role does: the upgrade must bring it back on the new version
     g.step("exporter_on", "systemctl enable --now vpsnet-exporter && sleep 3")
     server.routes[guest] = repos.full
-    g.step("upgrade", f"apt-get update && {APT} install vpsnet-dkms vpsnet-tools")
+    scrape_monitor.start(g.lab, guest)
+    try:
+        g.step("upgrade", f"apt-get update && {APT} install vpsnet-dkms vpsnet-tools; "
+                          "rc=$?; sleep 2; exit $rc")
+    finally:
+        g.sc.scrapes = scrape_monitor.stop(g.lab, guest)
     g.step("reload", "modprobe -r vpsnet && modprobe vpsnet")
     g.step(
         "downgrade",
@@ -531,13 +539,18 @@ def test_upgrade_replaces_the_old_dkms_tree(guest_apt: Run) -> None:
     assert reload["metrics"] == ["present"], reload
 
 
-def test_upgrade_restarts_a_running_exporter(guest_apt: Run) -> None:
+def test_upgrade_reloads_a_running_exporter_without_a_refused_scrape(guest_apt: Run) -> None:
     sc = guest_apt["6.1"]
+    v, v2 = guest_apt.build.version, guest_apt.build.version2
     on, up = sc["exporter_on"], sc["upgrade"]
     assert on.rc == 0 and on["exporter"][:2] == ["enabled", "active"], on
     # running again after the upgrade, as a new process (the new version's code)
     assert up["exporter"][:2] == ["enabled", "active"], up
     assert up["exporter"][2] not in ("0", on["exporter"][2]), (on["exporter"], up["exporter"])
+    # the postinst reloaded it: the old process served until the new one took its port
+    assert sc.scrapes and [s for s in sc.scrapes if not s.ok] == [], sc.scrapes
+    served = [s.exporter_version for s in sc.scrapes]
+    assert served[0] == v and served[-1] == v2, served
 
 
 def test_downgrade_with_explicit_version(guest_apt: Run) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 def _version() -> str:
     # Imported here, not at the top: packages pin __version__ to a literal
-    # (packaging/scripts/pin-tools-version.py), and the exporter's restart after
-    # an upgrade is a gap in the scrapes (importlib.metadata is slow to import
-    # on a loaded TCG guest: median 3.6 -> 3.1 s for the exporter's imports).
+    # (packaging/scripts/pin-tools-version.py), and the exporter's start is
+    # slow on a loaded TCG guest (importlib.metadata: median 3.6 -> 3.1 s for
+    # the exporter's imports).
     from importlib import metadata
 
     try:
