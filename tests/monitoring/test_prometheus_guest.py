@@ -343,6 +343,13 @@ def test_reload_hands_over_to_the_installed_code_without_a_refused_scrape(
     assert served[0] != "0.0.0+reloaded" and served[-1] == "0.0.0+reloaded", served
     uid = exporter_lab.ssh(g, f"ps -o uid= -p {after['MainPID']}", check=True).stdout.strip()
     assert 61184 <= int(uid) <= 65519, uid  # still the unit's DynamicUser
+    # systemd supervises the new process: its death is noticed (Restart=on-failure)
+    exporter_lab.ssh(g, f"kill -9 {after['MainPID']}", check=True)
+    restarted = wait_for("the killed exporter restarted by systemd", lambda: (
+        (u := _unit(exporter_lab, g))["ActiveState"] == "active"
+        and u["MainPID"] not in ("0", after["MainPID"])
+        and int(u["NRestarts"]) == int(after["NRestarts"]) + 1 and u), 90, 2)
+    assert restarted["MainPID"] != after["MainPID"]
     up = prom.query(f'min_over_time(up{{guest="{g}"}}[30s])')
     _say(f"{g}: reload: {len(scrapes)} scrapes, none refused, longest gap "
          f"{max_gap(scrapes):.1f} s; Prometheus (900 ms timeout) min up over it: {up}")

@@ -6,7 +6,9 @@ The successor tells systemd it is the main process now (``MAINPID=``, with
 ``NotifyAccess=all``) and only then tells its predecessor, which stops
 accepting, finishes the scrapes it has in hand and exits. A connection that
 arrives meanwhile waits in the socket's backlog, so no scrape is refused. If
-the successor fails, the predecessor keeps serving and says so.
+the successor fails, the predecessor keeps serving and says so. systemd logs
+that it supervises a process that is "not our child": once the predecessor
+exits, the successor is reparented to PID 1, which then reaps it as usual.
 
 systemd's notify protocol (sd_notify(3)) is a datagram on $NOTIFY_SOCKET; it is
 spelled out here to keep the exporter free of a compiled dependency.
