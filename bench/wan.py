@@ -80,9 +80,10 @@ def spec(base_port: int) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, lab: Lab, seconds: int) -> None:
+    def __init__(self, lab: Lab, seconds: int, fq_maxrate_mbit: float | None = None) -> None:
         self.lab = lab
         self.seconds = seconds
+        self.fq_options = f" maxrate {fq_maxrate_mbit:g}mbit" if fq_maxrate_mbit else ""
         self.baseline: dict[str, dict[str, str]] = {}
         self.vpsnet_conf: dict[str, str] = {}
 
@@ -191,7 +192,7 @@ class Bench:
                 self.sh(g, f"modprobe tcp_bbr; cat > /run/vpsnet-bench.conf <<'EOF'\n{conf}EOF\n"
                            "sysctl -q -p /run/vpsnet-bench.conf")
                 for nic in self.nics(g):
-                    self.sh(g, f"tc qdisc replace dev {nic} root fq")
+                    self.sh(g, f"tc qdisc replace dev {nic} root fq{self.fq_options}")
 
     # --- the link ------------------------------------------------------------
     def netem(self, rtt_ms: float, loss_pct: float, rate_mbit: float | None) -> None:
@@ -305,6 +306,10 @@ def main() -> int:
                         help="bottleneck rate of the emulated link (netem rate, every profile); "
                              "default: none, the TCG guests' CPU limits it; results go to "
                              "wan-<N>mbit.json/png instead of wan.json/png")
+    parser.add_argument("--fq-maxrate-mbit", type=float, default=None,
+                        help="experiment, not a role setting: vpsnet's root fq caps every "
+                             "flow at this rate (fq maxrate), to see whether pacing below the "
+                             "bottleneck keeps its queue empty; results get a -maxrate<N> suffix")
     parser.add_argument("--with-ansible", action="store_true",
                         help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
                              "file (default: the role's plan filter computes the same file)")
@@ -316,7 +321,7 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     setup: dict[str, Any] = {}
     try:
-        b = Bench(lab, args.seconds)
+        b = Bench(lab, args.seconds, args.fq_maxrate_mbit)
         b.record_baseline()
         b.vpsnet_conf = (b.plan_vpsnet(profiles) if args.with_ansible
                          else b.plan_from_filter(profiles))
@@ -373,7 +378,9 @@ def main() -> int:
                            if args.with_ansible else
                            "the sysctls the vpsnet_tune plan filter computes (role defaults)")
                           + f", rtt = profile RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} "
-                          "Mbit/s, applied with sysctl -p, root qdisc fq on every NIC",
+                          "Mbit/s, applied with sysctl -p, root qdisc fq on every NIC"
+                          + (f" with maxrate {args.fq_maxrate_mbit:g}mbit (experiment)"
+                             if args.fq_maxrate_mbit else ""),
             },
             "restore": "between configurations: tuned-adm off + stop tuned, recorded sysctls "
                        "re-applied, root qdiscs deleted (kernel default back)",
@@ -384,6 +391,8 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"wan-{args.link_mbit:g}mbit" if args.link_mbit else "wan"
+    if args.fq_maxrate_mbit:
+        name += f"-maxrate{args.fq_maxrate_mbit:g}"
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     chart(summary, RESULTS / f"{name}.png",
           f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "CPU-bound link")
