@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vpsnet_tools import exporter
 
-from .vpsnet_exporter_helpers import FAMILIES, metrics_text
+from .vpsnet_exporter_helpers import FAMILIES, free_port, metrics_text, stage_tools
 
 MODULE_FAMILIES = {f"vpsnet_{n}".removesuffix("_total") for n, _, _ in FAMILIES}
 
@@ -193,19 +192,11 @@ def test_file_replaced_while_scraping_never_partial(tmp_path: Path) -> None:
     assert seen["up"] > 0 and seen["down"] > 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_http_server_and_404(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
     reg, _ = exporter.make_registry(str(f))
-    srv = exporter.make_server(reg, f"127.0.0.1:{_free_port()}")
+    srv = exporter.make_server(reg, f"127.0.0.1:{free_port()}")
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -233,7 +224,7 @@ def test_tls(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
     reg, _ = exporter.make_registry(str(f))
-    srv = exporter.make_server(reg, f"127.0.0.1:{_free_port()}", str(cert), str(key))
+    srv = exporter.make_server(reg, f"127.0.0.1:{free_port()}", str(cert), str(key))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
@@ -266,7 +257,7 @@ def test_textfile_atomic(tmp_path: Path) -> None:
 
 
 def test_cli_serves_and_logs(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     p = subprocess.Popen(
         ["vpsnet-exporter", "--file", str(tmp_path / "absent"), "--listen", f"127.0.0.1:{port}"],
         stderr=subprocess.PIPE, text=True,
@@ -299,11 +290,7 @@ def test_parse_listen() -> None:
 def test_packaged_exporter_starts_without_importlib_metadata(tmp_path: Path) -> None:
     """A restart after an upgrade is a gap in the scrapes: the packaged tools (version
     pinned by the staging step) must not pay for importing importlib.metadata."""
-    top = Path(__file__).resolve().parents[2]
-    shutil.copytree(top / "tools", tmp_path / "tools",
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, str(top / "packaging/scripts/pin-tools-version.py"),
-                    str(tmp_path / "tools"), "9.8.7"], check=True)
+    stage_tools(tmp_path / "tools", "9.8.7")
     probe = ("import sys, vpsnet_tools.exporter as e; "
              "print(e.__version__, 'importlib.metadata' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "tools", check=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,18 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .vpsnet_exporter_helpers import metrics_text
-
-TOP = Path(__file__).resolve().parents[2]
-
-
-def stage_tools(dest: Path, version: str) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(TOP / "tools", dest,
-                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, str(TOP / "packaging/scripts/pin-tools-version.py"),
-                    str(dest), version], check=True)
+from .vpsnet_exporter_helpers import free_port, metrics_text, stage_tools
 
 
 class FakeSystemd:
@@ -104,12 +92,6 @@ class Exporter:
                 if line.startswith("MAINPID="):
                     pids.append(int(line.split("=", 1)[1]))
         return pids
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(tmp_path: Path, *args: str, port: int = 0) -> Exporter:

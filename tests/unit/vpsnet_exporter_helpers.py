@@ -1,6 +1,31 @@
-"""Realistic /proc/net/vpsnet/metrics text for exporter tests and the benchmark."""
+"""Realistic /proc/net/vpsnet/metrics text for exporter tests and the benchmark,
+a free loopback port, and the tools staged as the packages build them."""
 
 from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stage_tools(dest: Path, version: str) -> None:
+    """tools/ copied to DEST with its version pinned, as packaging/scripts/stage.sh does."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(TOP / "tools", dest,
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, str(TOP / "packaging/scripts/pin-tools-version.py"),
+                    str(dest), version], check=True)
 
 FAMILIES = [
     ("info", "gauge", "vpsnet module version and interface ABI major (always 1)"),

@@ -387,5 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         srv.server_close()
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -13,13 +12,7 @@ from vpsnet_lab import scrape_monitor
 from vpsnet_lab.scrape_monitor import Scrape, max_gap
 from vpsnet_tools import __version__, exporter
 
-from ..vpsnet_exporter_helpers import metrics_text
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..vpsnet_exporter_helpers import free_port, metrics_text
 
 
 def _run_monitor(url: str, seconds: float) -> list[Scrape]:
@@ -35,7 +28,7 @@ def test_monitor_logs_answers_and_refusals(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics"
     metrics.write_text(metrics_text())
     reg, _ = exporter.make_registry(str(metrics))
-    srv = exporter.make_server(reg, f"127.0.0.1:{_free_port()}")
+    srv = exporter.make_server(reg, f"127.0.0.1:{free_port()}")
     url = f"http://127.0.0.1:{srv.server_address[1]}/metrics"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
