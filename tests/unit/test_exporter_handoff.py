@@ -28,8 +28,10 @@ from .vpsnet_exporter_helpers import free_port, metrics_text, stage_tools
 class FakeSystemd:
     """Records sd_notify messages; closes barrier fds once recorded."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, answer_barriers: bool = True) -> None:
         self.path = path
+        self.answer_barriers = answer_barriers
+        self.held_fds: list[int] = []
         self.messages: list[str] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
@@ -45,8 +47,11 @@ class FakeSystemd:
             except TimeoutError:
                 continue
             self.messages.append(msg.decode())
-            for fd in fds:
-                os.close(fd)
+            if self.answer_barriers:
+                for fd in fds:
+                    os.close(fd)
+            else:
+                self.held_fds.extend(fds)
 
     def wait_for(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -58,6 +63,8 @@ class FakeSystemd:
         self.stop.set()
         self.thread.join()
         self.sock.close()
+        for fd in self.held_fds:
+            os.close(fd)
 
 
 @dataclass
@@ -94,12 +101,13 @@ class Exporter:
         return pids
 
 
-def start(tmp_path: Path, *args: str, port: int = 0) -> Exporter:
+def start(tmp_path: Path, *args: str, port: int = 0, systemd_answers_barriers: bool = True
+          ) -> Exporter:
     tools = tmp_path / "tools"
     stage_tools(tools, "1.0.0")
     metrics = tmp_path / "metrics"
     metrics.write_text(metrics_text())
-    systemd = FakeSystemd(tmp_path / "notify")
+    systemd = FakeSystemd(tmp_path / "notify", systemd_answers_barriers)
     log = tmp_path / "exporter.log"
     env = {**os.environ, "PYTHONPATH": str(tools), "NOTIFY_SOCKET": str(systemd.path)}
     with log.open("wb") as out:
@@ -173,7 +181,7 @@ def test_a_successor_that_fails_leaves_the_old_exporter_serving(
     def reload() -> None:
         e.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
-        while "keeps serving" not in e.log.read_text():
+        while "this one keeps serving" not in e.log.read_text():
             assert time.monotonic() < deadline, e.log.read_text()
             time.sleep(0.1)
 
@@ -182,6 +190,35 @@ def test_a_successor_that_fails_leaves_the_old_exporter_serving(
     assert results and set(results) == {"vpsnet-exporter/1.0.0"}, results
     assert "exited with status 3; this one keeps serving" in e.log.read_text()
     assert not any(m.startswith("MAINPID=") for m in e.systemd.messages)
+
+
+def test_a_successor_systemd_does_not_confirm_gives_the_main_pid_back(tmp_path: Path) -> None:
+    """If systemd never confirms MAINPID= (barrier unanswered), the old process
+    must not exit, or systemd would take that for the service's end."""
+    port = free_port()
+    e = start(tmp_path, "--listen", f"127.0.0.1:{port}", port=port,
+              systemd_answers_barriers=False)
+    try:
+        stage_tools(e.tools, "1.1.0")
+
+        def reload() -> None:
+            e.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while "this one keeps serving" not in e.log.read_text():
+                assert time.monotonic() < deadline, e.log.read_text()
+                time.sleep(0.1)
+
+        results = scrape_while(e, reload)
+        assert e.proc.poll() is None
+        assert results and set(results) == {"vpsnet-exporter/1.0.0"}, results
+        log = e.log.read_text()
+        assert "did not confirm MAINPID=" in log, log
+        assert "exited with status 1; this one keeps serving" in log, log
+        claims = [ln for m in e.systemd.messages for ln in m.splitlines()
+                  if ln.startswith("MAINPID=")]
+        assert len(claims) == 2 and claims[-1] == f"MAINPID={e.proc.pid}", claims
+    finally:
+        stop(e)
 
 
 def test_textfile_mode_reloads_too(tmp_path: Path) -> None:

@@ -299,6 +299,15 @@ def make_server(
     return srv
 
 
+def _announce_ready() -> bool:
+    try:
+        handoff.announce_ready()
+    except handoff.HandoffError as e:
+        log.error("reload: %s; the running exporter keeps serving", e)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="vpsnet-exporter",
@@ -347,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--textfile {directory}: not a directory")
         successor = handoff.Successor(None, stop.set)
         signal.signal(signal.SIGHUP, successor.request)
-        handoff.announce_ready()
+        if not _announce_ready():
+            return 1
         while not stop.is_set():
             try:
                 target = write_textfile(registry, directory)
@@ -378,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         port,
         " (taken over)" if inherited else "",
     )
-    handoff.announce_ready()
+    if not _announce_ready():
+        srv.server_close()
+        return 1
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ spelled out here to keep the exporter free of a compiled dependency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -28,6 +29,14 @@ from collections.abc import Callable
 LISTEN_FD_ENV = "VPSNET_EXPORTER_LISTEN_FD"
 READY_FD_ENV = "VPSNET_EXPORTER_READY_FD"
 READY = b"R"
+BARRIER_TIMEOUT_S = 10.0
+# below systemd's reload timeout (TimeoutStartSec=, 90 s by default), so the
+# reason a reload failed is logged before systemctl gives up on it
+SUCCESSOR_TIMEOUT_S = 60.0
+
+
+class HandoffError(RuntimeError):
+    """This process cannot take over; its predecessor keeps serving."""
 
 log = logging.getLogger("vpsnet-exporter")
 
@@ -47,23 +56,31 @@ def sd_notify(state: str, *, barrier_timeout: float = 0.0) -> bool:
     addr = _notify_address()
     if addr is None:
         return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(addr)
-        sock.sendall(state.encode())
-        if barrier_timeout <= 0:
-            return True
-        rfd, wfd = os.pipe()
-        try:
-            socket.send_fds(sock, [b"BARRIER=1"], [wfd])
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(addr)
+            sock.sendall(state.encode())
+            if barrier_timeout <= 0:
+                return True
+            return _barrier(sock, barrier_timeout)
+    except OSError as e:
+        log.warning("cannot notify systemd at %s: %s", os.environ["NOTIFY_SOCKET"], e)
+        return False
+
+
+def _barrier(sock: socket.socket, timeout: float) -> bool:
+    rfd, wfd = os.pipe()
+    try:
+        socket.send_fds(sock, [b"BARRIER=1"], [wfd])
+        os.close(wfd)
+        wfd = -1
+        # systemd closes its copy of wfd after every earlier message: EOF
+        readable, _, _ = select.select([rfd], [], [], timeout)
+        return bool(readable) and os.read(rfd, 1) == b""
+    finally:
+        os.close(rfd)
+        if wfd >= 0:
             os.close(wfd)
-            wfd = -1
-            # systemd closes its copy of wfd after every earlier message: EOF
-            readable, _, _ = select.select([rfd], [], [], barrier_timeout)
-            return bool(readable) and os.read(rfd, 1) == b""
-        finally:
-            os.close(rfd)
-            if wfd >= 0:
-                os.close(wfd)
 
 
 def _take_fd(name: str) -> int | None:
@@ -82,14 +99,21 @@ def inherited_socket() -> socket.socket | None:
 
 
 def announce_ready() -> None:
-    """Tell systemd (and the predecessor, if any) that this process serves now."""
+    """Tell systemd (and the predecessor, if any) that this process serves now.
+    Raises HandoffError when systemd does not confirm the new main PID: the
+    predecessor must not exit then, or systemd would take it for the service's end."""
     ready_fd = _take_fd(READY_FD_ENV)
     if ready_fd is None:
         sd_notify("READY=1")
         return
-    # systemd must know the new main PID before the old one exits
-    sd_notify(f"MAINPID={os.getpid()}\nREADY=1", barrier_timeout=10.0)
     with os.fdopen(ready_fd, "wb") as ready:
+        state = f"MAINPID={os.getpid()}\nREADY=1"
+        if _notify_address() and not sd_notify(state, barrier_timeout=BARRIER_TIMEOUT_S):
+            # systemd may still read it late: the predecessor stays the main PID
+            sd_notify(f"MAINPID={os.getppid()}")
+            raise HandoffError(
+                f"systemd did not confirm MAINPID={os.getpid()} within {BARRIER_TIMEOUT_S:.0f} s"
+            )
         ready.write(READY)
 
 
@@ -101,7 +125,7 @@ class Successor:
         self,
         listening: socket.socket | None,
         on_handed_over: Callable[[], None],
-        timeout: float = 120.0,
+        timeout: float = SUCCESSOR_TIMEOUT_S,
     ) -> None:
         self.listening = listening
         self.on_handed_over = on_handed_over
@@ -149,9 +173,14 @@ class Successor:
         if answer == READY:
             log.info("reload: handed over to pid %d", child.pid)
             return True
+        if readable:
+            # the pipe closed without an answer: the successor is on its way out
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)
         if child.poll() is None:
             child.kill()
-            why = f"not ready within {self.timeout:.0f} s"
+            why = "closed the ready pipe and hung" if readable else (
+                f"not ready within {self.timeout:.0f} s")
         else:
             why = f"exited with status {child.returncode}"
         child.wait()
