@@ -92,13 +92,13 @@ class Exporter:
     log: Path
     port: int
 
+    def mainpid_claims(self) -> list[int]:
+        """Every MAINPID= systemd was sent, in order."""
+        return [int(line.split("=", 1)[1]) for m in self.systemd.messages
+                for line in m.splitlines() if line.startswith("MAINPID=")]
+
     def pids_to_reap(self) -> list[int]:
-        pids = [self.proc.pid]
-        for m in self.systemd.messages:
-            for line in m.splitlines():
-                if line.startswith("MAINPID="):
-                    pids.append(int(line.split("=", 1)[1]))
-        return pids
+        return [self.proc.pid, *self.mainpid_claims()]
 
 
 def start(tmp_path: Path, *args: str, port: int = 0, systemd_answers_barriers: bool = True
@@ -126,10 +126,15 @@ def stop(e: Exporter) -> None:
     e.systemd.close()
 
 
+def start_http(tmp_path: Path, systemd_answers_barriers: bool = True) -> Exporter:
+    port = free_port()
+    return start(tmp_path, "--listen", f"127.0.0.1:{port}", port=port,
+                 systemd_answers_barriers=systemd_answers_barriers)
+
+
 @pytest.fixture()
 def http_exporter(tmp_path: Path) -> Iterator[Exporter]:
-    port = free_port()
-    e = start(tmp_path, "--listen", f"127.0.0.1:{port}", port=port)
+    e = start_http(tmp_path)
     try:
         yield e
     finally:
@@ -148,6 +153,15 @@ def scrape_while(e: Exporter, action) -> list[str]:
         scraper.stop.set()
         t.join()
     return scraper.results
+
+
+def reload_until_the_old_one_keeps_serving(e: Exporter) -> None:
+    """SIGHUP, then wait for the old process to log that the handoff failed."""
+    e.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while "this one keeps serving" not in e.log.read_text():
+        assert time.monotonic() < deadline, e.log.read_text()
+        time.sleep(0.1)
 
 
 def test_reload_hands_the_socket_to_the_new_code_without_refusing_a_scrape(
@@ -177,15 +191,7 @@ def test_a_successor_that_fails_leaves_the_old_exporter_serving(
 ) -> None:
     e = http_exporter
     (e.tools / "vpsnet_tools" / "exporter.py").write_text("raise SystemExit(3)\n")
-
-    def reload() -> None:
-        e.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while "this one keeps serving" not in e.log.read_text():
-            assert time.monotonic() < deadline, e.log.read_text()
-            time.sleep(0.1)
-
-    results = scrape_while(e, reload)
+    results = scrape_while(e, lambda: reload_until_the_old_one_keeps_serving(e))
     assert e.proc.poll() is None
     assert results and set(results) == {"vpsnet-exporter/1.0.0"}, results
     assert "exited with status 3; this one keeps serving" in e.log.read_text()
@@ -195,28 +201,17 @@ def test_a_successor_that_fails_leaves_the_old_exporter_serving(
 def test_a_successor_systemd_does_not_confirm_gives_the_main_pid_back(tmp_path: Path) -> None:
     """If systemd never confirms MAINPID= (barrier unanswered), the old process
     must not exit, or systemd would take that for the service's end."""
-    port = free_port()
-    e = start(tmp_path, "--listen", f"127.0.0.1:{port}", port=port,
-              systemd_answers_barriers=False)
+    e = start_http(tmp_path, systemd_answers_barriers=False)
     try:
         stage_tools(e.tools, "1.1.0")
-
-        def reload() -> None:
-            e.proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 60
-            while "this one keeps serving" not in e.log.read_text():
-                assert time.monotonic() < deadline, e.log.read_text()
-                time.sleep(0.1)
-
-        results = scrape_while(e, reload)
+        results = scrape_while(e, lambda: reload_until_the_old_one_keeps_serving(e))
         assert e.proc.poll() is None
         assert results and set(results) == {"vpsnet-exporter/1.0.0"}, results
         log = e.log.read_text()
         assert "did not confirm MAINPID=" in log, log
         assert "exited with status 1; this one keeps serving" in log, log
-        claims = [ln for m in e.systemd.messages for ln in m.splitlines()
-                  if ln.startswith("MAINPID=")]
-        assert len(claims) == 2 and claims[-1] == f"MAINPID={e.proc.pid}", claims
+        claims = e.mainpid_claims()
+        assert len(claims) == 2 and claims[-1] == e.proc.pid, claims
     finally:
         stop(e)
 

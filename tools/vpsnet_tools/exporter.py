@@ -388,10 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         port,
         " (taken over)" if inherited else "",
     )
-    if not _announce_ready():
-        srv.server_close()
-        return 1
     try:
+        if not _announce_ready():
+            return 1
         srv.serve_forever()
     except KeyboardInterrupt:
         pass
