@@ -33,6 +33,7 @@ STATE = CACHE / "lab-wan"
 CLIENT, SERVER = "wan-a", "wan-b"
 SERVER_ADDR = "198.18.0.2"
 NIC = "eth1"  # the stream link on both guests
+QDISC_SCRIPT = "/usr/local/sbin/vpsnet-qdisc"  # the role's, copied in
 BANDWIDTH_MBIT = 1000  # what the vpsnet buffers are sized for, every profile
 # With --link-mbit, a bottleneck buffer beyond netem's delay line of one RTT at
 # that rate, at least this many packets.
@@ -79,11 +80,29 @@ def spec(base_port: int) -> dict[str, Any]:
     }
 
 
+def tune_filters() -> Any:
+    """The vpsnet_tune role's plan filters (roles/vpsnet_tune/filter_plugins)."""
+    sys.path.insert(0, str(TOP / "roles/vpsnet_tune/filter_plugins"))
+    import vpsnet_tune
+
+    return vpsnet_tune
+
+
+def vpsnet_qdisc(fq_maxrate_mbit: int) -> str:
+    """What the role puts on every TX queue (vpsnet-qdisc), as its plan computes it."""
+    errors: list[str] = []
+    qdisc = str(tune_filters().qdisc_spec(
+        {"default_qdisc": "fq", "fq_maxrate_mbit": fq_maxrate_mbit}, errors))
+    if errors:
+        raise SystemExit("; ".join(errors))
+    return qdisc
+
+
 class Bench:
-    def __init__(self, lab: Lab, seconds: int, fq_maxrate_mbit: float | None = None) -> None:
+    def __init__(self, lab: Lab, seconds: int, qdisc: str) -> None:
         self.lab = lab
         self.seconds = seconds
-        self.fq_options = f" maxrate {fq_maxrate_mbit:g}mbit" if fq_maxrate_mbit else ""
+        self.qdisc = qdisc
         self.baseline: dict[str, dict[str, str]] = {}
         self.vpsnet_conf: dict[str, str] = {}
 
@@ -125,6 +144,11 @@ class Bench:
                 "root_qdisc": qdisc[1] if len(qdisc) > 1 else None}
 
     # --- configurations ------------------------------------------------------
+    def install_qdisc_script(self) -> None:
+        for g in GUESTS:
+            self.lab.put(g, TOP / "roles/vpsnet_tune/files/vpsnet-qdisc", QDISC_SCRIPT)
+            self.sh(g, f"chmod 0755 {QDISC_SCRIPT}")
+
     def plan_vpsnet(self, profiles: list[str]) -> dict[str, str]:
         """Run the vpsnet_tune role on both guests once per profile (its RTT), in one
         ansible-playbook; keep the sysctl file each run wrote (applied later as-is),
@@ -167,9 +191,7 @@ class Bench:
         """The same sysctl file, computed by the role's own plan filter
         (roles/vpsnet_tune/filter_plugins) with the role's defaults: quicker than
         ansible-playbook on a loaded machine."""
-        sys.path.insert(0, str(TOP / "roles/vpsnet_tune/filter_plugins"))
-        import vpsnet_tune
-
+        vpsnet_tune = tune_filters()
         confs = {}
         for profile in profiles:
             buf = vpsnet_tune.buffers(max(PROFILES[profile][0], 1), BANDWIDTH_MBIT, 268435456)
@@ -191,8 +213,8 @@ class Bench:
             for g in GUESTS:
                 self.sh(g, f"modprobe tcp_bbr; cat > /run/vpsnet-bench.conf <<'EOF'\n{conf}EOF\n"
                            "sysctl -q -p /run/vpsnet-bench.conf")
-                for nic in self.nics(g):
-                    self.sh(g, f"tc qdisc replace dev {nic} root fq{self.fq_options}")
+                nics = " ".join(self.nics(g))
+                self.sh(g, f"{QDISC_SCRIPT} --qdisc '{self.qdisc}' {nics}")
 
     # --- the link ------------------------------------------------------------
     def netem(self, rtt_ms: float, loss_pct: float, rate_mbit: float | None) -> None:
@@ -306,23 +328,24 @@ def main() -> int:
                         help="bottleneck rate of the emulated link (netem rate, every profile); "
                              "default: none, the TCG guests' CPU limits it; results go to "
                              "wan-<N>mbit.json/png instead of wan.json/png")
-    parser.add_argument("--fq-maxrate-mbit", type=float, default=None,
-                        help="experiment, not a role setting: vpsnet's root fq caps every "
-                             "flow at this rate (fq maxrate), to see whether pacing below the "
-                             "bottleneck keeps its queue empty; results get a -maxrate<N> suffix")
+    parser.add_argument("--fq-maxrate-mbit", type=int, default=0,
+                        help="vpsnet_tune_fq_maxrate_mbit for the vpsnet configuration: fq "
+                             "caps every flow at this rate; results get a -maxrate<N> suffix")
     parser.add_argument("--with-ansible", action="store_true",
                         help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
                              "file (default: the role's plan filter computes the same file)")
     args = parser.parse_args()
     profiles = args.profiles.split(",")
+    qdisc = vpsnet_qdisc(args.fq_maxrate_mbit)
     started = time.monotonic()
     Lab(STATE).down(say=say)
     lab = Lab.up(spec(args.base_port), "bench/wan.py", state_dir=STATE, say=say)
     runs: list[dict[str, Any]] = []
     setup: dict[str, Any] = {}
     try:
-        b = Bench(lab, args.seconds, args.fq_maxrate_mbit)
+        b = Bench(lab, args.seconds, qdisc)
         b.record_baseline()
+        b.install_qdisc_script()
         b.vpsnet_conf = (b.plan_vpsnet(profiles) if args.with_ansible
                          else b.plan_from_filter(profiles))
         setup = {
@@ -378,9 +401,8 @@ def main() -> int:
                            if args.with_ansible else
                            "the sysctls the vpsnet_tune plan filter computes (role defaults)")
                           + f", rtt = profile RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} "
-                          "Mbit/s, applied with sysctl -p, root qdisc fq on every NIC"
-                          + (f" with maxrate {args.fq_maxrate_mbit:g}mbit (experiment)"
-                             if args.fq_maxrate_mbit else ""),
+                          "Mbit/s, applied with sysctl -p; the role's vpsnet-qdisc puts "
+                          f"'{qdisc}' on every NIC",
             },
             "restore": "between configurations: tuned-adm off + stop tuned, recorded sysctls "
                        "re-applied, root qdiscs deleted (kernel default back)",

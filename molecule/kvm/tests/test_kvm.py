@@ -5,6 +5,7 @@ cannot reboot without losing their disk) and after `ethtool -L`."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -82,17 +83,18 @@ def check_all(host: Any) -> None:
     assert sysctl(host, "net.core.default_qdisc") == "fq"
     for key, value in expected_buffers(host).items():
         assert sysctl(host, key) == value, key
+    # fq's per-flow cap in bytes/s as tc -j shows it (absent: no cap)
+    cap = int(hvars(host).get("vpsnet_tune_fq_maxrate_mbit", 0)) * 125_000 or None
     for nic in nics(host):
         # fq on every TX queue: under mq on a multiqueue NIC, at the root otherwise
         queues = len(host.check_output(f"ls -d /sys/class/net/{nic}/queues/tx-*").split())
-        shown = host.check_output(f"tc qdisc show dev {nic}").splitlines()
-        roots = [ln.split()[1] for ln in shown if "root" in ln.split()]
-        children = [ln.split()[1] for ln in shown if "parent" in ln.split()]
+        shown = json.loads(host.check_output(f"tc -j qdisc show dev {nic}"))
+        roots = [q["kind"] for q in shown if q.get("root")]
+        leaves = [q for q in shown if "parent" in q] if queues > 1 else shown
         if queues > 1:
-            assert roots == ["mq"] and len(children) >= queues, f"{nic}: {shown}"
-            assert set(children) == {"fq"}, f"{nic}: {shown}"
-        else:
-            assert roots == ["fq"], f"{nic}: {shown}"
+            assert roots == ["mq"] and len(leaves) >= queues, f"{nic}: {shown}"
+        assert {q["kind"] for q in leaves} == {"fq"}, f"{nic}: {shown}"
+        assert {q.get("options", {}).get("maxrate") for q in leaves} == {cap}, f"{nic}: {shown}"
     hp = int(re.search(r"HugePages_Total:\s+(\d+)",
                        host.file("/proc/meminfo").content_string).group(1))  # type: ignore[union-attr]
     assert hp == int(hvars(host)["vpsnet_tune_hugepages_2m"])
@@ -128,7 +130,7 @@ def test_aws_queue_irqs_cover_the_multiqueue_nic(host: Any) -> None:
 
 def test_still_true_after_boot_time_pieces_rerun(host: Any) -> None:
     """What a reboot re-applies, re-run after scrambling it: sysctl --system,
-    the IRQ affinity unit, systemd-modules-load with /etc/modprobe.d."""
+    the IRQ affinity and qdisc units, systemd-modules-load with /etc/modprobe.d."""
     host.run_expect([0], "sysctl -q -w net.ipv4.tcp_congestion_control=cubic "
                     "net.core.default_qdisc=pfifo_fast net.ipv4.tcp_rmem='4096 131072 6291456' "
                     "net.ipv4.tcp_wmem='4096 16384 4194304' net.core.rmem_max=212992 "
@@ -136,6 +138,8 @@ def test_still_true_after_boot_time_pieces_rerun(host: Any) -> None:
     plan = irq_plan(host)
     for irq in plan:
         host.run(f"echo 0 > /proc/irq/{irq}/smp_affinity_list")
+    for nic in nics(host):  # the kernel's own qdiscs, as after a boot
+        host.run_expect([0], f"tc qdisc del dev {nic} root")
     host.run_expect([0], "systemctl stop vpsnet-irq-affinity.timer")
     host.run_expect([0], "modprobe -r vpsnet")
     assert not host.file("/sys/module/vpsnet").exists
@@ -143,9 +147,11 @@ def test_still_true_after_boot_time_pieces_rerun(host: Any) -> None:
     host.run_expect([0], "systemctl restart systemd-modules-load.service")
     host.run_expect([0], "sysctl --system")
     host.run_expect([0], "systemctl restart vpsnet-irq-affinity.service")
+    host.run_expect([0], "systemctl restart vpsnet-qdisc.service")
     host.run_expect([0], "systemctl start vpsnet-irq-affinity.timer")
     assert host.service("vpsnet-irq-affinity.service").is_enabled
     assert host.service("vpsnet-irq-affinity.timer").is_enabled
+    assert host.service("vpsnet-qdisc.service").is_enabled
     check_all(host)
 
 

@@ -166,6 +166,27 @@ def nic_profiles(
     return out
 
 
+# fq keeps maxrate in bytes/s in a u32 (all ones = no cap).
+FQ_MAXRATE_MAX_MBIT = (0xFFFFFFFF - 1) // 125_000
+
+
+def qdisc_spec(params: dict[str, Any], errors: list[str]) -> str:
+    """What vpsnet-qdisc puts on every TX queue: the default qdisc, with fq's
+    per-flow cap when vpsnet_tune_fq_maxrate_mbit asks for one."""
+    qdisc = str(params.get("default_qdisc", "fq"))
+    maxrate = _number(errors, "vpsnet_tune_fq_maxrate_mbit", params.get("fq_maxrate_mbit", 0), 0)
+    if not maxrate:
+        return qdisc
+    name = f"vpsnet_tune_fq_maxrate_mbit={maxrate:g}"
+    if maxrate != int(maxrate) or maxrate > FQ_MAXRATE_MAX_MBIT:
+        errors.append(f"{name} must be a whole number of Mbit/s from 1 to {FQ_MAXRATE_MAX_MBIT}")
+    elif qdisc != "fq":
+        errors.append(f"{name} needs vpsnet_tune_default_qdisc=fq (it is {qdisc!r})")
+    elif not params.get("replace_root_qdisc", True):
+        errors.append(f"{name} needs vpsnet_tune_replace_root_qdisc=true")
+    return f"fq maxrate {int(maxrate)}mbit"
+
+
 def plan(params: dict[str, Any]) -> dict[str, Any]:
     """Validate every input and compute what the role applies. `errors` lists
     every bad input (each naming its value); the role fails on it before any change."""
@@ -242,6 +263,7 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "errors": errors,
+        "qdisc": qdisc_spec(params, errors),
         "reserved_cpus": reserved,
         "profiles": profiles,
         "irq_plan": irqs,
@@ -325,23 +347,6 @@ def parse_adaptive_rx(text: str) -> bool | None:
     return None if match is None else match.group(1) == "on"
 
 
-def qdiscs_ok(lines: list[str], want: str) -> bool:
-    """`wc -l` of the TX queues, then `tc qdisc show dev X`: is WANT on every
-    TX queue? Multiqueue: root mq and every child WANT; one queue: root WANT.
-    A noqueue device (no qdisc possible) counts as done."""
-    if not lines:
-        return False
-    queues = int(lines[0])
-    qdiscs = [ln for ln in lines[1:] if ln.startswith("qdisc ")]
-    roots = [ln.split()[1] for ln in qdiscs if "root" in ln.split()]
-    if roots == ["noqueue"]:
-        return True
-    children = [ln.split()[1] for ln in qdiscs if "parent" in ln.split()]
-    if queues > 1:
-        return roots == ["mq"] and len(children) >= queues and set(children) == {want}
-    return roots == [want]
-
-
 class FilterModule:
     """vpsnet_tune filters."""
 
@@ -354,5 +359,4 @@ class FilterModule:
             "vpsnet_tune_ethtool_diff": ethtool_diff,
             "vpsnet_tune_cpulist": format_cpulist,
             "vpsnet_tune_parse_cpulist": parse_cpulist,
-            "vpsnet_tune_qdiscs_ok": qdiscs_ok,
         }

@@ -39,6 +39,11 @@ PLAY = """\
             "more than vpsnet_tune_hugepages_max_percent",
         ),
         (
+            "vpsnet_tune",
+            "vpsnet_tune_fq_maxrate_mbit=57 vpsnet_tune_default_qdisc=fq_codel",
+            "vpsnet_tune_fq_maxrate_mbit=57 needs vpsnet_tune_default_qdisc=fq",
+        ),
+        (
             "vpsnet_driver",
             "vpsnet_driver_version=latest",
             "vpsnet_driver_version='latest' is not a version",

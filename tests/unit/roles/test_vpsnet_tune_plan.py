@@ -97,6 +97,13 @@ def test_buffers_capped_and_never_below_debian() -> None:
         ({"nic_profile": "turbo"}, "vpsnet_tune_nic_profile='turbo' is not a known NIC profile"),
         ({"nic_profiles": {"ens5": "warp"}}, "vpsnet_tune_nic_profiles['ens5']='warp'"),
         ({"nic_profiles": {"eth9": "ena"}}, "names NIC 'eth9', which this host does not have"),
+        ({"fq_maxrate_mbit": -1}, "vpsnet_tune_fq_maxrate_mbit=-1 must be >= 0"),
+        ({"fq_maxrate_mbit": 57.5}, "vpsnet_tune_fq_maxrate_mbit=57.5 must be a whole number"),
+        ({"fq_maxrate_mbit": 40000}, "vpsnet_tune_fq_maxrate_mbit=40000 must be a whole number"),
+        ({"fq_maxrate_mbit": 57, "default_qdisc": "fq_codel"},
+         "vpsnet_tune_fq_maxrate_mbit=57 needs vpsnet_tune_default_qdisc=fq (it is 'fq_codel')"),
+        ({"fq_maxrate_mbit": 57, "replace_root_qdisc": False},
+         "vpsnet_tune_fq_maxrate_mbit=57 needs vpsnet_tune_replace_root_qdisc=true"),
     ],
 )
 def test_bad_input_named(kw: dict[str, object], needle: str) -> None:
@@ -208,23 +215,7 @@ def test_ethtool_gve_separate_rx_tx() -> None:
     assert tune.ethtool_target("gve", ch, {}, 8)["channels"] == {"rx": 16, "tx": 16}
 
 
-MQ_FQ = """4
-qdisc mq 1: root
-qdisc fq 8001: parent 1:1 limit 10000p flow_limit 100p
-qdisc fq 8002: parent 1:2 limit 10000p flow_limit 100p
-qdisc fq 8003: parent 1:3 limit 10000p flow_limit 100p
-qdisc fq 8004: parent 1:4 limit 10000p flow_limit 100p"""
-
-
-@pytest.mark.parametrize(("shown", "ok"), [
-    (MQ_FQ, True),
-    (MQ_FQ.replace("qdisc fq 8003", "qdisc fq_codel 0"), False),  # one queue left behind
-    (MQ_FQ.split("\nqdisc fq 8004")[0], False),  # a queue without a qdisc line
-    ("4\nqdisc fq 8001: root limit 10000p", False),  # one fq funnelling 4 queues
-    ("1\nqdisc fq 8001: root limit 10000p", True),
-    ("1\nqdisc pfifo_fast 0: root refcnt 2 bands 3", False),
-    ("1\nqdisc noqueue 0: root refcnt 2", True),
-    ("", False),
-])
-def test_qdiscs_ok(shown: str, ok: bool) -> None:
-    assert tune.qdiscs_ok(shown.splitlines(), "fq") is ok
+def test_qdisc_spec_carries_the_fq_cap() -> None:
+    assert tune.plan(params())["qdisc"] == "fq"
+    assert tune.plan(params(fq_maxrate_mbit=4750))["qdisc"] == "fq maxrate 4750mbit"
+    assert tune.plan(params(default_qdisc="fq_codel"))["qdisc"] == "fq_codel"
