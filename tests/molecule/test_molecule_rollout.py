@@ -55,7 +55,7 @@ pytestmark = [
 ]
 
 # A fleet-wide run rebuilds DKMS on 4 TCG guests: 55-1690 s per host measured on a
-# busy day (session 10), so one hour did not cover a whole region-by-region pass.
+# slow day (2026-11-29), so one hour did not cover a whole region-by-region pass.
 RUN_TIMEOUT = 7200
 
 
@@ -120,7 +120,7 @@ STORY_START = {"test_1", "test_2", "test_3"}
 def prepare_version(request: pytest.FixtureRequest) -> str:
     """1.0.0 for the whole story; 1.1.0 when none of steps 1-3 is selected
     (`-k "test_4 or test_5 or test_6 or test_7"`), so that steps 4-7 can run on
-    their own: the whole file takes 2.5-3 h, each half about half of it."""
+    their own: the whole file takes 2.5-3 h or more."""
     selected = {item.name[:6] for item in request.session.items
                 if item.path == request.path}
     return "1.0.0" if selected & STORY_START else "1.1.0"
