@@ -44,6 +44,9 @@ VENV_BIN = REPO / ".venv" / "bin"
 CACHE = REPO / ".cache"
 STATE = CACHE / "lab-rollout"
 EPHEMERAL = CACHE / "molecule-rollout" / "ephemeral"
+# Every molecule/ansible-playbook run's whole output, with ansible.posix.profile_tasks
+# timings: where hours of a fleet run went is read there, not guessed.
+LOGS = CACHE / "molecule-rollout" / "logs"
 HOSTS = ["use1-a", "use1-b", "ase1-a", "ase1-b"]  # us-east-1 first, as declared
 PEERS = {"use1-a": "198.18.0.2", "use1-b": "198.18.0.1",
          "ase1-a": "198.18.1.2", "ase1-b": "198.18.1.1"}
@@ -70,15 +73,27 @@ class Fleet:
         if expect_env:
             env["VPSNET_ROLLOUT_EXPECT"] = expect_env
         cmd = ["molecule", step, "-s", "rollout", *(["--", *ansible_args] if ansible_args else [])]
-        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        return self.run(f"molecule-{step}", cmd, env, timeout)
 
     def playbook(self, book: str, *args: str, report: Path,
                  timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), book,
-             "-e", f"vpsnet_upgrade_report_dir={report}", *args],
-            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
+        cmd = ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), book,
+               "-e", f"vpsnet_upgrade_report_dir={report}", *args]
+        return self.run(Path(book).stem, cmd, self.env, timeout)
+
+    def run(self, name: str, cmd: list[str], env: dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run CMD with its whole output kept in LOGS/<start time>-<name>.log, also
+        when the run is killed on TIMEOUT."""
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
+        with log.open("w") as out:
+            out.write(f"$ {' '.join(cmd)}\n")
+            out.flush()
+            done = subprocess.run(cmd, cwd=REPO, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        # one stream, so that tail() shows ansible's and molecule's lines interleaved
+        return subprocess.CompletedProcess(cmd, done.returncode, log.read_text(), "")
 
     def sh(self, host: str, cmd: str, timeout: float = 120) -> str:
         r = self.lab.ssh(host, cmd, timeout=timeout)
@@ -129,7 +144,8 @@ def prepare_version(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Fleet]:
     env = dict(molecule_env, MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL),
-               VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request))
+               VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request),
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     f = Fleet(env, Lab(STATE))
     destroy = ["molecule", "destroy", "-s", "rollout"]
     try:
