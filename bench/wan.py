@@ -45,6 +45,13 @@ PROFILES: dict[str, tuple[float, float]] = {
     "clean": (0, 0.0),
 }
 CONFIGS = ("defaults", "tuned-network-throughput", "vpsnet")
+# --controls: vpsnet with cubic instead of BBR (same sysctls otherwise, same qdisc),
+# to tell what BBR costs or brings from what the rest of the tuning does.
+CONTROL_CONFIG = "vpsnet-cubic"
+# --controls: a second ping marked with this TOS goes round the bottleneck queue
+# (its own netem, same delay and loss, no rate) and so measures what the loaded
+# guests add to an RTT, without the queue. Echo replies keep the request's TOS.
+BYPASS_TOS = "0x10"
 # Every sysctl any configuration touches: recorded before, re-applied after each.
 KEYS = (
     "net.core.default_qdisc", "net.ipv4.tcp_congestion_control", "net.core.rmem_max",
@@ -99,10 +106,11 @@ def vpsnet_qdisc(fq_maxrate_mbit: int) -> str:
 
 
 class Bench:
-    def __init__(self, lab: Lab, seconds: int, qdisc: str) -> None:
+    def __init__(self, lab: Lab, seconds: int, qdisc: str, controls: bool = False) -> None:
         self.lab = lab
         self.seconds = seconds
         self.qdisc = qdisc
+        self.controls = controls
         self.baseline: dict[str, dict[str, str]] = {}
         self.vpsnet_conf: dict[str, str] = {}
 
@@ -208,8 +216,10 @@ class Bench:
     def apply(self, config: str, profile: str) -> None:
         if config == "tuned-network-throughput":
             self.both("systemctl start tuned && tuned-adm profile network-throughput")
-        elif config == "vpsnet":
+        elif config in ("vpsnet", CONTROL_CONFIG):
             conf = self.vpsnet_conf[profile]
+            if config == CONTROL_CONFIG:
+                conf += "net.ipv4.tcp_congestion_control = cubic\n"
             for g in GUESTS:
                 self.sh(g, f"modprobe tcp_bbr; cat > /run/vpsnet-bench.conf <<'EOF'\n{conf}EOF\n"
                            "sysctl -q -p /run/vpsnet-bench.conf")
@@ -230,29 +240,46 @@ class Bench:
                 continue
             shape = (f"rate {rate_mbit:g}mbit limit {netem_limit(rtt_ms, rate_mbit)}"
                      if rate_mbit else "limit 200000")
+            wan = f"netem delay {rtt_ms / 2:g}ms loss {loss_pct / 2:g}%"
+            if self.controls:
+                # band 1:1 (TOS-marked pings): the same delay and loss, no queue
+                root = (f"tc qdisc add dev ifb0 root handle 1: prio bands 2 "
+                        f"priomap {' '.join(['1'] * 16)}; "
+                        f"tc qdisc add dev ifb0 parent 1:1 {wan} limit 1000; "
+                        f"tc qdisc add dev ifb0 parent 1:2 {wan} {shape}; "
+                        f"tc filter add dev ifb0 parent 1: protocol ip u32 "
+                        f"match ip tos {BYPASS_TOS} 0xff flowid 1:1")
+            else:
+                root = f"tc qdisc add dev ifb0 root {wan} {shape}"
             self.sh(g, f"modprobe ifb numifbs=0; modprobe sch_netem; ip link add ifb0 type ifb; "
                        f"ip link set ifb0 up; tc qdisc add dev {NIC} handle ffff: ingress; "
                        f"tc filter add dev {NIC} parent ffff: matchall "
-                       f"action mirred egress redirect dev ifb0; "
-                       f"tc qdisc add dev ifb0 root netem delay {rtt_ms / 2:g}ms "
-                       f"loss {loss_pct / 2:g}% {shape}")
+                       f"action mirred egress redirect dev ifb0; {root}")
 
     def measure(self) -> dict[str, Any]:
         n = int(self.seconds / PING_INTERVAL)
         self.sh(SERVER, "pkill -x iperf3 || true; iperf3 -s -D -1 >/dev/null 2>&1; sleep 0.5")
-        out = self.sh(CLIENT, f"ping -n -i {PING_INTERVAL} -c {n} {SERVER_ADDR} > /tmp/ping.txt "
-                              f"2>&1 & iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
+        ping = f"ping -n -i {PING_INTERVAL} -c {n}"
+        bypass = (f"{ping} -Q {BYPASS_TOS} {SERVER_ADDR} > /tmp/ping-bypass.txt 2>&1 & "
+                  if self.controls else "")
+        out = self.sh(CLIENT, f"{ping} {SERVER_ADDR} > /tmp/ping.txt 2>&1 & {bypass}"
+                              f"iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
                       timeout=self.seconds * 3 + 120)
         result = json.loads(out[out.index("{"):])
         series = ping_series(self.sh(CLIENT, "cat /tmp/ping.txt"))
         end = result["end"]
-        return {
+        m = {
             "goodput_mbit": round(end["sum_received"]["bits_per_second"] / 1e6, 3),
             "retransmits": end["sum_sent"].get("retransmits"),
             "ping_sent": n,
             **rtt_stats(series),
             "ping_series": series,
         }
+        if self.controls:
+            bypass_series = ping_series(self.sh(CLIENT, "cat /tmp/ping-bypass.txt"))
+            m.update({f"bypass_{k}": v for k, v in rtt_stats(bypass_series).items()},
+                     bypass_ping_series=bypass_series)
+        return m
 
 
 def netem_limit(rtt_ms: float, rate_mbit: float) -> int:
@@ -293,7 +320,7 @@ def rtt_stats(series: list[tuple[int, float]]) -> dict[str, Any]:
     }
 
 
-def chart(summary: dict[str, Any], path: Path, link: str) -> None:
+def chart(summary: dict[str, Any], path: Path, link: str, configs: tuple[str, ...]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,11 +330,11 @@ def chart(summary: dict[str, Any], path: Path, link: str) -> None:
               ("p99_rtt_ms", "p99 ping RTT under load, whole run (ms)"),
               ("p99_rtt_steady_ms", f"p99 ping RTT, after the first {WARMUP_SECONDS} s (ms)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
-    width = 0.26
+    width = 0.8 / len(configs)
     profiles = list(summary)
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for i, config in enumerate(CONFIGS):
-            xs = [p + (i - 1) * width for p in range(len(profiles))]
+        for i, config in enumerate(configs):
+            xs = [p + (i - (len(configs) - 1) / 2) * width for p in range(len(profiles))]
             ax.bar(xs, [summary[p][key][config] or 0 for p in profiles], width, label=config)
         ax.set_xticks(range(len(profiles)), profiles)
         ax.set_title(title, fontsize=10)
@@ -331,11 +358,19 @@ def main() -> int:
     parser.add_argument("--fq-maxrate-mbit", type=int, default=0,
                         help="vpsnet_tune_fq_maxrate_mbit for the vpsnet configuration: fq "
                              "caps every flow at this rate; results get a -maxrate<N> suffix")
+    parser.add_argument("--controls", action="store_true",
+                        help="with --link-mbit: also run vpsnet with cubic instead of BBR, and "
+                             "a second ping that goes round the bottleneck queue; results get "
+                             "a -controls suffix")
     parser.add_argument("--with-ansible", action="store_true",
                         help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
                              "file (default: the role's plan filter computes the same file)")
     args = parser.parse_args()
     profiles = args.profiles.split(",")
+    if args.controls and not args.link_mbit:
+        parser.error("--controls needs --link-mbit: without a rate there is no bottleneck "
+                     "queue to go round")
+    configs = (*CONFIGS, CONTROL_CONFIG) if args.controls else CONFIGS
     qdisc = vpsnet_qdisc(args.fq_maxrate_mbit)
     started = time.monotonic()
     Lab(STATE).down(say=say)
@@ -343,7 +378,7 @@ def main() -> int:
     runs: list[dict[str, Any]] = []
     setup: dict[str, Any] = {}
     try:
-        b = Bench(lab, args.seconds, qdisc)
+        b = Bench(lab, args.seconds, qdisc, args.controls)
         b.record_baseline()
         b.install_qdisc_script()
         b.vpsnet_conf = (b.plan_vpsnet(profiles) if args.with_ansible
@@ -359,7 +394,8 @@ def main() -> int:
             b.restore()
             b.netem(rtt, loss, args.link_mbit)
             for run in range(args.runs):
-                order = CONFIGS[run % 3:] + CONFIGS[:run % 3]  # interleaved, rotated
+                shift = run % len(configs)
+                order = configs[shift:] + configs[:shift]  # interleaved, rotated
                 for config in order:
                     b.restore()
                     b.apply(config, profile)
@@ -373,7 +409,7 @@ def main() -> int:
         b.netem(0, 0, None)
     finally:
         lab.down(say=say)
-    summary = summarise(runs, profiles)
+    summary = summarise(runs, profiles, configs)
     doc = {
         "summary": summary,
         "method": {
@@ -403,7 +439,13 @@ def main() -> int:
                           + f", rtt = profile RTT (1 ms for clean), bandwidth {BANDWIDTH_MBIT} "
                           "Mbit/s, applied with sysctl -p; the role's vpsnet-qdisc puts "
                           f"'{qdisc}' on every NIC",
+                **({CONTROL_CONFIG: "vpsnet with net.ipv4.tcp_congestion_control = cubic"}
+                   if args.controls else {}),
             },
+            **({"bypass_ping": f"with --controls: a second ping -Q {BYPASS_TOS} during each "
+                               "run; on ifb0 a prio qdisc sends it to its own netem (same "
+                               "delay and loss, no rate), so it skips the bottleneck queue"}
+               if args.controls else {}),
             "restore": "between configurations: tuned-adm off + stop tuned, recorded sysctls "
                        "re-applied, root qdiscs deleted (kernel default back)",
         },
@@ -415,17 +457,20 @@ def main() -> int:
     name = f"wan-{args.link_mbit:g}mbit" if args.link_mbit else "wan"
     if args.fq_maxrate_mbit:
         name += f"-maxrate{args.fq_maxrate_mbit:g}"
+    if args.controls:
+        name += "-controls"
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     chart(summary, RESULTS / f"{name}.png",
-          f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "CPU-bound link")
+          f"a {args.link_mbit:g} Mbit/s link" if args.link_mbit else "CPU-bound link", configs)
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def summarise(runs: list[dict[str, Any]], profiles: list[str]) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], profiles: list[str],
+              configs: tuple[str, ...] = CONFIGS) -> dict[str, Any]:
     def med(profile: str, config: str, key: str) -> float | None:
         vals = [r[key] for r in runs
-                if r["profile"] == profile and r["config"] == config and r[key] is not None]
+                if r["profile"] == profile and r["config"] == config and r.get(key) is not None]
         return round(statistics.median(vals), 3) if vals else None
 
     def ratio(a: float | None, b: float | None) -> float | None:
@@ -433,16 +478,20 @@ def summarise(runs: list[dict[str, Any]], profiles: list[str]) -> dict[str, Any]
 
     out: dict[str, Any] = {}
     for p in profiles:
-        good = {c: med(p, c, "goodput_mbit") for c in CONFIGS}
+        good = {c: med(p, c, "goodput_mbit") for c in configs}
         clean = med("clean", "vpsnet", "goodput_mbit")
         out[p] = {
             "goodput_mbit": good,
             "vpsnet_vs_defaults": ratio(good["vpsnet"], good["defaults"]),
             "vpsnet_vs_tuned": ratio(good["vpsnet"], good["tuned-network-throughput"]),
             "vpsnet_vs_clean": ratio(good["vpsnet"], clean),
-            "p99_rtt_ms": {c: med(p, c, "p99_rtt_ms") for c in CONFIGS},
-            "p99_rtt_steady_ms": {c: med(p, c, "p99_rtt_steady_ms") for c in CONFIGS},
+            "p99_rtt_ms": {c: med(p, c, "p99_rtt_ms") for c in configs},
+            "p99_rtt_steady_ms": {c: med(p, c, "p99_rtt_steady_ms") for c in configs},
         }
+        if any("bypass_p99_rtt_steady_ms" in r for r in runs):
+            # what the loaded guests add without the bottleneck queue, and the queue's share
+            out[p]["bypass_p99_rtt_steady_ms"] = {
+                c: med(p, c, "bypass_p99_rtt_steady_ms") for c in configs}
     return out
 
 
