@@ -85,8 +85,7 @@ class Fleet:
             timeout: float) -> subprocess.CompletedProcess[str]:
         """Run CMD with its whole output kept in LOGS/<start time>-<name>.log, also
         when the run is killed on TIMEOUT."""
-        LOGS.mkdir(parents=True, exist_ok=True)
-        log = LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
+        log = new_log(name)
         with log.open("w") as out:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
@@ -119,6 +118,12 @@ class Fleet:
         return bool(r.rc == 0)
 
 
+def new_log(name: str) -> Path:
+    """LOGS/<start time>-<name>.log, for one molecule or ansible-playbook run."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
+
+
 def records(report: Path) -> dict[str, dict[str, Any]]:
     summary = report / "summary.json"
     return {r["host"]: r for r in json.loads(summary.read_text())} if summary.exists() else {}
@@ -147,10 +152,9 @@ def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Itera
                VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request),
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     f = Fleet(env, Lab(STATE))
-    destroy = ["molecule", "destroy", "-s", "rollout"]
     try:
         # a killed run leaves molecule's state at created: start clean, as `molecule test` does
-        subprocess.run(destroy, cwd=REPO, env=env, capture_output=True, timeout=300)
+        f.molecule("destroy", timeout=300)
         # create also runs prepare (provision.yml: a DKMS build per guest);
         # measured 59 and 60+ min on a quiet 2-core machine (4 TCG guests)
         r = f.molecule("create", timeout=5400)
@@ -158,7 +162,7 @@ def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Itera
         f.lab = Lab(STATE)
         yield f
     finally:
-        subprocess.run(destroy, cwd=REPO, env=env, capture_output=True, timeout=300)
+        f.molecule("destroy", timeout=300)
         subprocess.run([str(VENV_BIN / "python"), "molecule/rollout/rolloutlab.py", "down"],
                        cwd=REPO, env=env, capture_output=True, timeout=120)
 
@@ -195,7 +199,7 @@ def stop_monitors(fleet: Fleet) -> dict[str, tuple[str, list[Scrape]]]:
 def run_interrupted(fleet: Fleet, version: str, report: Path) -> str:
     """deploy.yml through molecule converge, killed while the second host
     (us-east-1's batch) is inside its package install."""
-    log = report.parent / "interrupted.log"
+    log = new_log("molecule-converge-interrupted")
     with log.open("w") as out:
         proc = subprocess.Popen(
             ["molecule", "converge", "-s", "rollout", "--", "-e", f"vpsnet_version={version}",
