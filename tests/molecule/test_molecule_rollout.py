@@ -29,6 +29,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,15 +85,11 @@ class Fleet:
     def run(self, name: str, cmd: list[str], env: dict[str, str],
             timeout: float) -> subprocess.CompletedProcess[str]:
         """Run CMD with its whole output kept in LOGS/<start time>-<name>.log, also
-        when the run is killed on TIMEOUT."""
-        log = new_log(name)
-        with log.open("w") as out:
-            out.write(f"$ {' '.join(cmd)}\n")
-            out.flush()
-            done = subprocess.run(cmd, cwd=REPO, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        when the run is killed on TIMEOUT (TimeoutExpired is raised then)."""
+        with logged_process(name, cmd, env) as (proc, log):
+            returncode = proc.wait(timeout)
         # one stream, so that tail() shows ansible's and molecule's lines interleaved
-        return subprocess.CompletedProcess(cmd, done.returncode, log.read_text(), "")
+        return subprocess.CompletedProcess(cmd, returncode, log.read_text(), "")
 
     def sh(self, host: str, cmd: str, timeout: float = 120) -> str:
         r = self.lab.ssh(host, cmd, timeout=timeout)
@@ -118,10 +115,25 @@ class Fleet:
         return bool(r.rc == 0)
 
 
-def new_log(name: str) -> Path:
-    """LOGS/<start time>-<name>.log, for one molecule or ansible-playbook run."""
+@contextmanager
+def logged_process(name: str, cmd: list[str],
+                   env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """CMD started in its own process group, its whole output (stdout and stderr,
+    one stream) in LOGS/<start time>-<name>.log. On leaving, the whole group is
+    killed: molecule's ansible-playbook and ssh children too, not molecule alone."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    return LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
+    log = LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
+    with log.open("w") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            yield proc, log
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def records(report: Path) -> dict[str, dict[str, Any]]:
@@ -199,27 +211,18 @@ def stop_monitors(fleet: Fleet) -> dict[str, tuple[str, list[Scrape]]]:
 def run_interrupted(fleet: Fleet, version: str, report: Path) -> str:
     """deploy.yml through molecule converge, killed while the second host
     (us-east-1's batch) is inside its package install."""
-    log = new_log("molecule-converge-interrupted")
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["molecule", "converge", "-s", "rollout", "--", "-e", f"vpsnet_version={version}",
-             "-e", f"vpsnet_upgrade_report_dir={report}"],
-            cwd=REPO, env=fleet.env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        try:
-            deadline = time.monotonic() + 1800
-            while time.monotonic() < deadline and proc.poll() is None:
-                text = log.read_text()
-                if text.count("TASK [vpsnet_upgrade : Install or remove vpsnet (apt)]") >= 2:
-                    time.sleep(15)  # inside apt: DKMS is building
-                    break
-                time.sleep(2)
-            assert proc.poll() is None, "deploy.yml ended before it could be interrupted:\n" + \
-                log.read_text()[-4000:]
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    cmd = ["molecule", "converge", "-s", "rollout", "--", "-e", f"vpsnet_version={version}",
+           "-e", f"vpsnet_upgrade_report_dir={report}"]
+    with logged_process("molecule-converge-interrupted", cmd, fleet.env) as (proc, log):
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = log.read_text()
+            if text.count("TASK [vpsnet_upgrade : Install or remove vpsnet (apt)]") >= 2:
+                time.sleep(15)  # inside apt: DKMS is building
+                break
+            time.sleep(2)
+        assert proc.poll() is None, "deploy.yml ended before it could be interrupted:\n" + \
+            log.read_text()[-4000:]
     return log.read_text()
 
 
