@@ -467,7 +467,7 @@ def main() -> int:
 
 
 def summarise(runs: list[dict[str, Any]], profiles: list[str],
-              configs: tuple[str, ...] = CONFIGS) -> dict[str, Any]:
+              configs: tuple[str, ...]) -> dict[str, Any]:
     def med(profile: str, config: str, key: str) -> float | None:
         vals = [r[key] for r in runs
                 if r["profile"] == profile and r["config"] == config and r.get(key) is not None]
