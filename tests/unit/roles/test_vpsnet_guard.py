@@ -1,0 +1,153 @@
+"""Unit tests of roles/vpsnet_guard/files/vpsnet-guard's save and revert against
+fake `tc`, `ethtool` and `ip` that print a NIC's state from files and log what
+they are asked to set. The timer and real NICs: tests/roles/test_vpsnet_guard_guest.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+GUARD = REPO / "roles/vpsnet_guard/files/vpsnet-guard"
+NIC = "lo"  # must exist in /sys/class/net; the fakes stand in for everything else
+
+FAKE = """#!/bin/sh
+# prints $STATE/<tool><first args>, logs every other call to $STATE/calls
+state=$STATE/$(basename "$0")
+case "$(basename "$0") $*" in
+"tc qdisc show dev $NIC root") head -n 1 "$state-show";;
+"tc qdisc show dev $NIC") cat "$state-show";;
+"ethtool -l $NIC"|"ethtool -g $NIC"|"ethtool -c $NIC") cat "$state$1" 2>/dev/null || exit 94;;
+*) echo "$(basename "$0") $*" >>"$STATE/calls";;
+esac
+"""
+
+RINGS = """Ring parameters for lo:
+Pre-set maximums:
+RX:\t\t1024
+RX Mini:\tn/a
+TX:\t\t1024
+Current hardware settings:
+RX:\t\t{rx}
+RX Mini:\tn/a
+RX Jumbo:\tn/a
+TX:\t\t512
+TX Push:\toff
+"""
+COALESCE = "Coalesce parameters for lo:\nAdaptive RX: {adaptive}  TX: n/a\n"
+CHANNELS = "Current hardware settings:\nRX:\t\tn/a\nCombined:\t4\n"
+# the kernel's own mq (handle 0:), one queue capped, one uncapped, and an
+# ingress qdisc that is not a TX queue's
+MQ_TREE = """qdisc mq 0: root
+qdisc fq 0: parent :1 limit 10000p flow_limit 100p buckets 1024 maxrate 19Mbit
+qdisc pfifo_fast 0: parent :2 bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1
+qdisc fq 0: parent :3 limit 10000p flow_limit 100p buckets 1024 horizon 10s
+qdisc ingress ffff: parent ffff:fff1 ----------------
+"""
+
+
+class Host:
+    def __init__(self, tmp: Path) -> None:
+        self.state = tmp / "state"
+        self.state.mkdir()
+        fakes = tmp / "bin"
+        fakes.mkdir()
+        for tool in ("tc", "ethtool", "ip", "logger"):
+            (fakes / tool).write_text("#!/bin/sh\n" if tool == "logger" else
+                                      FAKE.replace("$NIC", NIC))
+            (fakes / tool).chmod(0o755)
+        self.env = {"PATH": f"{fakes}:/usr/bin:/bin", "STATE": str(self.state),
+                    "VPSNET_GUARD_DIR": str(tmp / "guard")}
+
+    def set(self, tc: str | None = None, rx: int | None = None, adaptive: str | None = None,
+            channels: bool = True) -> None:
+        if tc is not None:
+            (self.state / "tc-show").write_text(tc)
+        if rx is not None:
+            (self.state / "ethtool-g").write_text(RINGS.format(rx=rx))
+        if adaptive is not None:
+            (self.state / "ethtool-c").write_text(COALESCE.format(adaptive=adaptive))
+        if channels:
+            (self.state / "ethtool-l").write_text(CHANNELS)
+
+    def guard(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(GUARD), *args], env=self.env, capture_output=True,
+                              text=True, check=False)
+
+    def calls(self) -> list[str]:
+        path = self.state / "calls"
+        calls = path.read_text().splitlines() if path.exists() else []
+        path.unlink(missing_ok=True)
+        return calls
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    return Host(tmp_path)
+
+
+def mtu() -> str:
+    return Path(f"/sys/class/net/{NIC}/mtu").read_text().strip()
+
+
+def test_every_tx_queue_qdisc_comes_back_under_a_new_mq(host: Host) -> None:
+    host.set(tc=MQ_TREE, rx=256, adaptive="off")
+    assert host.guard("save", "t", NIC).returncode == 0
+    host.set(tc="qdisc mq 8001: root\n")  # what a new mq looks like when the lines run
+    r = host.guard("revert", "t")
+    assert r.returncode == 0, r.stderr
+    assert host.calls() == [
+        f"ip link set dev {NIC} mtu {mtu()}",
+        f"ethtool -L {NIC} combined 4",
+        f"tc qdisc replace dev {NIC} root mq",
+        f"tc qdisc replace dev {NIC} parent 8001:1 fq maxrate 19Mbit",
+        f"tc qdisc replace dev {NIC} parent 8001:2 pfifo_fast",
+        # fq keeps an old cap on replace unless told: "uncapped" is spelled out
+        f"tc qdisc replace dev {NIC} parent 8001:3 fq maxrate 4294967295Bps",
+    ]
+    assert host.guard("status", "t").stdout.strip() == "reverted"
+
+
+def test_rings_and_adaptive_rx_are_set_only_where_they_changed(host: Host) -> None:
+    host.set(tc="qdisc fq_codel 0: root refcnt 2 limit 10240p\n", rx=256, adaptive="off")
+    assert host.guard("save", "t", NIC).returncode == 0
+    assert host.guard("revert", "t").returncode == 0
+    unchanged = host.calls()
+    assert not [c for c in unchanged if c.startswith(("ethtool -G", "ethtool -C"))], unchanged
+
+    host.set(rx=128, adaptive="on")
+    assert host.guard("revert", "t").returncode == 0
+    changed = host.calls()
+    assert f"ethtool -G {NIC} rx 256 tx 512" in changed
+    assert f"ethtool -C {NIC} adaptive-rx off" in changed
+    assert f"tc qdisc replace dev {NIC} root fq_codel" in changed
+
+
+def test_what_the_nic_does_not_report_is_not_recorded(host: Host) -> None:
+    host.set(tc="qdisc noqueue 0: root refcnt 2\n", channels=False)  # no -l/-g/-c output
+    assert host.guard("save", "t", NIC).returncode == 0
+    assert host.guard("revert", "t").returncode == 0
+    assert host.calls() == [f"ip link set dev {NIC} mtu {mtu()}"]
+
+
+def test_a_failed_line_is_logged_and_the_rest_still_runs(host: Host) -> None:
+    host.set(tc="qdisc fq 0: root maxrate 5Mbit\n")
+    assert host.guard("save", "t", NIC).returncode == 0
+    record = Path(host.env["VPSNET_GUARD_DIR"]) / "t.sh"
+    lines = record.read_text().splitlines()
+    record.write_text("\n".join([lines[0], "fail now", *lines[1:]]) + "\n")
+    r = host.guard("revert", "t")
+    assert r.returncode == 1
+    assert "failed: fail now" in r.stdout
+    assert host.calls()[-1] == f"tc qdisc replace dev {NIC} root fq maxrate 5Mbit"
+    assert host.guard("status", "t").stdout.strip() == "reverted"
+
+
+@pytest.mark.parametrize("nic", ["no-such-nic", "eth0;reboot"])
+def test_save_refuses_an_unknown_nic_and_records_nothing(host: Host, nic: str) -> None:
+    r = host.guard("save", "t", nic)
+    assert r.returncode == 2 and f"no NIC '{nic}'" in r.stderr
+    assert not os.path.exists(Path(host.env["VPSNET_GUARD_DIR"]) / "t.sh")
