@@ -73,8 +73,7 @@ class Fleet:
         env = dict(self.env)
         if expect_env:
             env["VPSNET_ROLLOUT_EXPECT"] = expect_env
-        cmd = ["molecule", step, "-s", "rollout", *(["--", *ansible_args] if ansible_args else [])]
-        return self.run(f"molecule-{step}", cmd, env, timeout)
+        return self.run(f"molecule-{step}", molecule_cmd(step, *ansible_args), env, timeout)
 
     def playbook(self, book: str, *args: str, report: Path,
                  timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -113,6 +112,10 @@ class Fleet:
         r = self.lab.ssh(host, f"vpsnet-status --samples 2 --interval 0.5 --timeout 30 "
                                f"--expect-version {version}", timeout=60)
         return bool(r.rc == 0)
+
+
+def molecule_cmd(step: str, *ansible_args: str) -> list[str]:
+    return ["molecule", step, "-s", "rollout", *(["--", *ansible_args] if ansible_args else [])]
 
 
 @contextmanager
@@ -211,8 +214,8 @@ def stop_monitors(fleet: Fleet) -> dict[str, tuple[str, list[Scrape]]]:
 def run_interrupted(fleet: Fleet, version: str, report: Path) -> str:
     """deploy.yml through molecule converge, killed while the second host
     (us-east-1's batch) is inside its package install."""
-    cmd = ["molecule", "converge", "-s", "rollout", "--", "-e", f"vpsnet_version={version}",
-           "-e", f"vpsnet_upgrade_report_dir={report}"]
+    cmd = molecule_cmd("converge", "-e", f"vpsnet_version={version}",
+                       "-e", f"vpsnet_upgrade_report_dir={report}")
     with logged_process("molecule-converge-interrupted", cmd, fleet.env) as (proc, log):
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None:

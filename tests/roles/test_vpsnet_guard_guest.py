@@ -6,10 +6,11 @@ its own, as on a host the controller can no longer reach."""
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from vpsnet_lab.fleet import Lab
 
 pytestmark = pytest.mark.lab
 
-GUARD = Path(__file__).resolve().parents[2] / "roles/vpsnet_guard/files/vpsnet-guard"
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+GUARD = ROLES / "vpsnet_guard/files/vpsnet-guard"
 REMOTE = "/usr/local/sbin/vpsnet-guard"
 ID = "vpsnet-test"
 
@@ -58,10 +60,17 @@ CASES = [
 ]
 
 
-def current(ethtool_text: str) -> dict[str, str]:
-    """`ethtool -l/-g` -> the "Current hardware settings" section."""
-    section = ethtool_text.split("Current hardware settings:", 1)[-1]
-    return dict(re.findall(r"^([A-Za-z ]+):\s+(\S+)", section, re.M))
+def _tune_filters() -> ModuleType:
+    """vpsnet_tune's ethtool parsers: the ones the role itself reads NICs with."""
+    spec = importlib.util.spec_from_file_location(
+        "vpsnet_tune_filters", ROLES / "vpsnet_tune/filter_plugins/vpsnet_tune.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tune = _tune_filters()
 
 
 def qdisc_tree(tc_text: str) -> list[tuple[str, str, str]]:
@@ -84,10 +93,9 @@ def nic_state(lab: Lab, case: Case) -> dict[str, Any]:
                               f"ethtool -g {nic}; echo @@; ethtool -c {nic}; echo @@; "
                               f"tc qdisc show dev {nic}", check=True).stdout
     mtu, channels, rings, coalesce, qdiscs = out.split("@@")
-    adaptive = re.search(r"^Adaptive RX:\s*(\S+)", coalesce, re.M)
-    return {"mtu": mtu.strip(), "channels": current(channels), "rings": current(rings),
-            "adaptive_rx": adaptive.group(1) if adaptive else None,
-            "qdiscs": qdisc_tree(qdiscs)}
+    return {"mtu": mtu.strip(), "channels": tune.parse_ethtool(channels)["current"],
+            "rings": tune.parse_ethtool(rings)["current"],
+            "adaptive_rx": tune.parse_adaptive_rx(coalesce), "qdiscs": qdisc_tree(qdiscs)}
 
 
 def guard(lab: Lab, guest: str, args: str) -> str:
