@@ -67,13 +67,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = Lab(args.state).status()
+    lab = Lab(args.state)
+    rows = lab.status()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print("no lab is up")
         return 0
+    accel = lab.state.get("accel", {})
+    print(f"accelerator: {accel.get('accel', 'tcg')} ({accel.get('reason', 'not recorded')})")
     cols = ("name", "cloud", "region", "zone", "kernel", "ssh_port", "pid", "state")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))

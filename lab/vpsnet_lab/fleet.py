@@ -26,6 +26,7 @@ from typing import Any
 import paramiko
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from . import accel as accels
 from . import image as images
 from . import netns
 from .paths import CACHE, STATE, LabError
@@ -121,7 +122,8 @@ def guest_config(spec: Spec, g: Guest, authorized_key: str) -> str:
 
 
 def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_port: int,
-                 authorized_key: str, tap_fds: dict[int, list[int]]) -> list[str]:
+                 authorized_key: str, tap_fds: dict[int, list[int]],
+                 accel: str = "tcg") -> list[str]:
     """The full QEMU command line for one guest (pure: unit-tested)."""
     user = [f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{g.ssh_port}-:22",
             *(f"hostfwd=tcp:127.0.0.1:{hport}-:{gport}" for gport, hport in g.forwards),
@@ -135,7 +137,7 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
     ])
     cmd = [
         QEMU, "-name", f"vpsnet-lab-{g.name},process=vpsnet-lab-{g.name}",
-        "-machine", "pc", "-accel", "tcg", "-cpu", "max",
+        "-machine", "pc", *accels.QEMU_ARGS[accel],
         "-smp", str(g.vcpus), "-m", str(g.memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", append,
@@ -241,18 +243,29 @@ class Lab:
         return any(p and _alive(p) for p in procs)
 
     # --- up / down -------------------------------------------------------------
+    @property
+    def accel(self) -> str:
+        """The accelerator the running lab's guests use ("kvm" or "tcg")."""
+        return str(self.state.get("accel", {}).get("accel", "tcg"))
+
     @classmethod
     def up(cls, raw_spec: dict[str, Any], source: str = "<spec>", state_dir: Path = STATE,
-           boot_timeout: float = DEFAULT_BOOT_TIMEOUT, say: Say = _quiet) -> Lab:
+           boot_timeout: float = DEFAULT_BOOT_TIMEOUT, say: Say = _quiet,
+           accel_probe: accels.Probe | None = None) -> Lab:
         lab = cls(state_dir)
         if lab.is_up():
             raise LabError(f"a lab is already up in {lab.dir}: run `vpsnet-lab down` first")
         spec = parse(raw_spec, source)
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, taps)")
+        want = accels.requested(spec.accel)
         imgs = {s: images.build(s, say=say) for s in sorted({g.kernel for g in spec.guests})}
+        probe = accel_probe or accels.default_probe(next(iter(imgs.values())).kernel)
+        accel = accels.choose(want, probe)
+        say(f"accelerator: {accel.name} ({accel.reason})")
         lab.state = {"spec": raw_spec, "source": source, "guests": {}, "helper": None,
-                     "netns": [], "metadata_ports": {}, "started": time.time()}
+                     "netns": [], "metadata_ports": {}, "started": time.time(),
+                     "accel": accel.as_dict()}
         lab.dir.mkdir(parents=True, exist_ok=True)
         lab._save()
         try:
@@ -284,7 +297,8 @@ class Lab:
                     netns.create(nic.netns)
                     tap_fds[nic.index] = netns.open_mq_tap(nic.netns, f"tap{nic.index}",
                                                            nic.queues, nic.peer_address)
-            cmd = qemu_command(spec, g, imgs[g.kernel], gdir, ports[g.name], key, tap_fds)
+            cmd = qemu_command(spec, g, imgs[g.kernel], gdir, ports[g.name], key, tap_fds,
+                               accel=self.accel)
             all_fds = [fd for fds in tap_fds.values() for fd in fds]
             with (gdir / "qemu.log").open("w") as log:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -306,7 +320,7 @@ class Lab:
         self.state["up_seconds"] = round(time.monotonic() - started, 1)
         self._save()
         say(f"lab {spec.name} up: {len(order)} guest(s) answered SSH in "
-            f"{self.state['up_seconds']}s")
+            f"{self.state['up_seconds']}s under {self.accel.upper()}")
 
     def _start_metadata(self, spec: Spec) -> None:
         from .spec import port_in_use
@@ -481,5 +495,6 @@ class Lab:
                     run_state = "unknown"
             rows.append({"name": g.name, "cloud": g.cloud, "region": g.region, "zone": g.zone,
                          "kernel": g.kernel, "ssh_port": g.ssh_port,
-                         "pid": proc["pid"] if proc else None, "state": run_state})
+                         "pid": proc["pid"] if proc else None, "state": run_state,
+                         "accel": self.accel})
         return rows

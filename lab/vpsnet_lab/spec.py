@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from .accel import CHOICES as ACCELS
 from .paths import KERNEL_SERIES, LabError
 
 CLOUDS = ("aws", "gcp")
@@ -26,7 +27,7 @@ DEFAULT_BASE_PORT = 10022
 GUEST_KEYS = {"name", "cloud", "region", "zone", "instance_type", "kernel", "vcpus",
               "memory_mb", "nics", "ssh_port", "forwards"}
 FORWARD_KEYS = {"guest_port", "host_port"}
-TOP_KEYS = {"name", "base_port", "guests", "regions", "services"}
+TOP_KEYS = {"name", "base_port", "guests", "regions", "services", "accel"}
 NIC_KEYS = {"queues", "link"}
 SERVICE_KEYS = {"name", "guest_port", "host_port"}
 REGION_KEYS = {"rtt_ms", "bandwidth_mbit"}
@@ -97,6 +98,7 @@ class Spec:
     links: tuple[Link, ...] = ()
     services: tuple[Service, ...] = ()
     regions: dict[str, dict[str, int]] = field(default_factory=dict)
+    accel: str = "auto"  # $VPSNET_LAB_ACCEL overrides it (see accel.py)
 
     def guest(self, name: str) -> Guest:
         for g in self.guests:
@@ -165,6 +167,11 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
         lab_name = "lab"
     base_port = _int(data.get("base_port", DEFAULT_BASE_PORT), "base_port", 1024, 60000, problems)
     base_port = base_port or DEFAULT_BASE_PORT
+    accel = data.get("accel", "auto")
+    if accel not in ACCELS:
+        problems.append(f"accel: unknown accelerator {accel!r} (expected one of "
+                        f"{', '.join(ACCELS)})")
+        accel = "auto"
     raw_guests = data.get("guests")
     if not isinstance(raw_guests, list) or not raw_guests:
         problems.append("guests: expected a non-empty list of guests")
@@ -322,7 +329,7 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
     if problems:
         raise SpecError(source, problems)
     return Spec(name=lab_name, base_port=base_port, guests=tuple(guests), links=links,
-                services=tuple(services), regions=regions)
+                services=tuple(services), regions=regions, accel=accel)
 
 
 def _address_nics(guests: list[Guest], links: tuple[Link, ...], lab: str) -> list[Guest]:
