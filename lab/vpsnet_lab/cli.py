@@ -13,7 +13,7 @@ import yaml
 
 from . import image, inventory
 from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
-from .paths import INVENTORY, KERNEL_SERIES, STATE, LabError
+from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError
 
 # Read inside a guest: what the machine itself says it is (DMI, metadata).
 IDENTIFY_SCRIPT = r"""
@@ -139,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
     img = sub.add_parser("image", help="guest images")
     img_sub = img.add_subparsers(dest="image_cmd", required=True)
     b = img_sub.add_parser("build", help="build (or reuse the cached) image for a kernel")
-    b.add_argument("--kernel", choices=[*KERNEL_SERIES, "all"], default="all")
+    b.add_argument("--kernel", default="all", metavar="KERNEL",
+                   help=f"all (default), {KERNEL_HELP}")
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
     b.set_defaults(func=cmd_image)
 

@@ -1,6 +1,11 @@
 """Guest images: a debootstrap base shared by all kernels, then one image per
-Debian cloud kernel. Each is cached under a hash of everything that goes into
-it and rebuilt only when that changes."""
+Debian cloud kernel release. Each is cached under a hash of everything that
+goes into it and rebuilt only when that changes.
+
+A series ("6.1") and an exact release ("6.1.0-47-cloud-amd64") both name a
+release, and the cache directory is named by the release, so the image for a
+series and the image for an older ABI of it live side by side, and asking for
+the series' current release by name reuses the series' image."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import IMAGES, LabError, kernel_releases
+from . import paths
+from .paths import IMAGES, LabError
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -195,13 +202,27 @@ def _configure_guest(root: Path) -> None:
         lists.unlink()
 
 
-def build(series: str, say: Callable[[str], None] = print, force: bool = False) -> Image:
-    """Build (or find in the cache) the image for a kernel series."""
-    releases = kernel_releases()
-    if series not in releases:
-        raise LabError(f"unknown kernel {series!r}: expected one of {', '.join(releases)}")
-    release = releases[series]
-    final = IMAGES / f"{series}-{image_key(release)}"
+def image_dir(release: str, images: Path = IMAGES) -> Path:
+    return images / f"{release}-{image_key(release)}"
+
+
+def stale_dirs(images: Path, keep: Path, release: str, series: str) -> list[Path]:
+    """Older builds of exactly this release (and pre-release-naming `<series>-KEY` ones).
+
+    Never another release's: a series' image and an older ABI's must not
+    delete each other (6.1.0-5-... is not a build of 6.1.0-57-...).
+    """
+    own = re.compile(rf"(?:{re.escape(release)}|{re.escape(series)})-[0-9a-f]{{16}}")
+    if not images.is_dir():
+        return []
+    return sorted(p for p in images.iterdir()
+                  if p.is_dir() and p != keep and own.fullmatch(p.name))
+
+
+def build(kernel: str, say: Callable[[str], None] = print, force: bool = False) -> Image:
+    """Build (or find in the cache) the image for a kernel series or exact release."""
+    series, release = paths.resolve_kernel(kernel)
+    final = image_dir(release)
     image = Image(series, release, final)
     if image.disk.exists() and not force:
         return image
@@ -218,17 +239,21 @@ def build(series: str, say: Callable[[str], None] = print, force: bool = False) 
 
 def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
     series, release, final = image.series, image.release, image.directory
-    log = IMAGES / f"build-{series}.log"
+    log = IMAGES / f"build-{release}.log"
     log.write_text("")
     started = time.monotonic()
     tar = _build_base(log, say)
-    with tempfile.TemporaryDirectory(dir=IMAGES, prefix=f"{series}-") as tmp:
+    kernel_packages = [f"linux-image-{release}"]
+    # Some older ABIs' headers have left the mirror; DKMS tests need them, prebuilt ones do not.
+    if paths.apt_knows(f"linux-headers-{release}"):
+        kernel_packages.append(f"linux-headers-{release}")
+    with tempfile.TemporaryDirectory(dir=IMAGES, prefix=f"tmp-{release}-") as tmp:
         work = Path(tmp)
         root = work / "root"
         root.mkdir()
         _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-xf", str(tar)], log)
-        say(f"installing kernel {release} and its headers ...")
-        _apt_install(root, log, (f"linux-image-{release}", f"linux-headers-{release}"))
+        say(f"installing {' and '.join(kernel_packages)} ...")
+        _apt_install(root, log, tuple(kernel_packages))
         _configure_guest(root)
         shutil.copy2(root / f"boot/vmlinuz-{release}", work / "vmlinuz")
         shutil.copy2(root / f"boot/initrd.img-{release}", work / "initrd.img")
@@ -237,7 +262,8 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
               str(work / "disk.raw"), DISK_SIZE], log)
         (work / "manifest.json").write_text(json.dumps({
             "series": series, "release": release, "key": final.name,
-            "packages": list(BASE_PACKAGES), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "packages": list(BASE_PACKAGES), "kernel_packages": kernel_packages,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "build_seconds": round(time.monotonic() - started, 1),
         }, indent=2))
         shutil.rmtree(root)
@@ -245,9 +271,8 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
             shutil.rmtree(final)
         work.rename(final)
         work.mkdir()  # TemporaryDirectory cleanup expects it
-    for stale in IMAGES.glob(f"{series}-*"):
-        if stale.is_dir() and stale != final:
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in stale_dirs(IMAGES, final, release, series):
+        shutil.rmtree(stale, ignore_errors=True)
     say(f"image {final.name} ready in {time.monotonic() - started:.0f}s")
     return image
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
@@ -13,6 +15,11 @@ INVENTORY = TOP / "inventories" / "lab" / "hosts.yml"
 KERNELS_ENV = CACHE / "kernels.env"
 
 KERNEL_SERIES = ("6.1", "6.12")
+# An exact Debian 12 cloud kernel release (an ABI): 6.1.0-47-cloud-amd64,
+# 6.12.107+deb12-cloud-amd64. Only these two forms come from the suites the
+# guest images install from (bookworm, -updates, -security).
+RELEASE_RE = re.compile(r"^(?P<series>\d+\.\d+)\.\d+(?:-\d+|\+deb\d+)-cloud-amd64$")
+KERNEL_HELP = f"{', '.join(KERNEL_SERIES)} or an exact release such as 6.1.0-47-cloud-amd64"
 
 
 class LabError(Exception):
@@ -32,3 +39,33 @@ def kernel_releases() -> dict[str, str]:
     if missing:
         raise LabError(f"{KERNELS_ENV} names no kernel for series {', '.join(missing)}")
     return found
+
+
+def release_series(value: str) -> str | None:
+    """The series of an exact release name (6.1.0-47-cloud-amd64 -> 6.1), else None."""
+    m = RELEASE_RE.match(value)
+    return m["series"] if m and m["series"] in KERNEL_SERIES else None
+
+
+def kernel_syntax_ok(value: str) -> bool:
+    return value in KERNEL_SERIES or release_series(value) is not None
+
+
+def apt_knows(package: str) -> bool:
+    """Whether the host's apt lists have `package` (the image installs from the same mirror)."""
+    proc = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
+                          capture_output=True, text=True, check=False)
+    return proc.returncode == 0 and f"Package: {package}\n" in proc.stdout
+
+
+def resolve_kernel(value: str) -> tuple[str, str]:
+    """A spec's `kernel:` (series or exact release) -> (series, release)."""
+    if value in KERNEL_SERIES:
+        return value, kernel_releases()[value]
+    series = release_series(value)
+    if series is None:
+        raise LabError(f"unknown kernel {value!r}: expected {KERNEL_HELP}")
+    if not apt_knows(f"linux-image-{value}"):
+        raise LabError(f"kernel {value!r}: apt knows no package linux-image-{value} "
+                       "(apt-cache search '^linux-image-.*-cloud-amd64$' lists the ones it has)")
+    return series, value

@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
+from . import paths
 from .accel import CHOICES as ACCELS
-from .paths import KERNEL_SERIES, LabError
+from .paths import KERNEL_HELP, KERNEL_SERIES, LabError, kernel_syntax_ok
 
 CLOUDS = ("aws", "gcp")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -207,9 +208,12 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
             problems.append(f"{where}.zone: {zone!r} is not a zone of region {region!r}")
         itype = _str(raw, "instance_type", where, problems)
         kernel = str(raw.get("kernel", ""))
-        if kernel not in KERNEL_SERIES:
+        if not kernel_syntax_ok(kernel):
             problems.append(f"{where}.kernel: unknown kernel {raw.get('kernel')!r} "
-                            f"(expected one of {', '.join(KERNEL_SERIES)})")
+                            f"(expected {KERNEL_HELP})")
+        elif (check_host and kernel not in KERNEL_SERIES
+              and not paths.apt_knows(f"linux-image-{kernel}")):
+            problems.append(f"{where}.kernel: apt knows no package linux-image-{kernel}")
         vcpus = _int(raw.get("vcpus", 1), f"{where}.vcpus", 1, MAX_VCPUS, problems) or 1
         memory = _int(raw.get("memory_mb", 1024), f"{where}.memory_mb", MIN_MEMORY_MB,
                       1 << 20, problems) or MIN_MEMORY_MB
