@@ -1,5 +1,6 @@
-"""Input validation for the vpsnet_driver role (unit-tested in
-tests/unit/roles/test_vpsnet_driver_validate.py)."""
+"""Input validation, the prebuilt-or-DKMS decision and the package set of the
+vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
+tests/unit/roles/test_vpsnet_driver_validate.py and test_vpsnet_driver_method.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 # Debian/RPM upstream versions as vpsnet uses them: 1.0.0, 1.1.0~rc1, 2.0.0+git3
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}([~+][0-9A-Za-z.]+)?$")
 DRIVER_RE = re.compile(r"^[a-z0-9_]{1,31}$")
+METHODS = ("auto", "prebuilt", "dkms")
+DKMS_PACKAGE = "vpsnet-dkms"
+TOOLS_PACKAGE = "vpsnet-tools"
 
 
 def validate(params: dict[str, Any]) -> list[str]:
@@ -37,11 +41,106 @@ def validate(params: dict[str, Any]) -> list[str]:
         for driver in drivers:
             if not isinstance(driver, str) or not DRIVER_RE.match(driver):
                 errors.append(f"vpsnet_driver_drivers: {driver!r} is not a kernel driver name")
+    method = params.get("method", "auto")
+    if method not in METHODS:
+        errors.append(f"vpsnet_driver_method={method!r} is not one of {', '.join(METHODS)}")
+    key, cert = params.get("signing_key") or "", params.get("signing_cert") or ""
+    if bool(key) != bool(cert):
+        errors.append(f"vpsnet_driver_dkms_signing_key={key!r} and vpsnet_driver_dkms_signing_cert="
+                      f"{cert!r}: set both (the fleet key and its certificate) or neither")
+    if key and not (str(key).startswith("/") or str(key).startswith("pkcs11:")):
+        errors.append(f"vpsnet_driver_dkms_signing_key={key!r} is not an absolute path on the host "
+                      "or a pkcs11: URI")
+    if cert and not str(cert).startswith("/"):
+        errors.append(f"vpsnet_driver_dkms_signing_cert={cert!r} is not an absolute path on the "
+                      "host")
     return errors
+
+
+def kmod_package(kernel: str) -> str:
+    """The prebuilt module package for one kernel release."""
+    return f"vpsnet-kmod-{kernel}"
+
+
+def parse_available(text: str) -> dict[str, list[str]]:
+    """Versions the repositories offer, from `apt-cache madison PKG...` or
+    `dnf repoquery --qf '%{name} | %{version}' PKG...` (both 'name | version | ...')."""
+    out: dict[str, list[str]] = {}
+    for line in (text or "").splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) >= 2 and fields[0] and fields[1]:
+            versions = out.setdefault(fields[0], [])
+            if fields[1] not in versions:
+                versions.append(fields[1])
+    return out
+
+
+def choose_method(params: dict[str, Any]) -> dict[str, Any]:
+    """prebuilt when the repository has vpsnet-kmod-<kernel> at the version
+    (and it was not refused), dkms otherwise; an error when prebuilt was
+    required and is not there.
+
+    A check-mode run on a fresh host has no repository configured yet (the
+    index knows no vpsnet-tools at all): it cannot know, so it assumes the
+    requested method, and for auto DKMS, the larger change, instead of failing.
+    """
+    requested = params.get("requested", "auto")
+    version = str(params.get("version", ""))
+    kernel = str(params.get("kernel", ""))
+    available = params.get("available")
+    if not isinstance(available, dict):
+        available = parse_available(str(available or ""))
+    pkg = kmod_package(kernel)
+    offered = available.get(pkg, [])
+    result: dict[str, Any] = {"method": "dkms", "kmod_package": pkg, "error": "", "note": "",
+                              "offered": offered}
+    if requested not in METHODS:
+        result["error"] = f"vpsnet_driver_method={requested!r} is not one of {', '.join(METHODS)}"
+        return result
+    repo_unknown = not available.get(TOOLS_PACKAGE)
+    if requested == "dkms":
+        return result
+    if version in offered:
+        result["method"] = "prebuilt"
+        return result
+    if params.get("check_mode") and repo_unknown:
+        result["method"] = "prebuilt" if requested == "prebuilt" else "dkms"
+        result["note"] = (f"check mode: the package index knows no {TOOLS_PACKAGE} yet (repository "
+                          f"not configured), assuming {result['method']} for kernel {kernel}")
+        return result
+    if requested == "prebuilt":
+        has = f"it has {', '.join(offered)}" if offered else "it has none"
+        result["error"] = (f"vpsnet_driver_method=prebuilt: the repository has no {pkg} at version "
+                           f"{version} for the running kernel {kernel} ({has}); use "
+                           "vpsnet_driver_method=auto or dkms, or publish that package")
+    return result
+
+
+def package_set(want: dict[str, Any]) -> dict[str, list[str]]:
+    """What to remove, install (pinned) and remove after, so that exactly the
+    wanted packages are installed: want = {dkms, kmod, tools: version or '',
+    kernel, os_family}.
+
+    The running kernel's vpsnet-kmod goes first when unwanted: with the
+    prebuilt module in updates/, DKMS would refuse (or, on RPM systems, move
+    aside) the module it installs. vpsnet-dkms goes last, once the prebuilt
+    module is in place, so the kernel always has a module file on disk.
+    """
+    sep = "=" if want.get("os_family", "Debian") == "Debian" else "-"
+    kmod = kmod_package(str(want.get("kernel", "")))
+    names = {"dkms": DKMS_PACKAGE, "kmod": kmod, "tools": TOOLS_PACKAGE}
+    install = [f"{names[k]}{sep}{want[k]}" for k in ("kmod", "dkms", "tools") if want.get(k)]
+    after = [names[k] for k in ("dkms", "tools") if not want.get(k)]
+    return {"remove_first": [] if want.get("kmod") else [kmod], "install": install,
+            "remove_after": after}
 
 
 class FilterModule:
     """vpsnet_driver filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"vpsnet_driver_validate": validate}
+        return {
+            "vpsnet_driver_validate": validate,
+            "vpsnet_driver_choose_method": choose_method,
+            "vpsnet_driver_package_set": package_set,
+        }
