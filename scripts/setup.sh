@@ -23,7 +23,7 @@ apt_packages=(
 	rpm rpmlint createrepo-c dnf reprepro gnupg lintian
 	prometheus iperf3 ethtool socat linux-source-6.12 pahole
 	dh-python pybuild-plugin-pyproject python3-all python3-build python3-installer
-	apt-utils dnf-plugins-core python3-prometheus-client python3-pyelftools
+	apt-utils dnf-plugins-core python3-prometheus-client python3-pyelftools python3-yaml
 )
 
 apt_updated_stamp="$cache/apt-updated"
@@ -57,8 +57,16 @@ if [ ! -s "$kernels_env" ] || [ -n "$(find "$kernels_env" -mmin +1440)" ]; then
 fi
 # shellcheck disable=SC1090
 . "$kernels_env"
+# The kernel matrix (packaging/kernels.yml): prebuilt modules are built for
+# every ABI in it, so the build host needs each one's headers.
+matrix="$cache/kernel-matrix.txt"
+if [ ! -s "$matrix" ] || [ -n "$(find "$matrix" -mmin +1440)" ] || [ "$top/packaging/kernels.yml" -nt "$matrix" ]; then
+	apt_update_once
+	"$top/packaging/scripts/kernel-matrix.py" >"$matrix.tmp" || { say "cannot resolve the kernel matrix (packaging/kernels.yml)"; exit 1; }
+	mv "$matrix.tmp" "$matrix"
+fi
 hdrs=()
-for k in "$VPSNET_KERNEL_6_1" "$VPSNET_KERNEL_6_12"; do
+for k in "$VPSNET_KERNEL_6_1" "$VPSNET_KERNEL_6_12" $(awk '{print $2}' "$matrix"); do
 	installed "linux-headers-$k" || hdrs+=("linux-headers-$k")
 done
 if [ ${#hdrs[@]} -gt 0 ]; then

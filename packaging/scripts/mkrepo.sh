@@ -2,9 +2,11 @@
 # Build the signed apt and dnf repositories from the packages in DIST.
 # Usage: mkrepo.sh DIST GNUPGHOME REPO_URL SUITE
 #   DIST/*.deb           -> DIST/repo/apt  (apt-ftparchive; InRelease + Release.gpg)
-#   DIST/*.noarch.rpm    -> DIST/repo/rpm  (rpmsign'ed packages, createrepo_c,
+#   DIST/*.{noarch,x86_64}.rpm -> DIST/repo/rpm  (rpmsign'ed packages, createrepo_c,
 #                                           detached repodata/repomd.xml.asc)
 #   DIST/repo/vpsnet-archive-keyring.{gpg,asc}  public key only
+#   DIST/repo/vpsnet-fleet.{crt,der}  the fleet's module-signing certificate
+#                        ($VPSNET_MODULE_CERT: what the prebuilt modules are signed with)
 #   DIST/repo/vpsnet.sources, DIST/repo/vpsnet.repo  client configuration
 # Every version present in DIST is published (for upgrade/downgrade tests).
 set -euo pipefail
@@ -16,7 +18,7 @@ export GNUPGHOME=$gnupghome
 
 shopt -s nullglob
 debs=("$dist"/*.deb)
-rpms=("$dist"/*.noarch.rpm)
+rpms=("$dist"/*.noarch.rpm "$dist"/*.x86_64.rpm)
 [ ${#debs[@]} -gt 0 ] || { echo "mkrepo.sh: no .deb in $dist (run make packages)" >&2; exit 1; }
 [ ${#rpms[@]} -gt 0 ] || { echo "mkrepo.sh: no .noarch.rpm in $dist (run make packages)" >&2; exit 1; }
 
@@ -29,6 +31,10 @@ mkdir -p "$repo/apt/pool/main/v/vpsnet" "$repo/rpm"
 # Public key only: binary keyring for apt's Signed-By, armored for rpm/dnf.
 gpg --batch --export "$fpr" >"$repo/vpsnet-archive-keyring.gpg"
 gpg --batch --armor --export "$fpr" >"$repo/vpsnet-archive-keyring.asc"
+if [ -n "${VPSNET_MODULE_CERT:-}" ]; then
+	openssl x509 -in "$VPSNET_MODULE_CERT" -out "$repo/vpsnet-fleet.crt"
+	openssl x509 -in "$VPSNET_MODULE_CERT" -outform DER -out "$repo/vpsnet-fleet.der"
+fi
 
 # --- apt -------------------------------------------------------------------
 cp "${debs[@]}" "$repo/apt/pool/main/v/vpsnet/"

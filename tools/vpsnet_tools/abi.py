@@ -25,7 +25,7 @@ from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
-from vpsnet_tools import __version__
+from vpsnet_tools import __version__, modsig
 from vpsnet_tools.manifest import SECTION, ManifestError, parse_manifest
 
 PROG = "vpsnet-abi"
@@ -44,7 +44,13 @@ BREAKING = "breaking"
 _RANK = {NOTE: 0, ADDITIVE: 1, BREAKING: 2}
 COMPATIBLE = "compatible"
 
-SIG_MAGIC = b"~Module signature appended~\n"
+SIG_MAGIC = modsig.SIG_MAGIC
+# EFI variable SecureBoot (global variable GUID): 4 attribute bytes, then 1 = on
+# What a vpsnet-kmod package records of its kernel's exports (the symbols vpsnet
+# imports, from that kernel's Module.symvers at build time): lets a host without
+# headers check the module.
+KMOD_SYMVERS = Path("/usr/share/vpsnet/kmod")
+SECURE_BOOT_VAR = Path("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-aa0d-00e098032b8c")
 
 
 class InputError(Exception):
@@ -333,6 +339,8 @@ class KoInfo:
     versions: dict[str, int]  # imported symbol -> CRC (__versions)
     undefined: set[str]  # undefined symbols of .symtab
     signed: bool
+    signature: modsig.Signature | None = None
+    signature_error: str = ""
 
     def first(self, key: str) -> str | None:
         v = self.modinfo.get(key)
@@ -370,7 +378,13 @@ def read_ko(path: str | Path) -> KoInfo:
         raise
     except Exception as e:  # pyelftools raises its own errors on malformed input
         raise InputError(f"{path}: malformed ELF file: {e}") from e
-    return KoInfo(str(path), machine, modinfo, versions, undefined, data.endswith(SIG_MAGIC))
+    signature, sig_error = None, ""
+    try:
+        signature = modsig.split(data)
+    except modsig.SignatureError as e:
+        sig_error = str(e)
+    return KoInfo(str(path), machine, modinfo, versions, undefined, data.endswith(SIG_MAGIC),
+                  signature, sig_error)
 
 
 def _versions(elf: ELFFile) -> dict[str, int]:
@@ -490,7 +504,8 @@ def load_kernel(kver: str, kdir: str | None = None, symvers: str | None = None,
 
     sym_paths = ([Path(symvers)] if symvers else
                  [d / "Module.symvers" for d in trees] + [Path(f"/boot/symvers-{kver}.gz"),
-                                                          Path(f"/lib/modules/{kver}/symvers.gz")])
+                                                          Path(f"/lib/modules/{kver}/symvers.gz"),
+                                                          KMOD_SYMVERS / kver / "Module.symvers"])
     syms = None
     for p in sym_paths:
         if p.is_file():
@@ -567,9 +582,20 @@ def expected_vermagic_flags(cfg: dict[str, str]) -> list[str]:
     return flags
 
 
+def secure_boot_enabled(var: Path = SECURE_BOOT_VAR) -> bool:
+    try:
+        data = var.read_bytes()
+    except OSError:
+        return False
+    return len(data) >= 5 and data[4] == 1
+
+
 def _sig_enforced(k: KernelInfo) -> tuple[bool | None, str]:
     if k.config.get("CONFIG_MODULE_SIG_FORCE") == "y":
         return True, "CONFIG_MODULE_SIG_FORCE=y"
+    if (k.config.get("CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT") == "y"
+            and k.config.get("CONFIG_MODULE_SIG") == "y" and secure_boot_enabled()):
+        return True, "UEFI Secure Boot is on and the kernel locks down under it"
     if not k.running:
         if k.config.get("CONFIG_MODULE_SIG") == "y":
             return False, ("CONFIG_MODULE_SIG_FORCE unset; module.sig_enforce=1 or "
@@ -590,8 +616,31 @@ def _sig_enforced(k: KernelInfo) -> tuple[bool | None, str]:
     return False, "not enforced on the running kernel"
 
 
-def check_module(ko: KoInfo, k: KernelInfo) -> list[CheckFinding]:
-    """Everything the kernel's module loader checks that can be known from files."""
+def signature_report(ko: KoInfo, trusted_cert: Path | None) -> dict[str, Any]:
+    """Who signed the module and, given a certificate, whether it was that key."""
+    sig = ko.signature
+    doc: dict[str, Any] = {"signed": ko.signed, "signer": None, "hash": None, "trusted": None,
+                           "detail": ko.signature_error or ("unsigned" if not ko.signed else "")}
+    if sig is not None:
+        doc.update(signer=sig.signer.describe(), hash=sig.signer.hash)
+    if trusted_cert is not None:
+        if sig is None:
+            doc.update(trusted=False, detail=doc["detail"] or "unsigned")
+        else:
+            try:
+                ok, why = modsig.verify(sig, trusted_cert)
+            except (OSError, modsig.SignatureError) as e:
+                raise InputError(f"{trusted_cert}: {e}") from e
+            doc.update(trusted=ok, detail=why)
+    return doc
+
+
+def check_module(ko: KoInfo, k: KernelInfo,
+                 signature: dict[str, Any] | None = None) -> list[CheckFinding]:
+    """Everything the kernel's module loader checks that can be known from files.
+
+    signature: signature_report() with a trusted certificate; a module not
+    signed by it fails the check."""
     out: list[CheckFinding] = []
 
     want_machine = next((m for c, m in _MACHINES.items() if k.config.get(c) == "y"), None)
@@ -693,14 +742,20 @@ def check_module(ko: KoInfo, k: KernelInfo) -> list[CheckFinding]:
 
     # signature
     enforced, why = _sig_enforced(k)
+    signer = f" by {ko.signature.signer.describe()}" if ko.signature else ""
+    if signature is not None and signature["trusted"] is False:
+        out.append(CheckFinding(FAIL, "signature", f"not signed by the trusted certificate: "
+                                                    f"{signature['detail']}"))
+    if signature is not None and signature["trusted"]:
+        out.append(CheckFinding(OK, "signature", signature["detail"]))
     if enforced and not ko.signed:
         out.append(CheckFinding(FAIL, "signature", f"kernel requires signed modules ({why}); "
                                                     "module is unsigned"))
     elif enforced:
-        out.append(CheckFinding(OK, "signature", f"signed; required ({why}); key trust not "
-                                                  "verified"))
+        trust = "" if signature is not None else "; key trust not verified"
+        out.append(CheckFinding(OK, "signature", f"signed{signer}; required ({why}){trust}"))
     elif ko.signed:
-        out.append(CheckFinding(OK, "signature", f"signed; not required ({why})"))
+        out.append(CheckFinding(OK, "signature", f"signed{signer}; not required ({why})"))
     else:
         note = " (loads, taints the kernel)" if k.config.get("CONFIG_MODULE_SIG") == "y" else ""
         out.append(CheckFinding(OK, "signature", f"unsigned{note}; not required ({why})"))
@@ -739,14 +794,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     ko = read_ko(args.module)
     k = load_kernel(args.kernel, kdir=args.kdir, symvers=args.symvers, config=args.config,
                     moddir=args.modules_dir)
-    findings = check_module(ko, k)
+    signature = signature_report(ko, args.trusted_cert)
+    findings = check_module(ko, k, signature if args.trusted_cert else None)
     loads = not any(f.status == FAIL for f in findings)
+    enforced, why = _sig_enforced(k)
+    signature.update(enforced=enforced, enforced_why=why)
     if args.json:
         print(json.dumps({"module": str(args.module), "kernel": args.kernel,
                           "release": k.release, "loads": loads, "sources": k.sources,
+                          "signature": signature,
+                          "imports": sorted(set(ko.versions) | ko.undefined),
                           "findings": [asdict(f) for f in findings]}, indent=2))
     else:
         print(f"{'loads' if loads else 'will not load'}: {args.module} on {args.kernel}")
+        print(f"  signer: {signature['signer'] or '(unsigned)'}; signatures "
+              f"{'enforced' if enforced else 'not enforced'} ({why})")
         for f in findings:
             print(f"  {f.status}: {f.check}: {f.message}")
     return EXIT_OK if loads else EXIT_WONT_LOAD
@@ -779,9 +841,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kdir", help="K's build tree (default /lib/modules/K/build, then "
                                   "/usr/src/linux-headers-K)")
     p.add_argument("--symvers", help="Module.symvers to use (default: build tree, "
-                                     "/boot/symvers-K.gz)")
+                                     "/boot/symvers-K.gz, /usr/share/vpsnet/kmod/K/Module.symvers)")
     p.add_argument("--config", help="kernel config to use (default: build tree, /boot/config-K)")
     p.add_argument("--modules-dir", help="K's module directory (default /lib/modules/K)")
+    p.add_argument("--trusted-cert", type=Path, metavar="FILE",
+                   help="X.509 certificate (PEM or DER) the module must be signed with, "
+                        "e.g. the fleet's; any other signer or none fails the check")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_cmd_check)
     return ap
