@@ -42,6 +42,28 @@ def kernels() -> list[str]:
     return [env["VPSNET_KERNEL_6_1"], env["VPSNET_KERNEL_6_12"]]
 
 
+def matrix() -> list[tuple[str, str]]:
+    """(series, release) of the kernel matrix as setup resolved it."""
+    text = (TOP / ".cache" / "kernel-matrix.txt").read_text()
+    return [(line.split()[0], line.split()[1]) for line in text.splitlines() if line.strip()]
+
+
+def older_abi(release: str) -> str:
+    """The oldest ABI of RELEASE's series in the matrix: what a fleet host that
+    missed kernel updates runs."""
+    series = next(s for s, r in matrix() if r == release)
+    older = [r for s, r in matrix() if s == series and r != release]
+    assert older, f"the matrix has one ABI of series {series} only"
+    return older[0]
+
+
+def kmod_kernels() -> list[str]:
+    """The kernels both test versions carry prebuilt modules for: the guests' two
+    kernels and one older 6.1 ABI (the first version has the whole matrix)."""
+    k61, k612 = kernels()
+    return [k61, k612, older_abi(k61)]
+
+
 def bump_minor(version: str) -> str:
     major, minor, *_ = version.split(".")
     return f"{major}.{int(minor) + 1}.0"
@@ -143,6 +165,12 @@ class Build:
     def rpm(self, name: str, version: str | None = None) -> Path:
         return self.dist / f"{name}-{version or self.version}-1.noarch.rpm"
 
+    def kmod_deb(self, kernel: str, version: str | None = None) -> Path:
+        return self.dist / f"vpsnet-kmod-{kernel}_{version or self.version}_amd64.deb"
+
+    def kmod_rpm(self, kernel: str, version: str | None = None) -> Path:
+        return self.dist / f"vpsnet-kmod-{kernel}-{version or self.version}-1.x86_64.rpm"
+
 
 def make(target: str, b_dist: Path, gnupghome: Path, **variables: str) -> None:
     args = [f"{k}={v}" for k, v in variables.items()]
@@ -185,9 +213,12 @@ def build_packages(work: Path) -> Build:
         work=work,
     )
     src = {"DRIVER_SRC": str(driver_src), "TOOLS_SRC": str(tools_src)}
-    make("packages", b.dist, b.gnupghome, **src)
+    # The first version prebuilt for the whole kernel matrix, the next one for
+    # the kernels the guest tests boot.
+    make("packages", b.dist, b.gnupghome, KERNELS="", **src)
     # The same tree again as the next version, by override only (no file edited).
-    make("packages", b.dist, b.gnupghome, VERSION=b.version2, **src)
+    make("packages", b.dist, b.gnupghome, VERSION=b.version2, KERNELS=",".join(kmod_kernels()),
+         **src)
     make("repo", b.dist, b.gnupghome)
     return b
 
