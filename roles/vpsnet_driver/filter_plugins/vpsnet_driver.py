@@ -119,7 +119,7 @@ def choose_method(params: dict[str, Any]) -> dict[str, Any]:
 def package_set(want: dict[str, Any]) -> dict[str, list[str]]:
     """What to remove, install (pinned) and remove after, so that exactly the
     wanted packages are installed: want = {dkms, kmod, tools: version or '',
-    kernel, os_family}.
+    headers: bool (the running kernel's, for DKMS; never removed), kernel, os_family}.
 
     The running kernel's vpsnet-kmod goes first when unwanted: with the
     prebuilt module in updates/, DKMS would refuse (or, on RPM systems, move
@@ -130,9 +130,26 @@ def package_set(want: dict[str, Any]) -> dict[str, list[str]]:
     kmod = kmod_package(str(want.get("kernel", "")))
     names = {"dkms": DKMS_PACKAGE, "kmod": kmod, "tools": TOOLS_PACKAGE}
     install = [f"{names[k]}{sep}{want[k]}" for k in ("kmod", "dkms", "tools") if want.get(k)]
+    if want.get("headers") in (True, "True", "true") and want.get("dkms"):
+        kernel = want.get("kernel", "")
+        install.insert(0, f"linux-headers-{kernel}" if sep == "=" else f"kernel-devel-{kernel}")
     after = [names[k] for k in ("dkms", "tools") if not want.get(k)]
     return {"remove_first": [] if want.get("kmod") else [kmod], "install": install,
             "remove_after": after}
+
+
+def restore_set(before: dict[str, Any], version: str) -> dict[str, Any]:
+    """The want (for package_set) that puts back exactly the packages a host had
+    (vpsnet_upgrade_probe's installed_dkms / installed_kmod / installed_tools), at
+    `version`, the one it ran. No version: none. A module loaded with neither
+    package installed (put there by hand) gets vpsnet-dkms and vpsnet-tools."""
+    version = str(version or "")
+    had = {k: bool(before.get(f"installed_{k}")) for k in ("dkms", "kmod", "tools")}
+    if version and not had["dkms"] and not had["kmod"]:
+        had = {"dkms": True, "kmod": False, "tools": True}
+    want: dict[str, Any] = {k: version if had[k] and version else "" for k in had}
+    want["headers"] = False  # a DKMS host had them; never installed by a rollback
+    return want
 
 
 class FilterModule:
@@ -143,4 +160,5 @@ class FilterModule:
             "vpsnet_driver_validate": validate,
             "vpsnet_driver_choose_method": choose_method,
             "vpsnet_driver_package_set": package_set,
+            "vpsnet_driver_restore_set": restore_set,
         }

@@ -18,16 +18,20 @@ DOCUMENTATION = r"""
 module: vpsnet_upgrade_probe
 short_description: What vpsnet version a host has installed and loaded, and new kernel warnings
 description:
-  - Reads the installed vpsnet-dkms version (dpkg or rpm), the loaded module's version
+  - Reads the installed versions of vpsnet-dkms, vpsnet-kmod-<running kernel> and
+    vpsnet-tools (dpkg or rpm), the loaded module's version
     (/sys/module/vpsnet/version), the number of attached devices, the kernel uptime,
     whether dpkg was interrupted, whether the exporter unit is active, and kernel log
     records since a point in time that match the given patterns (/dev/kmsg).
     Changes nothing.
 options:
   package:
-    description: Package whose installed version is reported.
+    description: The DKMS package whose installed version is reported.
     type: str
     default: vpsnet-dkms
+  kmod_package:
+    description: The prebuilt module package; default vpsnet-kmod-<running kernel>.
+    type: str
   exporter_unit:
     description: systemd unit of the metrics exporter whose state is reported.
     type: str
@@ -44,7 +48,18 @@ author: vpsnet contributors
 """
 
 RETURN = r"""
-installed: {description: installed version or null, type: str, returned: always}
+installed:
+  description: version of the package whose module modprobe loads (the prebuilt one when
+    installed, it wins over DKMS), or null
+  type: str
+  returned: always
+installed_dkms: {description: installed vpsnet-dkms version or null, type: str, returned: always}
+installed_kmod:
+  {description: installed vpsnet-kmod-<running kernel> version or null, type: str, returned: always}
+installed_tools: {description: installed vpsnet-tools version or null, type: str, returned: always}
+kmod_package: {description: the prebuilt package name probed, type: str, returned: always}
+method:
+  {description: "prebuilt, dkms, or null (neither package installed)", type: str, returned: always}
 loaded: {description: loaded module version or null, type: str, returned: always}
 devices: {description: devices the loaded module is attached to, type: int, returned: always}
 kernel: {description: running kernel release, type: str, returned: always}
@@ -84,6 +99,18 @@ def installed_version(package: str) -> str | None:
                            capture_output=True, text=True, check=False)
         return r.stdout.strip() if r.returncode == 0 else None
     return None
+
+
+def module_state(versions: dict[str, str | None]) -> dict[str, Any]:
+    """Method and version from the installed versions {dkms, kmod}: the running
+    kernel's prebuilt package wins (its depmod.d override), then DKMS."""
+    kmod, dkms = versions.get("kmod"), versions.get("dkms")
+    return {
+        "installed_dkms": dkms,
+        "installed_kmod": kmod,
+        "installed": kmod or dkms,
+        "method": "prebuilt" if kmod else "dkms" if dkms else None,
+    }
 
 
 def attached_devices(metrics: str | None) -> int:
@@ -163,6 +190,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "package": {"type": "str", "default": "vpsnet-dkms"},
+            "kmod_package": {"type": "str"},
             "exporter_unit": {"type": "str", "default": "vpsnet-exporter.service"},
             "kmsg_since": {"type": "float"},
             "kmsg_patterns": {"type": "list", "elements": "str", "default": []},
@@ -176,12 +204,18 @@ def main() -> None:
         except re.error as e:
             module.fail_json(msg=f"kmsg_patterns: bad regular expression {pat!r}: {e}")
     uptime_text = _read("/proc/uptime") or "0"
+    kernel = os.uname().release
+    kmod_package = p["kmod_package"] or f"vpsnet-kmod-{kernel}"
+    versions = {"dkms": installed_version(p["package"]),
+                "kmod": installed_version(kmod_package)}
     result: dict[str, Any] = {
         "changed": False,
-        "installed": installed_version(p["package"]),
+        **module_state(versions),
+        "installed_tools": installed_version("vpsnet-tools"),
+        "kmod_package": kmod_package,
         "loaded": (_read(SYS_VERSION) or "").strip() or None,
         "devices": attached_devices(_read(METRICS)),
-        "kernel": os.uname().release,
+        "kernel": kernel,
         "uptime": float(uptime_text.split()[0]),
         "package_manager_busy": package_manager_busy(),
         "dpkg_interrupted": dpkg_interrupted(),

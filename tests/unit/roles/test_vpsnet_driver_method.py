@@ -109,6 +109,16 @@ def test_package_set(want: dict[str, str], expected: dict[str, list[str]]) -> No
     assert driver.package_set({**want, "kernel": K, "os_family": "Debian"}) == expected
 
 
+def test_package_set_headers_only_for_dkms() -> None:
+    want = {"dkms": "1.1.0", "kmod": "", "tools": "1.1.0", "headers": True, "kernel": K,
+            "os_family": "Debian"}
+    assert driver.package_set(want)["install"][0] == f"linux-headers-{K}"
+    assert driver.package_set({**want, "os_family": "RedHat"})["install"][0] == f"kernel-devel-{K}"
+    assert driver.package_set({**want, "headers": False})["install"][0] == "vpsnet-dkms=1.1.0"
+    prebuilt = {**want, "dkms": "", "kmod": "1.1.0"}
+    assert not any("headers" in p for p in driver.package_set(prebuilt)["install"])
+
+
 def test_package_set_rpm_pins_with_a_dash() -> None:
     res = driver.package_set({"dkms": "", "kmod": "1.1.0", "tools": "1.1.0",
                               "kernel": "5.14.0-427.el9.x86_64", "os_family": "RedHat"})
