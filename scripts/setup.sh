@@ -24,6 +24,8 @@ apt_packages=(
 	prometheus iperf3 ethtool socat linux-source-6.12 pahole
 	dh-python pybuild-plugin-pyproject python3-all python3-build python3-installer
 	apt-utils dnf-plugins-core python3-prometheus-client python3-pyelftools python3-yaml
+	# vpsnet-lab uefi-secureboot guests: firmware, ESP tools, Authenticode check
+	ovmf sbsigntool dosfstools mtools gdisk
 )
 
 apt_updated_stamp="$cache/apt-updated"
