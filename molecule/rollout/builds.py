@@ -5,9 +5,9 @@
                                                  print its path on stdout
 
 One signed repository (apt + dnf, for http://10.0.2.101, suite bookworm, made by
-packaging/scripts/mkrepo.sh) carrying vpsnet-dkms and vpsnet-tools in four
-versions, each packaged from a patched copy of driver-src/ (driver-src itself is
-never touched):
+packaging/scripts/mkrepo.sh) carrying vpsnet-dkms, vpsnet-tools and the prebuilt
+vpsnet-kmod-<kernel> for the fleet's two kernels in four versions, each packaged
+from a patched copy of driver-src/ (driver-src itself is never touched):
 
   1.0.0  driver-src as it is
   1.1.0  additive: new metric family vpsnet_device_queues (patches/1.1.0-add-metric.patch)
@@ -36,11 +36,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpsnet_lab.paths import kernel_releases
+
 TOP = Path(__file__).resolve().parents[2]
 CACHE = TOP / ".cache"
 PATCHES = Path(__file__).resolve().parent / "patches"
 DEFAULT_DIST = CACHE / "molecule-rollout" / "dist"
 DEFAULT_GNUPGHOME = os.environ.get("VPSNET_GNUPGHOME", str(CACHE / "signing-gnupg"))
+MODULE_SIGNING_DIR = Path(os.environ.get("VPSNET_MODULE_SIGNING_DIR",
+                                         str(CACHE / "module-signing")))
 REPO_URL = "http://10.0.2.101"
 SUITE = "bookworm"
 PACKAGES = ("vpsnet-dkms", "vpsnet-tools")
@@ -102,6 +106,7 @@ def source_digest() -> str:
     add("builds.py", Path(__file__).read_bytes())
     add("VERSIONS", repr([(r.version, r.patches) for r in VERSIONS]).encode())
     add("repo", f"{REPO_URL} {SUITE}".encode())
+    add("kernels", " ".join(fleet_kernels()).encode())
     for p in sorted(PATCHES.glob("*.patch")):
         add(f"patch:{p.name}", p.read_bytes())
     for tree in HASHED_TREES:
@@ -112,10 +117,11 @@ def source_digest() -> str:
 
 
 def _key_digest(gnupghome: str) -> str:
-    """The signing key in use: the home's path and its public keyring."""
+    """The signing keys in use: the repository key's home and public keyring, and
+    the fleet's module-signing certificate."""
     h = hashlib.sha256(os.path.abspath(gnupghome).encode())
-    for name in ("pubring.kbx", "pubring.gpg"):
-        ring = Path(gnupghome) / name
+    for ring in (Path(gnupghome) / "pubring.kbx", Path(gnupghome) / "pubring.gpg",
+                 MODULE_SIGNING_DIR / "vpsnet-fleet.crt"):
         if ring.is_file():
             h.update(ring.read_bytes())
     return h.hexdigest()
@@ -172,9 +178,22 @@ def _build(dist: Path, gnupghome: str) -> None:
             src = patched_source(release, Path(tmp) / release.version)
             _run(["make", "-s", "-C", str(TOP / "packaging"), "packages",
                   f"VERSION={release.version}", f"DRIVER_SRC={src}",
-                  f"TOOLS_SRC={TOP / 'tools'}", f"DIST={dist}"], env=env)
+                  f"TOOLS_SRC={TOP / 'tools'}", f"DIST={dist}",
+                  f"KERNELS={','.join(fleet_kernels())}"], env=env)
     _run(["bash", str(TOP / "packaging" / "scripts" / "mkrepo.sh"), str(dist), gnupghome,
-          REPO_URL, SUITE], env={**env, "PATH": SYSPATH})
+          REPO_URL, SUITE], env={**env, "PATH": SYSPATH, "VPSNET_MODULE_CERT": module_cert()})
+
+
+def fleet_kernels() -> list[str]:
+    """The kernels the rollout fleet boots (one per series): the prebuilt modules
+    are built for these only, not the whole matrix."""
+    return sorted(kernel_releases().values())
+
+
+def module_cert() -> str:
+    out = subprocess.run([str(TOP / "packaging" / "scripts" / "module-signing-key.sh"),
+                          str(MODULE_SIGNING_DIR)], capture_output=True, text=True, check=True)
+    return out.stdout.split()[1]
 
 
 def build_rollout_repo(dist: Path = DEFAULT_DIST, gnupghome: str = DEFAULT_GNUPGHOME) -> Path:

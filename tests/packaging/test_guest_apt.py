@@ -28,14 +28,11 @@ Run with a private lab:
 
 from __future__ import annotations
 
-import http.server
 import re
 import shlex
 import shutil
 import sys
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +42,7 @@ import pytest
 from vpsnet_pkg_helpers import (
     REPO_URL,
     Build,
+    RepoServer,
     kernel_headers_debs,
     repo_variant,
     run,
@@ -69,50 +67,6 @@ STEP_TIMEOUT = 900
 
 
 # ------------------------------------------------------------- server ---
-
-
-class RepoServer:
-    """HTTP on 127.0.0.1:PORT (the guests' http://10.0.2.101/). /<guest>/kernels/
-    is the kernel headers repository; any other /<guest>/... is served from the
-    directory currently routed to that guest (None: 404)."""
-
-    def __init__(self, port: int) -> None:
-        self.routes: dict[str, Path | None] = {}
-        self.kernels: Path | None = None
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def translate_path(self, path: str) -> str:
-                parts = [
-                    urllib.parse.unquote(p)
-                    for p in urllib.parse.urlsplit(path).path.split("/")
-                    if p not in ("", ".", "..")
-                ]
-                if not parts:
-                    return "/nonexistent"
-                guest, rest = parts[0], parts[1:]
-                base = server.routes.get(guest)
-                if rest[:1] == ["kernels"]:
-                    base, rest = server.kernels, rest[1:]
-                return str(base.joinpath(*rest)) if base else "/nonexistent"
-
-            def send_head(self):  # type: ignore[no-untyped-def]
-                # Variants are copies with old mtimes: a 304 to apt's
-                # If-Modified-Since would hide the swap of a repository.
-                del self.headers["If-Modified-Since"]
-                return super().send_head()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # --------------------------------------------------------- snapshots ---

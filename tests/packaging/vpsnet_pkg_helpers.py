@@ -8,10 +8,13 @@ it never clashes with another layer's helpers).
 from __future__ import annotations
 
 import gzip
+import http.server
 import os
 import re
 import shutil
 import subprocess
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,3 +349,50 @@ def signed_deb_repo(debs: list[Path], dest: Path, gnupghome: Path, suite: str = 
     finally:
         stop_gpg_agent(gnupghome)
     return dest
+
+
+# ------------------------------------------------------------- server ---
+
+
+class RepoServer:
+    """HTTP on 127.0.0.1:PORT (the guests' http://10.0.2.101/). /<guest>/kernels/
+    is the kernel headers repository; any other /<guest>/... is served from the
+    directory currently routed to that guest (None: 404)."""
+
+    def __init__(self, port: int) -> None:
+        self.routes: dict[str, Path | None] = {}
+        self.kernels: Path | None = None
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def translate_path(self, path: str) -> str:
+                parts = [
+                    urllib.parse.unquote(p)
+                    for p in urllib.parse.urlsplit(path).path.split("/")
+                    if p not in ("", ".", "..")
+                ]
+                if not parts:
+                    return "/nonexistent"
+                guest, rest = parts[0], parts[1:]
+                base = server.routes.get(guest)
+                if rest[:1] == ["kernels"]:
+                    base, rest = server.kernels, rest[1:]
+                return str(base.joinpath(*rest)) if base else "/nonexistent"
+
+            def send_head(self):  # type: ignore[no-untyped-def]
+                # Variants are copies with old mtimes: a 304 to apt's
+                # If-Modified-Since would hide the swap of a repository.
+                del self.headers["If-Modified-Since"]
+                return super().send_head()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
