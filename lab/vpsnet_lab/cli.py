@@ -14,6 +14,7 @@ import yaml
 from . import image, inventory
 from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
 from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError
+from .spec import FIRMWARES
 
 # Read inside a guest: what the machine itself says it is (DMI, metadata).
 IDENTIFY_SCRIPT = r"""
@@ -43,7 +44,7 @@ def _say(msg: str) -> None:
 def cmd_image(args: argparse.Namespace) -> int:
     series = list(KERNEL_SERIES) if args.kernel == "all" else [args.kernel]
     for s in series:
-        img = image.build(s, say=_say, force=args.force)
+        img = image.build(s, say=_say, force=args.force, firmware=args.firmware)
         print(f"{s}\t{img.release}\t{img.directory}")
     return 0
 
@@ -141,6 +142,9 @@ def parser() -> argparse.ArgumentParser:
     b = img_sub.add_parser("build", help="build (or reuse the cached) image for a kernel")
     b.add_argument("--kernel", default="all", metavar="KERNEL",
                    help=f"all (default), {KERNEL_HELP}")
+    b.add_argument("--firmware", choices=FIRMWARES, default="bios",
+                   help="uefi-secureboot: a GPT disk whose ESP boots shim, grub and the "
+                   "signed kernel")
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
     b.set_defaults(func=cmd_image)
 

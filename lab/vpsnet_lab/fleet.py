@@ -28,7 +28,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from . import accel as accels
 from . import image as images
-from . import netns
+from . import netns, secureboot
 from .paths import CACHE, STATE, LabError
 from .spec import Guest, Link, Nic, Spec, parse
 
@@ -131,16 +131,23 @@ def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_p
     for svc in spec.services:
         user.append(f"guestfwd=tcp:{svc.guest_addr}:{svc.guest_port}-cmd:"
                     f"{BUSYBOX} nc 127.0.0.1 {svc.host_port}")
-    append = " ".join([
-        "root=/dev/vda", "rw", "console=ttyS0,115200", "net.ifnames=0", "panic=-1",
-        "mitigations=off", f"vpsnet_lab={guest_config(spec, g, authorized_key)}",
-    ])
+    config = f"vpsnet_lab={guest_config(spec, g, authorized_key)}"
+    if g.uefi:
+        # The firmware boots shim -> grub -> kernel from the disk's ESP, with
+        # one grub.cfg for every guest: the guest's own config comes as an
+        # SMBIOS OEM string (vpsnet-lab-init reads both).
+        machine = secureboot.qemu_args(gdir)
+        boot = ["-smbios", f"type=11,value={config}"]
+    else:
+        append = " ".join(["root=/dev/vda", "rw", "console=ttyS0,115200", "net.ifnames=0",
+                           "panic=-1", "mitigations=off", config])
+        machine = ["-machine", "pc"]
+        boot = ["-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", append]
     cmd = [
         QEMU, "-name", f"vpsnet-lab-{g.name},process=vpsnet-lab-{g.name}",
-        "-machine", "pc", *accels.QEMU_ARGS[accel],
+        *machine, *accels.QEMU_ARGS[accel],
         "-smp", str(g.vcpus), "-m", str(g.memory_mb),
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", append,
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", *boot,
         "-drive", f"file={img.disk},format=raw,if=virtio,snapshot=on,cache=unsafe",
         *smbios_args(spec, g),
         "-netdev", ",".join(user), "-device", _device_arg(nic_device(spec, g, None)),
@@ -259,7 +266,8 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, taps)")
         want = accels.requested(spec.accel)
-        imgs = {s: images.build(s, say=say) for s in sorted({g.kernel for g in spec.guests})}
+        imgs = {kf: images.build(kf[0], say=say, firmware=kf[1])
+                for kf in sorted({(g.kernel, g.firmware) for g in spec.guests})}
         probe = accel_probe or accels.default_probe(next(iter(imgs.values())).kernel)
         accel = accels.choose(want, probe)
         say(f"accelerator: {accel.name} ({accel.reason})")
@@ -276,7 +284,8 @@ class Lab:
             raise
         return lab
 
-    def _start(self, spec: Spec, imgs: dict[str, images.Image], timeout: float, say: Say) -> None:
+    def _start(self, spec: Spec, imgs: dict[tuple[str, str], images.Image], timeout: float,
+               say: Say) -> None:
         key = ensure_ssh_key().with_suffix(".pub").read_text().strip()
         self._start_metadata(spec)
         ports = self.state["metadata_ports"]
@@ -297,8 +306,12 @@ class Lab:
                     netns.create(nic.netns)
                     tap_fds[nic.index] = netns.open_mq_tap(nic.netns, f"tap{nic.index}",
                                                            nic.queues, nic.peer_address)
-            cmd = qemu_command(spec, g, imgs[g.kernel], gdir, ports[g.name], key, tap_fds,
-                               accel=self.accel)
+            if g.uefi:
+                certs = [Path(c) for c in g.mok_certs] or [secureboot.fleet_signing_key()[1]]
+                secureboot.make_vars(gdir / secureboot.VARS_NAME, certs)
+                self.state.setdefault("mok_certs", {})[g.name] = [str(c) for c in certs]
+            cmd = qemu_command(spec, g, imgs[(g.kernel, g.firmware)], gdir, ports[g.name], key,
+                               tap_fds, accel=self.accel)
             all_fds = [fd for fds in tap_fds.values() for fd in fds]
             with (gdir / "qemu.log").open("w") as log:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -494,7 +507,7 @@ class Lab:
                 except LabError:
                     run_state = "unknown"
             rows.append({"name": g.name, "cloud": g.cloud, "region": g.region, "zone": g.zone,
-                         "kernel": g.kernel, "ssh_port": g.ssh_port,
+                         "kernel": g.kernel, "firmware": g.firmware, "ssh_port": g.ssh_port,
                          "pid": proc["pid"] if proc else None, "state": run_state,
                          "accel": self.accel})
         return rows

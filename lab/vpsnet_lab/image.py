@@ -32,6 +32,19 @@ MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DISK_SIZE = "4G"
 GUEST_FILES = Path(__file__).parent / "guest"
+ESP_MB = 128
+MIB = 1 << 20
+# A uefi-secureboot image boots shim -> grub -> kernel from an ESP; the signed
+# binaries come from the guest's own packages, mokutil answers --sb-state.
+SECURE_BOOT_PACKAGES = ("shim-signed", "grub-efi-amd64-signed", "mokutil")
+# Debian's signed grub looks in /EFI/debian (its prefix), then beside itself.
+GRUB_CFG = """set timeout=0
+set default=0
+menuentry "vpsnet-lab" {
+  linux /vmlinuz root=/dev/vda2 rw console=ttyS0,115200 net.ifnames=0 panic=-1 mitigations=off
+  initrd /initrd.img
+}
+"""
 
 # What guests and the roles need offline: the guests reach no mirror.
 BASE_PACKAGES = (
@@ -52,6 +65,7 @@ class Image:
     series: str
     release: str
     directory: Path
+    firmware: str = "bios"
 
     @property
     def disk(self) -> Path:
@@ -84,9 +98,12 @@ def base_key() -> str:
     return _digest("base-v1", SUITE, MIRROR, " ".join(BASE_PACKAGES))
 
 
-def image_key(release: str) -> str:
+def image_key(release: str, firmware: str = "bios") -> str:
     recipe = Path(__file__).read_bytes()
-    return _digest(base_key(), release, recipe, _guest_files_digest(), DISK_SIZE)
+    parts: list[str | bytes] = [base_key(), release, recipe, _guest_files_digest(), DISK_SIZE]
+    if firmware != "bios":  # bios keys do not depend on the Secure Boot inputs
+        parts += [firmware, " ".join(SECURE_BOOT_PACKAGES), GRUB_CFG, str(ESP_MB)]
+    return _digest(*parts)
 
 
 def _run(cmd: list[str], log: Path, **kw: object) -> None:
@@ -167,9 +184,9 @@ def _build_base(log: Path, say: Callable[[str], None]) -> Path:
     return tar
 
 
-def _configure_guest(root: Path) -> None:
+def _configure_guest(root: Path, root_dev: str = "/dev/vda") -> None:
     """Lab plumbing: boot to SSH fast on a serial console, no mirror."""
-    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
+    (root / "etc/fstab").write_text(f"{root_dev} / ext4 defaults,errors=remount-ro 0 1\n")
     sbin = root / "usr/local/sbin"
     sbin.mkdir(parents=True, exist_ok=True)
     shutil.copy2(GUEST_FILES / "vpsnet-lab-init", sbin / "vpsnet-lab-init")
@@ -202,28 +219,40 @@ def _configure_guest(root: Path) -> None:
         lists.unlink()
 
 
-def image_dir(release: str, images: Path = IMAGES) -> Path:
-    return images / f"{release}-{image_key(release)}"
+def _flavour(firmware: str) -> str:
+    return "" if firmware == "bios" else "sb-"
 
 
-def stale_dirs(images: Path, keep: Path, release: str, series: str) -> list[Path]:
-    """Older builds of exactly this release (and pre-release-naming `<series>-KEY` ones).
+def image_dir(release: str, images: Path = IMAGES, firmware: str = "bios") -> Path:
+    return images / f"{release}-{_flavour(firmware)}{image_key(release, firmware)}"
 
-    Never another release's: a series' image and an older ABI's must not
-    delete each other (6.1.0-5-... is not a build of 6.1.0-57-...).
+
+def stale_dirs(images: Path, keep: Path, release: str, series: str,
+               firmware: str = "bios") -> list[Path]:
+    """Older builds of exactly this release and firmware (and pre-release-naming
+    `<series>-KEY` ones).
+
+    Never another release's or firmware's: a series' image and an older ABI's
+    must not delete each other (6.1.0-5-... is not a build of 6.1.0-57-...).
     """
-    own = re.compile(rf"(?:{re.escape(release)}|{re.escape(series)})-[0-9a-f]{{16}}")
+    if firmware == "bios":
+        own = re.compile(rf"(?:{re.escape(release)}|{re.escape(series)})-[0-9a-f]{{16}}")
+    else:
+        own = re.compile(rf"{re.escape(release)}-{_flavour(firmware)}[0-9a-f]{{16}}")
     if not images.is_dir():
         return []
     return sorted(p for p in images.iterdir()
                   if p.is_dir() and p != keep and own.fullmatch(p.name))
 
 
-def build(kernel: str, say: Callable[[str], None] = print, force: bool = False) -> Image:
+def build(kernel: str, say: Callable[[str], None] = print, force: bool = False,
+          firmware: str = "bios") -> Image:
     """Build (or find in the cache) the image for a kernel series or exact release."""
+    if firmware not in ("bios", "uefi-secureboot"):
+        raise LabError(f"unknown firmware {firmware!r} (expected bios or uefi-secureboot)")
     series, release = paths.resolve_kernel(kernel)
-    final = image_dir(release)
-    image = Image(series, release, final)
+    final = image_dir(release, firmware=firmware)
+    image = Image(series, release, final, firmware)
     if image.disk.exists() and not force:
         return image
     if os.geteuid() != 0:
@@ -239,7 +268,8 @@ def build(kernel: str, say: Callable[[str], None] = print, force: bool = False) 
 
 def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
     series, release, final = image.series, image.release, image.directory
-    log = IMAGES / f"build-{release}.log"
+    uefi = image.firmware != "bios"
+    log = IMAGES / f"build-{release}{'-sb' if uefi else ''}.log"
     log.write_text("")
     started = time.monotonic()
     tar = _build_base(log, say)
@@ -247,6 +277,8 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
     # Some older ABIs' headers have left the mirror; DKMS tests need them, prebuilt ones do not.
     if paths.apt_knows(f"linux-headers-{release}"):
         kernel_packages.append(f"linux-headers-{release}")
+    if uefi:
+        kernel_packages += SECURE_BOOT_PACKAGES
     with tempfile.TemporaryDirectory(dir=IMAGES, prefix=f"tmp-{release}-") as tmp:
         work = Path(tmp)
         root = work / "root"
@@ -254,14 +286,20 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
         _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-xf", str(tar)], log)
         say(f"installing {' and '.join(kernel_packages)} ...")
         _apt_install(root, log, tuple(kernel_packages))
-        _configure_guest(root)
+        _configure_guest(root, "/dev/vda2" if uefi else "/dev/vda")
         shutil.copy2(root / f"boot/vmlinuz-{release}", work / "vmlinuz")
         shutil.copy2(root / f"boot/initrd.img-{release}", work / "initrd.img")
-        say("making the ext4 disk ...")
-        _run(["mkfs.ext4", "-q", "-F", "-L", "vpsnet-root", "-d", str(root),
-              str(work / "disk.raw"), DISK_SIZE], log)
+        extra: dict[str, object] = {}
+        if uefi:
+            say("making the GPT disk (ESP with shim, grub and the signed kernel; ext4 root) ...")
+            extra = _make_efi_disk(root, work, log)
+        else:
+            say("making the ext4 disk ...")
+            _run(["mkfs.ext4", "-q", "-F", "-L", "vpsnet-root", "-d", str(root),
+                  str(work / "disk.raw"), DISK_SIZE], log)
         (work / "manifest.json").write_text(json.dumps({
             "series": series, "release": release, "key": final.name,
+            "firmware": image.firmware, **extra,
             "packages": list(BASE_PACKAGES), "kernel_packages": kernel_packages,
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "build_seconds": round(time.monotonic() - started, 1),
@@ -271,10 +309,65 @@ def _build_locked(image: Image, say: Callable[[str], None]) -> Image:
             shutil.rmtree(final)
         work.rename(final)
         work.mkdir()  # TemporaryDirectory cleanup expects it
-    for stale in stale_dirs(IMAGES, final, release, series):
+    for stale in stale_dirs(IMAGES, final, release, series, image.firmware):
         shutil.rmtree(stale, ignore_errors=True)
     say(f"image {final.name} ready in {time.monotonic() - started:.0f}s")
     return image
+
+
+def signers(efi_binary: Path) -> list[str]:
+    """Subjects of the certificates that signed a PE binary (sbverify --list)."""
+    proc = subprocess.run(["sbverify", "--list", str(efi_binary)], capture_output=True,
+                          text=True, check=False)
+    return [line.split("subject:", 1)[1].strip() for line in proc.stdout.splitlines()
+            if "subject:" in line]
+
+
+def _make_efi_disk(root: Path, work: Path, log: Path) -> dict[str, object]:
+    """GPT: partition 1 the ESP (shim as the removable-media BOOTX64.EFI, grub beside it,
+    the kernel and initrd), partition 2 the ext4 root. No loop devices: mtools
+    fill the ESP image, mkfs.ext4 writes the root at its offset in the disk file."""
+    kernel_signers = signers(work / "vmlinuz")
+    if not kernel_signers:
+        raise LabError(f"{work / 'vmlinuz'} carries no Authenticode signature: Secure Boot "
+                       "would refuse it (is it Debian's signed linux-image package?)")
+    (work / "grub.cfg").write_text(GRUB_CFG)
+    esp = work / "esp.img"
+    with esp.open("wb") as f:
+        f.truncate(ESP_MB * MIB)
+    _run(["mkfs.vfat", "-F", "32", "-n", "ESP", str(esp)], log)
+    _run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT", "::/EFI/debian"], log)
+    # No fbx64.efi: shim would run fallback, write boot entries and reset.
+    files = [(root / "usr/lib/shim/shimx64.efi.signed", "::/EFI/BOOT/BOOTX64.EFI"),
+             (root / "usr/lib/shim/mmx64.efi.signed", "::/EFI/BOOT/mmx64.efi"),
+             (root / "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+              "::/EFI/BOOT/grubx64.efi"),
+             (work / "grub.cfg", "::/EFI/debian/grub.cfg"),
+             (work / "grub.cfg", "::/EFI/BOOT/grub.cfg"),
+             (work / "vmlinuz", "::/vmlinuz"), (work / "initrd.img", "::/initrd.img")]
+    for src, dst in files:
+        _run(["mcopy", "-i", str(esp), str(src), dst], log)
+    disk = work / "disk.raw"
+    root_offset = (1 + ESP_MB) * MIB
+    root_size = int(DISK_SIZE.removesuffix("G")) << 30
+    with disk.open("wb") as f:
+        f.truncate(root_offset + root_size + MIB)  # 1 MiB for the backup GPT
+    _run(["mkfs.ext4", "-q", "-F", "-L", "vpsnet-root", "-E", f"offset={root_offset},nodiscard",
+          "-d", str(root), str(disk), f"{root_size >> 10}k"], log)
+    _run(["sgdisk", "-o", "-n", f"1:{MIB // 512}:+{ESP_MB}M", "-t", "1:ef00", "-c", "1:ESP",
+          "-n", f"2:{root_offset // 512}:+{root_size >> 10}K", "-t", "2:8300",
+          "-c", "2:vpsnet-root", str(disk)], log)
+    _run(["dd", f"if={esp}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse",
+          "status=none"], log)
+    info = subprocess.run(["sgdisk", "-i", "2", str(disk)], capture_output=True, text=True,
+                          check=False).stdout
+    if f"First sector: {root_offset // 512} " not in info:
+        raise LabError(f"GPT of {disk} does not put the root at sector {root_offset // 512}:\n"
+                       f"{info}")
+    esp.unlink()
+    return {"kernel_signers": kernel_signers,
+            "shim_signers": signers(root / "usr/lib/shim/shimx64.efi.signed"),
+            "grub_signers": signers(root / "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")}
 
 
 def main_build(series_list: list[str], force: bool) -> list[Image]:

@@ -26,7 +26,10 @@ HOST_MEMORY_RESERVE_MB = 2048
 DEFAULT_BASE_PORT = 10022
 
 GUEST_KEYS = {"name", "cloud", "region", "zone", "instance_type", "kernel", "vcpus",
-              "memory_mb", "nics", "ssh_port", "forwards"}
+              "memory_mb", "nics", "ssh_port", "forwards", "firmware", "mok_certs"}
+# bios: SeaBIOS, kernel passed by QEMU. uefi-secureboot: OVMF with Secure Boot
+# enforcing, shim -> grub -> the Debian-signed kernel, certificates in MokList.
+FIRMWARES = ("bios", "uefi-secureboot")
 FORWARD_KEYS = {"guest_port", "host_port"}
 TOP_KEYS = {"name", "base_port", "guests", "regions", "services", "accel"}
 NIC_KEYS = {"queues", "link"}
@@ -72,6 +75,14 @@ class Guest:
     nics: tuple[Nic, ...] = ()
     # Extra TCP ports of the guest forwarded to 127.0.0.1: guest port -> host port.
     forwards: tuple[tuple[int, int], ...] = ()
+    firmware: str = "bios"
+    # Certificates enrolled in a uefi-secureboot guest's MokList; empty means the
+    # fleet's module-signing certificate.
+    mok_certs: tuple[str, ...] = ()
+
+    @property
+    def uefi(self) -> bool:
+        return self.firmware != "bios"
 
 
 @dataclass(frozen=True)
@@ -264,10 +275,25 @@ def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
             hport = _int(fwd.get("host_port"), f"{fwhere}.host_port", 1024, 65535, problems)
             if gport and hport:
                 forwards.append((gport, hport))
+        firmware = raw.get("firmware", "bios")
+        if firmware not in FIRMWARES:
+            problems.append(f"{where}.firmware: unknown firmware {firmware!r} "
+                            f"(expected one of {', '.join(FIRMWARES)})")
+            firmware = "bios"
+        mok_certs = raw.get("mok_certs", [])
+        if not isinstance(mok_certs, list) or not all(isinstance(c, str) for c in mok_certs):
+            problems.append(f"{where}.mok_certs: expected a list of certificate paths")
+            mok_certs = []
+        elif mok_certs and firmware == "bios":
+            problems.append(f"{where}.mok_certs: only a uefi-secureboot guest has a MokList")
+        elif check_host:
+            problems += [f"{where}.mok_certs: cannot read {c}" for c in mok_certs
+                         if not os.access(c, os.R_OK)]
         guests.append(Guest(name=name, cloud=cloud, region=region, zone=zone,
                             instance_type=itype, kernel=kernel, vcpus=vcpus, memory_mb=memory,
                             ssh_port=ssh_port, index=i, nics=tuple(nics),
-                            forwards=tuple(forwards)))
+                            forwards=tuple(forwards), firmware=firmware,
+                            mok_certs=tuple(mok_certs)))
 
     regions: dict[str, dict[str, int]] = {}
     raw_regions = data.get("regions", {}) or {}
