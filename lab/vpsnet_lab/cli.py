@@ -78,7 +78,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     accel = lab.state.get("accel", {})
     print(f"accelerator: {accel.get('accel', 'tcg')} ({accel.get('reason', 'not recorded')})")
-    cols = ("name", "cloud", "region", "zone", "kernel", "ssh_port", "pid", "state")
+    cols = ("name", "cloud", "region", "zone", "kernel", "ssh_port", "pid", "state", "firmware")
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))
     for r in rows:
