@@ -54,6 +54,10 @@ sed "s/@VERSION@/$version/g" "$pkgdir/dkms.conf.in" >"$stage/packaging/dkms.conf
 cp "$pkgdir/udev/60-vpsnet.rules" "$stage/packaging/60-vpsnet.rules"
 cp "$pkgdir/systemd/vpsnet-exporter.service" "$stage/packaging/vpsnet-exporter.service"
 cp "$pkgdir/scripts/install-wheel.py" "$stage/packaging/install-wheel.py"
+# vpsnet-dkms's kernel hooks (before DKMS's own: README "Failure modes")
+sed "s/@VERSION@/$version/g" "$pkgdir/kernel-hooks/kernel-hook.in" >"$stage/packaging/kernel-hook"
+cp "$pkgdir/kernel-hooks/05vpsnet-dkms" "$pkgdir/kernel-hooks/39-vpsnet-dkms.install" "$stage/packaging/"
+chmod 0755 "$stage/packaging/kernel-hook" "$stage/packaging/05vpsnet-dkms" "$stage/packaging/39-vpsnet-dkms.install"
 cp /usr/share/common-licenses/GPL-2 "$stage/packaging/COPYING"
 cp "$pkgdir/README.md" "$stage/packaging/README.md"
 
