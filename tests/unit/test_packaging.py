@@ -150,3 +150,103 @@ def test_no_private_key_material_committed() -> None:
             data = path.read_bytes()
             # spelled in two parts: this file itself holds no armoured key either
             assert b"PRIVATE " + b"KEY BLOCK" not in data, path
+
+
+# ---------------------------------------- kernel hooks (before dkms's) ---
+
+HOOKS = PKG / "kernel-hooks"
+HOOK_FILES = ("kernel-hook.in", "05vpsnet-dkms", "39-vpsnet-dkms.install")
+
+
+@pytest.mark.parametrize("name", HOOK_FILES)
+def test_kernel_hook_syntax(name: str) -> None:
+    path = HOOKS / name
+    assert path.read_text().startswith("#!/bin/sh\n")
+    assert path.stat().st_mode & 0o111, f"{name} is not executable"
+    subprocess.run(["sh", "-n", str(path)], check=True)
+    subprocess.run(["sh", "-n", str(PKG / "debian/vpsnet-dkms.postrm")], check=True)
+
+
+def test_run_parts_hook_runs_before_dkms(tmp_path: Path) -> None:
+    """run-parts runs only names of [A-Za-z0-9_-], in sorted order: ours
+    before DKMS's "dkms" (and before initramfs-tools and zz-update-grub)."""
+    name = "05vpsnet-dkms"
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    for other in ("dkms", "initramfs-tools", "zz-update-grub"):
+        (tmp_path / other).write_text("#!/bin/sh\n")
+        (tmp_path / other).chmod(0o755)
+    (tmp_path / name).write_text((HOOKS / name).read_text())
+    (tmp_path / name).chmod(0o755)
+    for lang in ("C", "C.UTF-8"):
+        listed = subprocess.run(
+            ["run-parts", "--test", "--arg=6.1.0-57-cloud-amd64", str(tmp_path)],
+            capture_output=True, text=True, check=True,
+            env={"LC_ALL": lang, "PATH": "/usr/bin:/bin"},
+        ).stdout.split()
+        assert [Path(p).name for p in listed][:2] == [name, "dkms"], listed
+
+
+def test_kernel_install_plugin_runs_before_dkms_plugin() -> None:
+    name = "39-vpsnet-dkms.install"
+    assert name.endswith(".install") and name < "40-dkms.install" and name < "dkms"
+    text = (HOOKS / name).read_text()
+    assert '[ "${1:-}" = add ] || exit 0' in text
+    assert "/usr/lib/vpsnet-dkms/kernel-hook" in text
+
+
+def test_kernel_hooks_installed_by_deb_and_rpm() -> None:
+    rules = (PKG / "debian/rules").read_text()
+    for dest in ("usr/lib/vpsnet-dkms/kernel-hook", "etc/kernel/postinst.d/05vpsnet-dkms",
+                 "etc/kernel/header_postinst.d/05vpsnet-dkms",
+                 "usr/lib/kernel/install.d/39-vpsnet-dkms.install"):
+        assert f"debian/vpsnet-dkms/{dest}" in rules, dest
+    spec = (PKG / "rpm/vpsnet.spec.in").read_text()
+    assert "%{_kernel_install_dir}/39-vpsnet-dkms.install" in spec
+    assert "%{hookdir}/kernel-hook" in spec and "%global hookdir /usr/lib/vpsnet-dkms" in spec
+    stage = (PKG / "scripts/stage.sh").read_text()
+    assert "kernel-hooks/kernel-hook.in" in stage
+
+
+def test_kernel_hook_never_fails_its_caller() -> None:
+    text = (HOOKS / "kernel-hook.in").read_text()
+    active = active_lines(text)
+    assert "set -e" not in active  # every path ends in "exit 0"
+    assert re.findall(r"^\s*exit (\d+)", active, re.M) and set(
+        re.findall(r"^\s*exit (\d+)", active, re.M)) == {"0"}
+    assert 'dkms install -m "$NAME" -v "$VERSION" -k "$kernel"' in active
+    assert "/var/lib/vpsnet/dkms-failed" in active and "uname" not in active
+    for wrapper in ("05vpsnet-dkms", "39-vpsnet-dkms.install"):
+        w = active_lines((HOOKS / wrapper).read_text())
+        assert "[ -x /usr/lib/vpsnet-dkms/kernel-hook ] || exit 0" in w  # removed, not purged
+
+
+def _autoinstall_decision(tmp_path: Path, status_kernel: str, target: str) -> str:
+    """AUTOINSTALL as dkms 3.0.10's autoinstall() sees it: read_conf() has a
+    local kernelver (the kernel of a `dkms status` line) that shadows the
+    global one (the --kernelver target), and sources dkms.conf in a subshell."""
+    conf = tmp_path / "dkms.conf"
+    conf.write_text((PKG / "dkms.conf.in").read_text().replace("@VERSION@", "9.8.7"))
+    script = f"""
+kernelver=("{target}")
+read_conf() {{ local kernelver="$1"; safe_source "$2"; }}
+safe_source() {{ ( . "$1" >/dev/null; echo "AUTOINSTALL=[$AUTOINSTALL]" ); }}
+read_conf "{status_kernel}" "{conf}"
+"""
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_dkms_conf_no_autoinstall_outside_build_exclusive(tmp_path: Path) -> None:
+    built = "6.12.117+deb12-cloud-amd64"
+    assert _autoinstall_decision(tmp_path, built, "6.1.0-57-cloud-amd64") == "AUTOINSTALL=[yes]"
+    # the target is only in the shadowed global: still seen
+    assert _autoinstall_decision(tmp_path, built, "4.19.0-old-amd64") == "AUTOINSTALL=[]"
+    # an "added" module has no status kernel
+    assert _autoinstall_decision(tmp_path, "", "4.19.0-old-amd64") == "AUTOINSTALL=[]"
+    assert _autoinstall_decision(tmp_path, "", "6.1.0-57-cloud-amd64") == "AUTOINSTALL=[yes]"
+
+
+def test_dkms_conf_checks_the_failure_record() -> None:
+    active = active_lines((PKG / "dkms.conf.in").read_text())
+    assert '"/var/lib/vpsnet/dkms-failed/$PACKAGE_VERSION/$_vpsnet_k"' in active
+    assert '"$(unset kernelver; printf' in active
