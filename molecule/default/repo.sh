@@ -19,7 +19,8 @@ stamp=$(cd "$top" && git ls-files -z --cached --others --exclude-standard -- \
 [ -e "$dist/repo/.stamp-$stamp" ] && { echo "cached $dist/repo"; exit 0; }
 rm -rf "$dist"
 mkdir -p "$dist"
-make -s -C "$top/packaging" packages DIST="$dist/build" >&2
+# Containers have no kernel of their own: no prebuilt modules (make kmods) needed.
+make -s -C "$top/packaging" deb rpm DIST="$dist/build" >&2
 for f in "${want[@]}"; do cp "$dist/build/$f" "$dist/"; done
 rm -rf "$dist/build"
 gnupghome=${VPSNET_GNUPGHOME:-$top/.cache/signing-gnupg}
