@@ -2,18 +2,21 @@
 vpsnet_driver role choosing prebuilt or DKMS, and vpsnet-kmod against
 vpsnet-dkms on one host, with real apt, dpkg, depmod, modprobe and DKMS.
 
-Three stories run at the same time, each on its own guest, and record a
-snapshot after every step; the tests assert on the snapshots:
+Each story runs on its own guest and records a snapshot after every step;
+the tests assert on the snapshots:
 
-  aws61 (6.1, newest ABI): the repository has no prebuilt modules -> role
-        `auto` falls back to DKMS (1.0.0 built in the guest) -> vpsnet-kmod
-        1.0.0 installed beside it (both: the prebuilt wins) -> kmod upgraded to
-        the next version -> kmod removed (DKMS's module again) -> kmod back and
-        vpsnet-dkms purged (the prebuilt stays) -> role `auto` (prebuilt)
   gcp612 (6.12): role `auto` on a fresh host -> prebuilt, no DKMS; role at the
         next version -> prebuilt upgraded, reload loads it
   old61 (a guest of its own on the oldest 6.1 ABI of the matrix): role `auto`
         installs that ABI's package
+  aws61 (6.1, newest ABI; `heavy`: two DKMS builds under TCG, 5-20 min each):
+        the repository has no prebuilt modules -> role `auto` falls back to
+        DKMS (1.0.0 built in the guest) -> vpsnet-kmod 1.0.0 installed beside
+        it (both: the prebuilt wins) -> kmod upgraded to the next version ->
+        kmod removed (DKMS's module again) -> kmod back and vpsnet-dkms purged
+        (the prebuilt stays) -> role `auto` (prebuilt)
+
+gcp612 and old61 run at the same time; aws61 only when heavy tests are selected.
 
 Every session guest is put back as it was (packages purged, sources removed,
 module unloaded); old61's lab is torn down.
@@ -26,6 +29,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,54 +208,82 @@ def _say(msg: str) -> None:
     print(f"[old-abi lab] {msg}", file=sys.__stderr__, flush=True)
 
 
+@dataclass
+class Setting:
+    lab: Lab
+    inventory: Path
+    repos: dict[str, Path]
+    server: RepoServer
+    key: Path
+
+    def story(self, guest: str) -> Story:
+        return Story(self.lab, guest, self.inventory, self.repos, self.server, self.key)
+
+
 @pytest.fixture(scope="module")
-def stories(build: Build, lab: Lab, repo_host_port: int,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Story]]:
+def setting(build: Build, lab: Lab, repo_host_port: int,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     work = tmp_path_factory.mktemp("kmod")
     repos = {"full": build.repo, "no-kmods": without_kmods(build, work / "no-kmods")}
-    key = build.repo / "vpsnet-archive-keyring.asc"
     server = RepoServer(repo_host_port)
+    try:
+        yield Setting(lab, inventory.write(lab.spec, work / "session" / "hosts.yml"), repos,
+                      server, build.repo / "vpsnet-archive-keyring.asc")
+    finally:
+        server.close()
+
+
+@contextmanager
+def on_session_guest(setting: Setting, guest: str) -> Iterator[Story]:
+    """A story on a session guest, put back as the other tests expect it."""
+    s = setting.story(guest)
+    s.sh(CLEANUP)
+    try:
+        yield s
+    finally:
+        assert setting.lab.ssh(guest, CLEANUP, timeout=600).rc == 0
+
+
+@pytest.fixture(scope="module")
+def stories(setting: Setting, build: Build) -> Iterator[dict[str, Story]]:
+    """gcp612's story on the session lab while old61's lab boots and runs its own."""
     old_server = RepoServer(OLD_BASE_PORT + 300)
     Lab(OLD_LAB).down(say=_say)
     old_lab: Lab | None = None
-    out: dict[str, Story] = {}
     try:
-        inv = inventory.write(lab.spec, work / "session" / "hosts.yml")
-        out = {g: Story(lab, g, inv, repos, server, key) for g in ("aws61", "gcp612")}
-        for s in out.values():
-            s.sh(CLEANUP)
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            runs = [pool.submit(aws61_story, out["aws61"], build.version, build.version2),
-                    pool.submit(gcp612_story, out["gcp612"], build.version, build.version2)]
+        with on_session_guest(setting, "gcp612") as gcp, ThreadPoolExecutor(1) as pool:
+            run = pool.submit(gcp612_story, gcp, build.version, build.version2)
             try:
+                # TCG on a loaded 2-core machine: minutes to boot
                 old_lab = Lab.up(old_abi_spec(older_abi(kernels()[0])), "<old-abi>",
-                                 state_dir=OLD_LAB, say=_say)
-                out["old61"] = Story(old_lab, "old61",
-                                     inventory.write(old_lab.spec, work / "old" / "hosts.yml"),
-                                     repos, old_server, key)
-                old61_story(out["old61"], build.version, build.version2)
+                                 state_dir=OLD_LAB, boot_timeout=900, say=_say)
+                old = Story(old_lab, "old61",
+                            inventory.write(old_lab.spec, OLD_LAB / "hosts.yml"),
+                            setting.repos, old_server, setting.key)
+                old61_story(old, build.version, build.version2)
             finally:
-                for r in runs:
-                    r.result()
-        yield out
+                run.result()
+            yield {"gcp612": gcp, "old61": old}
     finally:
-        for s in out.values():
-            if s.lab is lab:
-                with_errors = s.lab.ssh(s.guest, CLEANUP, timeout=600)
-                assert with_errors.rc == 0
         if old_lab is not None:
             old_lab.down(say=_say)
-        server.close()
         old_server.close()
+
+
+@pytest.fixture(scope="module")
+def dkms_story(setting: Setting, build: Build) -> Iterator[Story]:
+    with on_session_guest(setting, "aws61") as s:
+        aws61_story(s, build.version, build.version2)
+        yield s
 
 
 def packages(snap: dict[str, str]) -> dict[str, str]:
     return dict(line.split() for line in snap["packages"].splitlines() if line.strip())
 
 
-def test_kernel_outside_the_matrix_falls_back_to_dkms(stories: dict[str, Story],
-                                                      build: Build) -> None:
-    snap = stories["aws61"].need("dkms-fallback")
+@pytest.mark.heavy
+def test_kernel_outside_the_matrix_falls_back_to_dkms(dkms_story: Story, build: Build) -> None:
+    snap = dkms_story.need("dkms-fallback")
     assert snap["method"] == "dkms"
     assert packages(snap) == {"vpsnet-dkms": build.version, "vpsnet-tools": build.version}
     assert snap["resolves"] == f"/lib/modules/{snap['kernel']}/updates/dkms/vpsnet.ko"
@@ -260,8 +292,9 @@ def test_kernel_outside_the_matrix_falls_back_to_dkms(stories: dict[str, Story],
     assert snap["audit"] == ""
 
 
-def test_both_installed_the_prebuilt_module_wins(stories: dict[str, Story], build: Build) -> None:
-    snap = stories["aws61"].need("both")
+@pytest.mark.heavy
+def test_both_installed_the_prebuilt_module_wins(dkms_story: Story, build: Build) -> None:
+    snap = dkms_story.need("both")
     k = snap["kernel"]
     assert packages(snap) == {"vpsnet-dkms": build.version, f"vpsnet-kmod-{k}": build.version,
                               "vpsnet-tools": build.version}
@@ -270,26 +303,28 @@ def test_both_installed_the_prebuilt_module_wins(stories: dict[str, Story], buil
     assert snap["audit"] == ""
 
 
-def test_prebuilt_upgraded_beside_dkms_loads_the_new_version(stories: dict[str, Story],
+@pytest.mark.heavy
+def test_prebuilt_upgraded_beside_dkms_loads_the_new_version(dkms_story: Story,
                                                              build: Build) -> None:
-    snap = stories["aws61"].need("kmod-upgraded")
+    snap = dkms_story.need("kmod-upgraded")
     assert packages(snap)[f"vpsnet-kmod-{snap['kernel']}"] == build.version2
     assert packages(snap)["vpsnet-dkms"] == build.version
     assert (snap["resolved_version"], snap["loaded"]) == (build.version2, build.version2)
     assert snap["audit"] == ""
 
 
-def test_prebuilt_removed_hands_the_kernel_back_to_dkms(stories: dict[str, Story],
-                                                        build: Build) -> None:
-    snap = stories["aws61"].need("kmod-removed")
+@pytest.mark.heavy
+def test_prebuilt_removed_hands_the_kernel_back_to_dkms(dkms_story: Story, build: Build) -> None:
+    snap = dkms_story.need("kmod-removed")
     assert f"vpsnet-kmod-{snap['kernel']}" not in packages(snap)
     assert snap["resolves"] == f"/lib/modules/{snap['kernel']}/updates/dkms/vpsnet.ko"
     assert snap["loaded"] == build.version
     assert snap["audit"] == ""
 
 
-def test_dkms_purged_the_prebuilt_stays(stories: dict[str, Story], build: Build) -> None:
-    snap = stories["aws61"].need("dkms-purged")
+@pytest.mark.heavy
+def test_dkms_purged_the_prebuilt_stays(dkms_story: Story, build: Build) -> None:
+    snap = dkms_story.need("dkms-purged")
     assert "vpsnet-dkms" not in packages(snap)
     assert snap["resolves"] == f"/lib/modules/{snap['kernel']}/updates/vpsnet.ko"
     assert snap["loaded"] == build.version2 and snap["dkms"] == ""
@@ -298,8 +333,7 @@ def test_dkms_purged_the_prebuilt_stays(stories: dict[str, Story], build: Build)
 
 def test_role_auto_picks_prebuilt_where_the_repository_has_it(stories: dict[str, Story],
                                                               build: Build) -> None:
-    for guest, step, version in (("aws61", "role-prebuilt", build.version2),
-                                 ("gcp612", "fresh", build.version),
+    for guest, step, version in (("gcp612", "fresh", build.version),
                                  ("old61", "fresh", build.version)):
         snap = stories[guest].need(step)
         k = snap["kernel"]
@@ -323,3 +357,13 @@ def test_prebuilt_to_prebuilt_upgrade(stories: dict[str, Story], build: Build) -
     assert packages(snap) == {f"vpsnet-kmod-{k}": build.version2, "vpsnet-tools": build.version2}
     assert (snap["resolved_version"], snap["loaded"]) == (build.version2, build.version2)
     assert snap["audit"] == ""
+
+
+@pytest.mark.heavy
+def test_role_auto_takes_a_dkms_host_prebuilt(dkms_story: Story, build: Build) -> None:
+    snap = dkms_story.need("role-prebuilt")
+    k = snap["kernel"]
+    assert snap["method"] == "prebuilt"
+    assert packages(snap) == {f"vpsnet-kmod-{k}": build.version2, "vpsnet-tools": build.version2}
+    assert snap["resolves"] == f"/lib/modules/{k}/updates/vpsnet.ko"
+    assert snap["dkms"] == "" and snap["audit"] == ""
