@@ -96,10 +96,12 @@ class Fleet:
         return str(r.stdout)
 
     def versions(self) -> dict[str, tuple[str, str]]:
-        """host -> (installed vpsnet-dkms, loaded module)"""
+        """host -> (installed module package: the running kernel's vpsnet-kmod, else
+        vpsnet-dkms; loaded module)"""
         out = {}
         for h in HOSTS:
-            text = self.sh(h, "dpkg-query -W -f='${Version}' vpsnet-dkms 2>/dev/null; echo; "
+            text = self.sh(h, "dpkg-query -W -f='${Version}' vpsnet-kmod-$(uname -r) 2>/dev/null"
+                              " || dpkg-query -W -f='${Version}' vpsnet-dkms 2>/dev/null; echo; "
                               "cat /sys/module/vpsnet/version 2>/dev/null; echo")
             lines = [*text.split("\n"), "", ""][:2]
             out[h] = (lines[0].strip(), lines[1].strip())
@@ -220,8 +222,9 @@ def run_interrupted(fleet: Fleet, version: str, report: Path) -> str:
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None:
             text = log.read_text()
-            if text.count("TASK [vpsnet_upgrade : Install or remove vpsnet (apt)]") >= 2:
-                time.sleep(15)  # inside apt: DKMS is building
+            if text.count("TASK [vpsnet_driver : Install the wanted vpsnet packages, pinned "
+                          "(apt)]") >= 2:
+                time.sleep(5)  # inside apt (a prebuilt install takes seconds, DKMS minutes)
                 break
             time.sleep(2)
         assert proc.poll() is None, "deploy.yml ended before it could be interrupted:\n" + \
@@ -255,7 +258,8 @@ def test_2_upgrade_region_by_region_survives_an_interruption(fleet: Fleet,
     assert fleet.versions() == {h: ("1.1.0", "1.1.0") for h in HOSTS}
     for h in HOSTS:
         new = fleet.dpkg_log(h)[dpkg_before[h]:]
-        installs = [ln for ln in new if re.search(r" (install|upgrade) vpsnet-dkms:all ", ln)]
+        installs = [ln for ln in new if re.search(
+            r" (install|upgrade) (vpsnet-dkms:all|vpsnet-kmod-\S+:amd64) ", ln)]
         # one upgrade each, also for the canary and the host that was interrupted
         assert len(installs) == 1, (h, installs)
         assert fleet.sh(h, "dpkg --audit") == ""

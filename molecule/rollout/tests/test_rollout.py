@@ -1,6 +1,7 @@
 """molecule/rollout verify: every host runs the version the last rollout
-rolled out (VPSNET_ROLLOUT_EXPECT), built by DKMS for its kernel, loaded,
-healthy, its metrics served by vpsnet-exporter."""
+rolled out (VPSNET_ROLLOUT_EXPECT), prebuilt for its kernel (or built by DKMS
+where the repository has no prebuilt module for it), loaded, healthy, its
+metrics served by vpsnet-exporter."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ from typing import Any
 EXPECT = os.environ.get("VPSNET_ROLLOUT_EXPECT", "1.1.0")
 
 
+def _module_package(host: Any) -> Any:
+    kmod = host.package(f"vpsnet-kmod-{host.check_output('uname -r')}")
+    return kmod if kmod.is_installed else host.package("vpsnet-dkms")
+
+
 def test_packages_at_the_rolled_out_version(host: Any) -> None:
-    for pkg in ("vpsnet-dkms", "vpsnet-tools"):
-        p = host.package(pkg)
-        assert p.is_installed and p.version == EXPECT, (pkg, p.version)
+    for p in (_module_package(host), host.package("vpsnet-tools")):
+        assert p.is_installed and p.version == EXPECT, (p.name, p.version)
     assert host.run("dpkg --audit").stdout == ""
 
 
-def test_dkms_built_it_for_the_running_kernel(host: Any) -> None:
+def test_the_module_modprobe_finds_is_the_installed_one(host: Any) -> None:
     kernel = host.check_output("uname -r")
-    out = host.check_output(f"dkms status vpsnet/{EXPECT} -k {kernel}")
-    assert f"vpsnet/{EXPECT}, {kernel}, x86_64: installed" in out, out
+    if _module_package(host).name.startswith("vpsnet-kmod-"):
+        assert host.check_output("modinfo -n vpsnet") == f"/lib/modules/{kernel}/updates/vpsnet.ko"
+        assert not host.package("vpsnet-dkms").is_installed
+    else:
+        out = host.check_output(f"dkms status vpsnet/{EXPECT} -k {kernel}")
+        assert f"vpsnet/{EXPECT}, {kernel}, x86_64: installed" in out, out
+    assert host.check_output("modinfo -F version vpsnet") == EXPECT
 
 
 def test_loaded_and_healthy(host: Any) -> None:
