@@ -28,6 +28,7 @@ from vpsnet_pkg_helpers import (
     TOP,
     Build,
     broken_copy,
+    kernel_headers_debs,
     kernels,
     make,
     run,
@@ -658,13 +659,14 @@ def test_apt_refuses_unsigned_by_other_key(build: Build, tmp_path: Path) -> None
 # ------------------------------------------- install in a private root ---
 #
 # dpkg and rpm run for real, with their maintainer scripts and the real dkms,
-# in a private mount namespace whose /usr, /etc, /var/lib/{dpkg,dkms,rpm} and
-# /var/log are overlays: the host's files are never written. The host's own
+# in a private mount namespace whose /usr, /etc, /var/lib and /var/log are
+# overlays: the host's files are never written. The host's own
 # running kernel has no headers, which is the "headers missing" case. Headers
 # of any other kernel left on the host (an older ABI after a point release)
 # are hidden, so DKMS builds for exactly the kernels under test.
 
-OVERLAID = ("/usr", "/etc", "/var/lib/dpkg", "/var/lib/dkms", "/var/log")
+# /var/lib whole: dpkg, dkms and the kernel hook's records (/var/lib/vpsnet).
+OVERLAID = ("/usr", "/etc", "/var/lib", "/var/log")
 
 
 def running_kernel_has_headers() -> bool:
@@ -913,3 +915,165 @@ def test_rpm_erase_leaves_nothing(rpm_steps) -> None:
     assert s.dkms.strip() == ""
     assert s.modules == {}
     assert s.srcdirs == []
+
+
+# ------------------------------------------------ a new kernel's hooks ---
+#
+# Installing linux-image-K / linux-headers-K runs
+# `run-parts --report --exit-on-error --arg=K /etc/kernel/{postinst.d,header_postinst.d}`;
+# DKMS's hook there runs `dkms autoinstall --kernelver K`, which exits 11 when
+# vpsnet fails to build for K, and the kernel package's postinst fails with it.
+# vpsnet-dkms's 05vpsnet-dkms hooks run first, record the failure and make
+# dkms.conf leave AUTOINSTALL empty for K.
+
+OLD_KERNEL = "4.19.0-old-amd64"  # outside BUILD_EXCLUSIVE_KERNEL
+
+
+def header_hooks(kernel: str, regex: str | None = None) -> str:
+    only = f"--regex '{regex}' " if regex else ""
+    return f"run-parts --report --exit-on-error {only}--arg={kernel} /etc/kernel/header_postinst.d"
+
+
+@pytest.fixture(scope="module")
+def kernel_hook_steps(build: Build) -> dict[str, Step]:
+    """A vpsnet version that does not build, then one that does, with the
+    kernel hooks run by run-parts as the kernel packages run them, and a real
+    linux-headers package installed with dpkg, in a private root."""
+    k61, _k612 = kernels()
+    broken = f"{build.version2}.2"
+    broken_dist = build.work / "dist-broken-hooks"
+    make(
+        "deb",
+        broken_dist,
+        build.gnupghome,
+        VERSION=broken,
+        DRIVER_SRC=str(broken_copy(build.driver_src, build.work / "broken-driver-hooks")),
+        TOOLS_SRC=str(build.tools_src),
+    )
+    headers_deb = next(
+        p for p in kernel_headers_debs(k61) if p.name.startswith(f"linux-headers-{k61}_")
+    )
+    root = PrivateRoot(build.work / "hooks-root", kernels())
+    query = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
+    dpkg = "dpkg --log=/dev/null --force-depends"
+    hidden = f"/lib/modules/{k61}/build"
+    steps: dict[str, Step] = {}
+
+    def step(name: str, script: str) -> None:
+        steps[name] = snapshot(root, root(script), query)
+
+    # K = 6.1: its headers "arrive" after vpsnet-dkms is installed.
+    step("install-broken", f"mv {hidden} {hidden}.hidden && {dpkg} -i "
+         f"{broken_dist / f'vpsnet-dkms_{broken}_all.deb'}; mv {hidden}.hidden {hidden}")
+    # Control: DKMS's own hook alone (what happened before vpsnet's hooks).
+    step("dkms-hook-alone", header_hooks(k61, "^dkms$"))
+    step("headers-hooks", header_hooks(k61))
+    # The image's hooks: ours and DKMS's only (initramfs-tools and
+    # update-grub would write the host's /boot, which is not overlaid).
+    step("image-hooks", f"run-parts --report --exit-on-error --regex '^(05vpsnet-dkms|dkms)$' "
+         f"--arg={k61} --arg=/boot/vmlinuz-{k61} /etc/kernel/postinst.d")
+    # (removed again: PrivateRoot's prelude cannot rm a build directory)
+    step("unsupported-kernel", f"mkdir -p /lib/modules/{OLD_KERNEL}/build/include && "
+         f"{header_hooks(OLD_KERNEL)}; rc=$?; rm -rf /lib/modules/{OLD_KERNEL}; exit $rc")
+    # A real linux-headers package (its postinst runs header_postinst.d).
+    step("dpkg-headers",
+         f"{dpkg} -i {headers_deb}; rc=$?; echo \"AUDIT[$(dpkg --audit)]\"; exit $rc")
+    step("records", "find /var/lib/vpsnet -type f | sort; "
+         f"cat /var/lib/vpsnet/dkms-failed/{broken}/{k61}")
+    # A version that builds: installed with 6.1's headers hidden again, then
+    # the same hooks build it for 6.1.
+    step("install-good", f"mv {hidden} {hidden}.hidden && {dpkg} -i {build.deb('vpsnet-dkms')}; "
+         f"mv {hidden}.hidden {hidden}; find /var/lib/vpsnet -type f")
+    step("good-headers-hooks",
+         f"{header_hooks(k61)}; rc=$?; find /var/lib/vpsnet -type f; exit $rc")
+    step("purge", f"{dpkg} --purge vpsnet-dkms; ls -d /var/lib/vpsnet 2>&1")
+    steps["broken"] = steps["install-broken"]
+    steps["broken"].proc.args = broken
+    return steps
+
+
+def test_control_dkms_hook_alone_fails_the_kernel_package(kernel_hook_steps) -> None:
+    """What the hooks guard against, shown with DKMS's hook alone: autoinstall
+    exits 11 and run-parts (so the kernel's postinst) fails."""
+    s = kernel_hook_steps["dkms-hook-alone"]
+    assert s.proc.returncode != 0, s.output
+    assert "dkms exited with return code 11" in s.output, s.output
+
+
+def test_new_kernel_headers_whose_build_fails_leave_run_parts_ok(kernel_hook_steps) -> None:
+    k61, _k612 = kernels()
+    broken = kernel_hook_steps["broken"].proc.args
+    s = kernel_hook_steps["headers-hooks"]
+    assert s.proc.returncode == 0, s.output
+    assert f"ERROR: vpsnet {broken} failed to build for kernel {k61}" in s.output
+    assert f"/var/lib/dkms/vpsnet/{broken}/build/make.log" in s.output
+    assert f"vpsnet will not load on {k61}; the next-boot gate" in s.output
+    assert f"recorded in /var/lib/vpsnet/dkms-failed/{broken}/{k61}" in s.output
+    # DKMS's hook ran too (after ours: run-parts order, tests/unit) and skipped
+    # vpsnet instead of failing. run-parts --report names a script on the
+    # stream it writes first: ours stderr, dkms's stdout.
+    assert "header_postinst.d/05vpsnet-dkms:" in s.proc.stderr, s.output
+    assert f"dkms: autoinstall for kernel: {k61}." in s.proc.stdout, s.output
+    assert "One or more modules failed to install during autoinstall" not in s.output
+    assert f"{k61}, x86_64: installed" not in s.dkms and "installed" not in s.dkms, s.dkms
+    assert s.modules == {}, s.output
+
+
+def test_new_kernel_image_whose_build_fails_leaves_run_parts_ok(kernel_hook_steps) -> None:
+    k61, _ = kernels()
+    s = kernel_hook_steps["image-hooks"]
+    assert s.proc.returncode == 0, s.output
+    assert f"failed to build for kernel {k61}" in s.output
+    assert "installed" not in s.dkms and s.modules == {}
+
+
+def test_kernel_outside_build_exclusive_leaves_run_parts_ok(kernel_hook_steps) -> None:
+    """dkms 3.0.10's autoinstall counts BUILD_EXCLUSIVE (exit 77) as a failure:
+    dkms.conf leaves AUTOINSTALL empty for such a kernel."""
+    s = kernel_hook_steps["unsupported-kernel"]
+    assert s.proc.returncode == 0, s.output
+    assert f"kernel {OLD_KERNEL} is outside the kernels vpsnet" in s.output
+    assert "One or more modules failed" not in s.output
+
+
+def test_dpkg_kernel_headers_install_whose_build_fails_leaves_dpkg_clean(kernel_hook_steps) -> None:
+    k61, _ = kernels()
+    s = kernel_hook_steps["dpkg-headers"]
+    assert s.proc.returncode == 0, s.output  # dpkg -i of linux-headers-<6.1>
+    assert "AUDIT[]" in s.proc.stdout, s.output  # `dpkg --audit` empty
+    assert f"failed to build for kernel {k61}" in s.output
+    assert s.status.startswith("ii "), s.status
+    assert "installed" not in s.dkms
+
+
+def test_failed_build_is_recorded_with_its_make_log(kernel_hook_steps) -> None:
+    k61, _ = kernels()
+    broken = kernel_hook_steps["broken"].proc.args
+    s = kernel_hook_steps["records"]
+    record = f"/var/lib/vpsnet/dkms-failed/{broken}/{k61}"
+    assert s.proc.stdout.splitlines()[:2] == [record, f"{record}.make.log"], s.output
+    assert f"vpsnet {broken} failed to build for kernel {k61}" in s.proc.stdout
+    assert "#error vpsnet packaging test: broken build" in s.proc.stdout
+
+
+def test_version_that_builds_is_built_by_the_same_hooks(build: Build, kernel_hook_steps) -> None:
+    k61, k612 = kernels()
+    s = kernel_hook_steps["install-good"]
+    assert s.proc.returncode == 0, s.output
+    assert s.status == f"ii  {build.version}"
+    assert s.modules == {k612: build.version}, s.output
+    # the broken version's records went with it (postinst of another version)
+    assert "/var/lib/vpsnet/" not in s.proc.stdout, s.proc.stdout
+    s = kernel_hook_steps["good-headers-hooks"]
+    assert s.proc.returncode == 0, s.output
+    assert f"building vpsnet {build.version} for kernel {k61}" in s.output
+    assert s.modules == {k61: build.version, k612: build.version}, s.output
+    assert f"vpsnet/{build.version}, {k61}, x86_64: installed" in s.dkms
+    assert "ERROR" not in s.output
+    assert "/var/lib/vpsnet/" not in s.proc.stdout, s.proc.stdout  # nothing recorded
+
+
+def test_purge_removes_the_records(kernel_hook_steps) -> None:
+    s = kernel_hook_steps["purge"]
+    assert s.status == "" and s.modules == {}
+    assert "No such file or directory" in s.proc.stdout + s.proc.stderr
