@@ -110,12 +110,17 @@ def check_all(host: Any) -> None:
 def test_installed_from_the_signed_repo(host: Any) -> None:
     sources = host.file("/etc/apt/sources.list.d/vpsnet.sources").content_string
     assert "Signed-By:" in sources and "http://10.0.2.101" in sources
-    for pkg in ("vpsnet-dkms", "vpsnet-tools"):
-        assert host.package(pkg).is_installed
     kernel = host.check_output("uname -r")
-    status = host.check_output("dkms status vpsnet")
-    assert f"{kernel}" in status and "installed" in status, status
-    assert host.check_output("modinfo -F version vpsnet") == host.package("vpsnet-dkms").version
+    tools, kmod = host.package("vpsnet-tools"), host.package(f"vpsnet-kmod-{kernel}")
+    assert tools.is_installed
+    if kmod.is_installed:  # the repository has vpsnet prebuilt for this kernel
+        assert kmod.version == tools.version
+        assert not host.package("vpsnet-dkms").is_installed
+        assert host.check_output("modinfo -n vpsnet") == f"/lib/modules/{kernel}/updates/vpsnet.ko"
+    else:
+        status = host.check_output("dkms status vpsnet")
+        assert f"{kernel}" in status and "installed" in status, status
+    assert host.check_output("modinfo -F version vpsnet") == tools.version
 
 
 def test_tuned_state(host: Any) -> None:
