@@ -186,9 +186,13 @@ def test_digest_covers_the_patches(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_packages_and_rpms_for_every_version(repo: Path) -> None:
     index = (repo / "apt/dists/bookworm/main/binary-amd64/Packages").read_text()
     listed = set(re.findall(r"^Package: (\S+)\n(?:.*\n)*?Version: (\S+)$", index, re.M))
-    assert listed == {(p, v) for p in builds.PACKAGES for v in VERSIONS}
+    kmods = [f"vpsnet-kmod-{k}" for k in builds.fleet_kernels()]
+    assert len(kmods) == 2
+    assert listed == {(p, v) for p in [*builds.PACKAGES, *kmods] for v in VERSIONS}
     rpms = {p.name for p in (repo / "rpm").glob("*.rpm")}
-    assert rpms == {f"{p}-{v}-1.noarch.rpm" for p in builds.PACKAGES for v in VERSIONS}
+    assert rpms == ({f"{p}-{v}-1.noarch.rpm" for p in builds.PACKAGES for v in VERSIONS}
+                    | {f"{p}-{v}-1.x86_64.rpm" for p in kmods for v in VERSIONS})
+    assert (repo / "vpsnet-fleet.crt").is_file() and (repo / "vpsnet-fleet.der").is_file()
     sources = (repo / "vpsnet.sources").read_text()
     assert "URIs: http://10.0.2.101/apt" in sources and "Suites: bookworm" in sources
 
