@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from vpsnet_lab import scrape_monitor
@@ -15,13 +14,25 @@ from vpsnet_tools import __version__, exporter
 from ..vpsnet_exporter_helpers import free_port, metrics_text
 
 
-def _run_monitor(url: str, seconds: float) -> list[Scrape]:
+def _run_monitor(url: str, lines: int, deadline: float = 60.0) -> list[Scrape]:
+    """The monitor's first LINES lines: waits for them, not for a fixed time (a
+    loaded machine took more than 0.5 s to start Python), up to DEADLINE."""
     proc = subprocess.Popen([sys.executable, scrape_monitor.__file__, url, "0.05"],
                             stdout=subprocess.PIPE, text=True)
-    time.sleep(seconds)
-    proc.terminate()
-    out, _ = proc.communicate(timeout=10)
-    return [Scrape.parse(line) for line in out.splitlines()]
+    watchdog = threading.Timer(deadline, proc.terminate)
+    watchdog.start()
+    got: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got.append(line)
+            if len(got) >= lines:
+                break
+    finally:
+        watchdog.cancel()
+        proc.terminate()
+        proc.communicate(timeout=10)
+    return [Scrape.parse(line) for line in got]
 
 
 def test_monitor_logs_answers_and_refusals(tmp_path: Path) -> None:
@@ -32,14 +43,14 @@ def test_monitor_logs_answers_and_refusals(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{srv.server_address[1]}/metrics"
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        answered = _run_monitor(url, 1.0)
+        answered = _run_monitor(url, 5)
     finally:
         srv.shutdown()
         srv.server_close()
     assert answered and all(s.ok for s in answered), answered
     assert {(s.up, s.exporter_version) for s in answered} == {("1.0", __version__)}
     assert answered[0].module_version not in ("", "-")
-    refused = _run_monitor(url, 0.5)
+    refused = _run_monitor(url, 3)
     assert refused and not any(s.ok for s in refused), refused
 
 
