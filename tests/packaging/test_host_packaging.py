@@ -738,6 +738,19 @@ class Step:
         return self.proc.stdout + self.proc.stderr
 
 
+DPKG_QUERY = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
+DPKG = "dpkg --log=/dev/null --force-depends"
+
+
+def broken_dkms_deb(build: Build, version: str, name: str) -> Path:
+    """vpsnet-dkms at VERSION from a driver source that does not compile."""
+    dist = build.work / f"dist-{name}"
+    make("deb", dist, build.gnupghome, VERSION=version,
+         DRIVER_SRC=str(broken_copy(build.driver_src, build.work / f"{name}-driver")),
+         TOOLS_SRC=str(build.tools_src))
+    return dist / f"vpsnet-dkms_{version}_all.deb"
+
+
 def snapshot(root: PrivateRoot, proc: subprocess.CompletedProcess[str], query: str) -> Step:
     return Step(
         proc=proc,
@@ -754,18 +767,9 @@ def dpkg_steps(build: Build) -> dict[str, Step]:
     -> broken build -> purge, with dpkg in a private root."""
     k61, _k612 = kernels()
     broken_version = f"{build.version2}.1"
-    broken_dist = build.work / "dist-broken"
-    make(
-        "deb",
-        broken_dist,
-        build.gnupghome,
-        VERSION=broken_version,
-        DRIVER_SRC=str(broken_copy(build.driver_src, build.work / "broken-driver")),
-        TOOLS_SRC=str(build.tools_src),
-    )
+    broken_deb = broken_dkms_deb(build, broken_version, "broken")
     root = PrivateRoot(build.work / "dpkg-root", kernels())
-    query = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
-    dpkg = "dpkg --log=/dev/null --force-depends"
+    query, dpkg = DPKG_QUERY, DPKG
     steps: dict[str, Step] = {}
 
     def step(name: str, script: str) -> None:
@@ -785,7 +789,7 @@ def dpkg_steps(build: Build) -> dict[str, Step]:
     )
     step("upgrade", f"{dpkg} -i {build.deb('vpsnet-dkms', build.version2)}")
     step("downgrade", f"{dpkg} -i {build.deb('vpsnet-dkms')}")
-    step("broken", f"{dpkg} -i {broken_dist / f'vpsnet-dkms_{broken_version}_all.deb'}")
+    step("broken", f"{dpkg} -i {broken_deb}")
     steps["broken"].proc.args = broken_version  # remember which version it was
     step("purge", f"{dpkg} --purge vpsnet-dkms")
     return steps
@@ -941,21 +945,12 @@ def kernel_hook_steps(build: Build) -> dict[str, Step]:
     linux-headers package installed with dpkg, in a private root."""
     k61, _k612 = kernels()
     broken = f"{build.version2}.2"
-    broken_dist = build.work / "dist-broken-hooks"
-    make(
-        "deb",
-        broken_dist,
-        build.gnupghome,
-        VERSION=broken,
-        DRIVER_SRC=str(broken_copy(build.driver_src, build.work / "broken-driver-hooks")),
-        TOOLS_SRC=str(build.tools_src),
-    )
+    broken_deb = broken_dkms_deb(build, broken, "broken-hooks")
     headers_deb = next(
         p for p in kernel_headers_debs(k61) if p.name.startswith(f"linux-headers-{k61}_")
     )
     root = PrivateRoot(build.work / "hooks-root", kernels())
-    query = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
-    dpkg = "dpkg --log=/dev/null --force-depends"
+    query, dpkg = DPKG_QUERY, DPKG
     hidden = f"/lib/modules/{k61}/build"
     steps: dict[str, Step] = {}
 
@@ -964,7 +959,7 @@ def kernel_hook_steps(build: Build) -> dict[str, Step]:
 
     # K = 6.1: its headers "arrive" after vpsnet-dkms is installed.
     step("install-broken", f"mv {hidden} {hidden}.hidden && {dpkg} -i "
-         f"{broken_dist / f'vpsnet-dkms_{broken}_all.deb'}; mv {hidden}.hidden {hidden}")
+         f"{broken_deb}; mv {hidden}.hidden {hidden}")
     # Control: DKMS's own hook alone (what happened before vpsnet's hooks).
     step("dkms-hook-alone", header_hooks(k61, "^dkms$"))
     step("headers-hooks", header_hooks(k61))
