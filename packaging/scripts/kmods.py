@@ -32,9 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpsnet_tools.abi import parse_config  # PYTHONPATH=tools (packaging/Makefile)
+
 HERE = Path(__file__).resolve().parent
 PACKAGING = HERE.parent
-TOOLS = PACKAGING.parent / "tools"
 TEMPLATES = PACKAGING / "kmod"
 # Debian's tool chain, never a venv's python3 first on PATH.
 SYSPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -72,15 +73,6 @@ def _render(text: str, values: dict[str, str]) -> str:
     for k, v in values.items():
         text = text.replace(f"@{k}@", v)
     return text
-
-
-def kernel_config(kdir: Path) -> dict[str, str]:
-    cfg: dict[str, str] = {}
-    for line in (kdir / ".config").read_text().splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            k, v = line.split("=", 1)
-            cfg[k] = v.strip('"')
-    return cfg
 
 
 def imported_symvers(kdir: Path, ko_undefined: set[str]) -> str:
@@ -131,7 +123,8 @@ class Builder:
             ko = payload / "vpsnet.ko"
             shutil.copy2(d / "src" / "vpsnet.ko", ko)
             _run(["strip", "--strip-debug", str(ko)], log)
-            hash_algo = kernel_config(kdir).get("CONFIG_MODULE_SIG_HASH", "sha256")
+            hash_algo = parse_config((kdir / ".config").read_text()).get(
+                "CONFIG_MODULE_SIG_HASH", "sha256")
             _run([str(kdir / "scripts" / "sign-file"), hash_algo, self.key, str(self.cert),
                   str(ko)], log)
             res.seconds["sign"] = round(time.monotonic() - t, 1)
@@ -161,8 +154,7 @@ class Builder:
         proc = subprocess.run(
             [sys.executable, "-m", "vpsnet_tools.abi", "check", str(ko), "--kernel", release,
              "--kdir", str(kdir), "--trusted-cert", str(self.cert), "--json"],
-            capture_output=True, text=True, check=False,
-            env={**os.environ, "PYTHONPATH": str(TOOLS)})
+            capture_output=True, text=True, check=False)
         with log.open("a") as out:
             out.write(f"+ vpsnet-abi check\n{proc.stdout}{proc.stderr}")
         try:

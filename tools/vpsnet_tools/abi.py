@@ -45,11 +45,11 @@ _RANK = {NOTE: 0, ADDITIVE: 1, BREAKING: 2}
 COMPATIBLE = "compatible"
 
 SIG_MAGIC = modsig.SIG_MAGIC
-# EFI variable SecureBoot (global variable GUID): 4 attribute bytes, then 1 = on
 # What a vpsnet-kmod package records of its kernel's exports (the symbols vpsnet
 # imports, from that kernel's Module.symvers at build time): lets a host without
 # headers check the module.
 KMOD_SYMVERS = Path("/usr/share/vpsnet/kmod")
+# EFI variable SecureBoot (global variable GUID): 4 attribute bytes, then 1 = on
 SECURE_BOOT_VAR = Path("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-aa0d-00e098032b8c")
 
 
@@ -639,8 +639,8 @@ def check_module(ko: KoInfo, k: KernelInfo,
                  signature: dict[str, Any] | None = None) -> list[CheckFinding]:
     """Everything the kernel's module loader checks that can be known from files.
 
-    signature: signature_report() with a trusted certificate; a module not
-    signed by it fails the check."""
+    signature: signature_report(); when it was given a trusted certificate, a
+    module not signed by it fails the check."""
     out: list[CheckFinding] = []
 
     want_machine = next((m for c, m in _MACHINES.items() if k.config.get(c) == "y"), None)
@@ -752,7 +752,8 @@ def check_module(ko: KoInfo, k: KernelInfo,
         out.append(CheckFinding(FAIL, "signature", f"kernel requires signed modules ({why}); "
                                                     "module is unsigned"))
     elif enforced:
-        trust = "" if signature is not None else "; key trust not verified"
+        trust = "" if signature and signature["trusted"] is not None else \
+            "; key trust not verified"
         out.append(CheckFinding(OK, "signature", f"signed{signer}; required ({why}){trust}"))
     elif ko.signed:
         out.append(CheckFinding(OK, "signature", f"signed{signer}; not required ({why})"))
@@ -795,7 +796,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     k = load_kernel(args.kernel, kdir=args.kdir, symvers=args.symvers, config=args.config,
                     moddir=args.modules_dir)
     signature = signature_report(ko, args.trusted_cert)
-    findings = check_module(ko, k, signature if args.trusted_cert else None)
+    findings = check_module(ko, k, signature)
     loads = not any(f.status == FAIL for f in findings)
     enforced, why = _sig_enforced(k)
     signature.update(enforced=enforced, enforced_why=why)
