@@ -12,6 +12,7 @@ CACHE = Path(os.environ.get("VPSNET_CACHE", TOP / ".cache"))
 IMAGES = CACHE / "images"
 STATE = Path(os.environ.get("VPSNET_LAB_STATE", CACHE / "lab"))
 INVENTORY = TOP / "inventories" / "lab" / "hosts.yml"
+KERNEL_MATRIX = CACHE / "kernel-matrix.txt"
 KERNELS_ENV = CACHE / "kernels.env"
 
 KERNEL_SERIES = ("6.1", "6.12")
@@ -39,6 +40,24 @@ def kernel_releases() -> dict[str, str]:
     if missing:
         raise LabError(f"{KERNELS_ENV} names no kernel for series {', '.join(missing)}")
     return found
+
+
+def kernel_matrix() -> list[tuple[str, str]]:
+    """(series, release) of every kernel of packaging/kernels.yml, oldest first
+    in each series, as scripts/setup.sh resolved it."""
+    if not KERNEL_MATRIX.exists():
+        raise LabError(f"{KERNEL_MATRIX} is missing: run scripts/setup.sh (make setup) first")
+    rows = [line.split() for line in KERNEL_MATRIX.read_text().splitlines() if line.strip()]
+    return [(row[0], row[1]) for row in rows]
+
+
+def oldest_abi(series: str) -> str:
+    """The oldest ABI of SERIES in the matrix: what a fleet host that missed
+    kernel updates runs; never the newest one."""
+    older = [r for s, r in kernel_matrix() if s == series and r != kernel_releases()[series]]
+    if not older:
+        raise LabError(f"the kernel matrix has one ABI of series {series} only")
+    return older[0]
 
 
 def release_series(value: str) -> str | None:

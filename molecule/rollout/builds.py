@@ -6,7 +6,7 @@
 
 One signed repository (apt + dnf, for http://10.0.2.101, suite bookworm, made by
 packaging/scripts/mkrepo.sh) carrying vpsnet-dkms, vpsnet-tools and the prebuilt
-vpsnet-kmod-<kernel> for the fleet's two kernels in four versions, each packaged
+vpsnet-kmod-<kernel> for the fleet's three kernels in four versions, each packaged
 from a patched copy of driver-src/ (driver-src itself is never touched):
 
   1.0.0  driver-src as it is
@@ -36,7 +36,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpsnet_lab.paths import kernel_releases
+from vpsnet_lab.paths import kernel_releases, oldest_abi
 
 TOP = Path(__file__).resolve().parents[2]
 CACHE = TOP / ".cache"
@@ -185,9 +185,10 @@ def _build(dist: Path, gnupghome: str) -> None:
 
 
 def fleet_kernels() -> list[str]:
-    """The kernels the rollout fleet boots (one per series): the prebuilt modules
-    are built for these only, not the whole matrix."""
-    return sorted(kernel_releases().values())
+    """The kernels the rollout fleet boots (the newest of each series and the
+    oldest 6.1 ABI, rolloutlab.py): the prebuilt modules are built for these
+    only, not the whole matrix."""
+    return sorted({*kernel_releases().values(), oldest_abi("6.1")})
 
 
 def module_cert() -> str:

@@ -18,6 +18,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from vpsnet_lab.paths import kernel_matrix, oldest_abi
+
 TOP = Path(__file__).resolve().parents[2]
 PACKAGING = TOP / "packaging"
 SYSPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,17 +49,13 @@ def kernels() -> list[str]:
 
 def matrix() -> list[tuple[str, str]]:
     """(series, release) of the kernel matrix as setup resolved it."""
-    text = (TOP / ".cache" / "kernel-matrix.txt").read_text()
-    return [(line.split()[0], line.split()[1]) for line in text.splitlines() if line.strip()]
+    return kernel_matrix()
 
 
 def older_abi(release: str) -> str:
     """The oldest ABI of RELEASE's series in the matrix: what a fleet host that
     missed kernel updates runs."""
-    series = next(s for s, r in matrix() if r == release)
-    older = [r for s, r in matrix() if s == series and r != release]
-    assert older, f"the matrix has one ABI of series {series} only"
-    return older[0]
+    return oldest_abi(next(s for s, r in matrix() if r == release))
 
 
 def kmod_kernels() -> list[str]:
