@@ -27,10 +27,9 @@ from vpsnet_pkg_helpers import (
     REPO_URL,
     TOP,
     Build,
-    broken_copy,
+    broken_dkms_deb,
     kernel_headers_debs,
     kernels,
-    make,
     run,
     tamper_deb,
     tamper_packages,
@@ -740,15 +739,6 @@ class Step:
 
 DPKG_QUERY = "dpkg-query -W -f='${db:Status-Abbrev} ${Version}' vpsnet-dkms 2>/dev/null"
 DPKG = "dpkg --log=/dev/null --force-depends"
-
-
-def broken_dkms_deb(build: Build, version: str, name: str) -> Path:
-    """vpsnet-dkms at VERSION from a driver source that does not compile."""
-    dist = build.work / f"dist-{name}"
-    make("deb", dist, build.gnupghome, VERSION=version,
-         DRIVER_SRC=str(broken_copy(build.driver_src, build.work / f"{name}-driver")),
-         TOOLS_SRC=str(build.tools_src))
-    return dist / f"vpsnet-dkms_{version}_all.deb"
 
 
 def snapshot(root: PrivateRoot, proc: subprocess.CompletedProcess[str], query: str) -> Step:

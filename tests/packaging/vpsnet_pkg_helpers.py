@@ -190,6 +190,16 @@ def make(target: str, b_dist: Path, gnupghome: Path, **variables: str) -> None:
     )
 
 
+def broken_dkms_deb(build: Build, version: str, name: str) -> Path:
+    """vpsnet-dkms at VERSION from a driver source that does not compile (the
+    failed-build tests, host and guest)."""
+    dist = build.work / f"dist-{name}"
+    make("deb", dist, build.gnupghome, VERSION=version,
+         DRIVER_SRC=str(broken_copy(build.driver_src, build.work / f"{name}-driver")),
+         TOOLS_SRC=str(build.tools_src))
+    return dist / f"vpsnet-dkms_{version}_all.deb"
+
+
 def build_packages(work: Path) -> Build:
     """Packages for VERSION and the next minor version, and one signed repository
     with both, built into WORK with a private signing key."""
