@@ -1,11 +1,16 @@
 """Unit tests of roles/vpsnet_guard/files/vpsnet-guard's save and revert against
 fake `tc`, `ethtool` and `ip` that print a NIC's state from files and log what
-they are asked to set. The timer and real NICs: tests/roles/test_vpsnet_guard_guest.py."""
+they are asked to set, and of the race between disarm and the timer's revert
+(fake `systemctl`/`systemd-run`; the real script, its lock and state files).
+The timer and real NICs: tests/roles/test_vpsnet_guard_guest.py."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,9 +26,14 @@ case "$(basename "$0") $*" in
 "tc qdisc show dev $NIC root") head -n 1 "$state-show";;
 "tc qdisc show dev $NIC") cat "$state-show";;
 "ethtool -l $NIC"|"ethtool -g $NIC"|"ethtool -c $NIC") cat "$state$1" 2>/dev/null || exit 94;;
-*) echo "$(basename "$0") $*" >>"$STATE/calls";;
+*) echo "$(basename "$0") $*" >>"$STATE/calls"
+   # a revert in progress: the test holds it here while $STATE/block exists
+   while [ -e "$STATE/block" ]; do sleep 0.02; done;;
 esac
 """
+# systemctl and systemd-run: only logged (the timer itself is the guest test's)
+UNITS = '#!/bin/sh\necho "$(basename "$0") $*" >>"$STATE/units"\n'
+
 
 RINGS = """Ring parameters for lo:
 Pre-set maximums:
@@ -55,8 +65,9 @@ class Host:
         self.state.mkdir()
         fakes = tmp / "bin"
         fakes.mkdir()
-        for tool in ("tc", "ethtool", "ip", "logger"):
+        for tool in ("tc", "ethtool", "ip", "logger", "systemctl", "systemd-run"):
             (fakes / tool).write_text("#!/bin/sh\n" if tool == "logger" else
+                                      UNITS if tool.startswith("system") else
                                       FAKE.replace("$NIC", NIC))
             (fakes / tool).chmod(0o755)
         self.env = {"PATH": f"{fakes}:/usr/bin:/bin", "STATE": str(self.state),
@@ -76,6 +87,13 @@ class Host:
     def guard(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", str(GUARD), *args], env=self.env, capture_output=True,
                               text=True, check=False)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(["sh", str(GUARD), *args], env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def status(self) -> str:
+        return self.guard("status", "t").stdout.strip()
 
     def calls(self) -> list[str]:
         path = self.state / "calls"
@@ -151,3 +169,126 @@ def test_save_refuses_an_unknown_nic_and_records_nothing(host: Host, nic: str) -
     r = host.guard("save", "t", nic)
     assert r.returncode == 2 and f"no NIC '{nic}'" in r.stderr
     assert not os.path.exists(Path(host.env["VPSNET_GUARD_DIR"]) / "t.sh")
+
+
+# ---------------------------------------------------------------- disarm against the timer's revert
+
+
+def armed(host: Host) -> Path:
+    """t saved and armed for 60 s (fake systemd-run); its guard directory."""
+    host.set(tc="qdisc fq 0: root maxrate 5Mbit\n", channels=False)
+    assert host.guard("save", "t", NIC).returncode == 0
+    r = host.guard("arm", "t", "60")
+    assert r.returncode == 0, r.stderr
+    assert host.status() == "armed"
+    host.calls()
+    (host.state / "units").unlink()
+    return Path(host.env["VPSNET_GUARD_DIR"])
+
+
+def units(host: Host) -> list[str]:
+    path = host.state / "units"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_arm_starts_the_timer_on_the_revert(host: Host) -> None:
+    armed(host)
+    host.set(tc="qdisc fq 0: root\n")
+    assert host.guard("arm", "t", "30").returncode == 0
+    assert units(host) == [
+        "systemctl stop vpsnet-guard-t.timer vpsnet-guard-t.service",
+        "systemctl reset-failed vpsnet-guard-t.timer vpsnet-guard-t.service",
+        "systemd-run --quiet --unit vpsnet-guard-t --on-active=30 --timer-property=AccuracySec=1s "
+        f"{GUARD} revert t"]
+
+
+def test_disarm_during_the_revert_reports_it_and_never_succeeds(host: Host) -> None:
+    armed(host)
+    (host.state / "block").touch()
+    revert = host.start("revert", "t")
+    try:
+        wait_until(lambda: (host.state / "calls").exists(), "the revert's first command")
+        assert host.status() == "reverting"
+        r = host.guard("disarm", "t")
+        assert r.returncode == 3, (r.stdout, r.stderr)
+        assert "the timer fired before the confirmation: the change is being reverted" in r.stderr
+        assert host.status() == "reverting"  # not "disarmed": the revert goes on
+    finally:
+        (host.state / "block").unlink()
+        _, err = revert.communicate(timeout=30)
+    assert revert.returncode == 0, err
+    assert host.status() == "reverted"
+    assert host.calls()[-1] == f"tc qdisc replace dev {NIC} root fq maxrate 5Mbit"
+    again = host.guard("disarm", "t")
+    assert again.returncode == 3 and "the change was reverted" in again.stderr
+    assert host.status() == "reverted"
+    assert units(host) == []
+
+
+def test_disarm_waits_for_the_lock_and_decides_on_the_state_under_it(host: Host) -> None:
+    """The revert took the lock and has not written 'reverting' yet: disarm must
+    not read 'armed' and win; it waits, then sees what the revert did."""
+    guard_dir = armed(host)
+    with open(guard_dir / "t.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        disarm = host.start("disarm", "t")
+        time.sleep(0.5)
+        assert disarm.poll() is None, "disarm did not wait for the lock"
+        (guard_dir / "t.state").write_text("reverted\n")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    _, err = disarm.communicate(timeout=30)
+    assert disarm.returncode == 3 and "the change was reverted" in err
+    assert host.status() == "reverted"
+
+
+def test_a_revert_that_died_half_way_is_not_disarmed(host: Host) -> None:
+    guard_dir = armed(host)
+    (guard_dir / "t.state").write_text("reverting\n")  # lock free: its process is gone
+    r = host.guard("disarm", "t")
+    assert r.returncode == 3 and "did not finish: the change is partly reverted" in r.stderr
+
+
+def test_a_timer_that_fires_after_the_disarm_reverts_nothing(host: Host) -> None:
+    armed(host)
+    r = host.guard("disarm", "t")
+    assert r.returncode == 0, r.stderr
+    assert units(host) == ["systemctl stop vpsnet-guard-t.timer"]
+    late = host.guard("revert", "t")
+    assert late.returncode == 0, late.stderr
+    assert "the change was kept, nothing reverted" in late.stdout
+    assert host.calls() == []
+    assert host.status() == "disarmed"
+
+
+def test_disarm_stuck_behind_the_lock_leaves_the_timer_armed(host: Host) -> None:
+    guard_dir = armed(host)
+    host.env["VPSNET_GUARD_LOCK_WAIT"] = "1"
+    with open(guard_dir / "t.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = host.guard("disarm", "t")
+    assert r.returncode == 4 and "still held" in r.stderr
+    assert host.status() == "armed"
+    assert units(host) == []
+
+
+def test_disarm_and_revert_started_together_agree(host: Host) -> None:
+    """Whichever wins, the controller's answer matches the host: disarm 0 with
+    nothing reverted, or disarm 3 with the change reverted."""
+    outcomes = set()
+    for _ in range(8):
+        armed(host)
+        revert, disarm = host.start("revert", "t"), host.start("disarm", "t")
+        assert revert.wait(timeout=30) == 0
+        disarm.communicate(timeout=30)
+        reverted = bool(host.calls())
+        assert (disarm.returncode, host.status()) == \
+            ((3, "reverted") if reverted else (0, "disarmed"))
+        outcomes.add(disarm.returncode)
+    assert outcomes <= {0, 3}
