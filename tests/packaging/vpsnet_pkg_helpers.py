@@ -321,6 +321,29 @@ def kernel_headers_debs(release: str) -> list[Path]:
     return sorted(cache.glob("*.deb"))
 
 
+def kernel_image_deb(release: str) -> Path:
+    """linux-image-RELEASE's .deb, downloaded once (apt-get download) into
+    .cache/kernel-debs/RELEASE-image/ (RELEASE/ holds only the headers)."""
+    cache = KERNEL_DEBS / f"{release}-image"
+    done = cache / ".complete"
+    if not done.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        for old in cache.glob("*.deb"):
+            old.unlink()
+        run(["apt-get", "download", f"linux-image-{release}"], cwd=cache)
+        done.write_text("\n".join(sorted(p.name for p in cache.glob("*.deb"))) + "\n")
+    return next(cache.glob(f"linux-image-{release}_*.deb"))
+
+
+def apt_would_install(packages: list[str], dpkg_status: Path) -> list[tuple[str, str]]:
+    """(name, version) of every package `apt-get install PACKAGES` would install
+    on a machine whose dpkg status file is DPKG_STATUS (a guest's), resolved by
+    the host's apt from the host's lists (the mirror the guest images come from)."""
+    out = run(["apt-get", "-s", "-q", "-o", f"Dir::State::status={dpkg_status}",
+               "-o", "APT::Install-Recommends=false", "install", *packages]).stdout
+    return re.findall(r"^Inst (\S+) (?:\[\S+\] )?\((\S+) ", out, re.M)
+
+
 def signed_deb_repo(debs: list[Path], dest: Path, gnupghome: Path, suite: str = "bookworm") -> Path:
     """A flat apt repository (pool + dists/SUITE/main/binary-amd64) of DEBS,
     InRelease signed with the vpsnet signing key of GNUPGHOME."""
