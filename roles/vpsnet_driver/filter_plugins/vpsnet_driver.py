@@ -1,6 +1,7 @@
-"""Input validation, the prebuilt-or-DKMS decision and the package set of the
-vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
-tests/unit/roles/test_vpsnet_driver_validate.py and test_vpsnet_driver_method.py)."""
+"""Input validation, the prebuilt-or-DKMS decision, the package set and version
+order of the vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
+tests/unit/roles/test_vpsnet_driver_validate.py, test_vpsnet_driver_method.py and
+test_vpsnet_upgrade_direction.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def validate(params: dict[str, Any]) -> list[str]:
         ("stall_intervals", "stall_intervals_range"),
     ):
         value = params.get(name)
+        lo: Any
+        hi: Any
         lo, hi = params.get(key) or (None, None)
         try:
             number = int(str(value))
@@ -152,6 +155,78 @@ def restore_set(before: dict[str, Any], version: str) -> dict[str, Any]:
     return want
 
 
+def _order(c: str) -> int:
+    """dpkg's character order: '~' before the end of the string, letters before
+    other characters."""
+    if c == "~":
+        return -1
+    if c.isdigit() or not c:
+        return 0
+    return ord(c) if c.isalpha() else ord(c) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    """dpkg's verrevcmp: alternating non-digit runs (by _order) and digit runs (by value)."""
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
+            ac = _order(a[i]) if i < len(a) and not a[i].isdigit() else 0
+            bc = _order(b[j]) if j < len(b) and not b[j].isdigit() else 0
+            if ac != bc:
+                return -1 if ac < bc else 1
+            i += i < len(a) and not a[i].isdigit()
+            j += j < len(b) and not b[j].isdigit()
+        di, dj = i, j
+        while i < len(a) and a[i].isdigit():
+            i += 1
+        while j < len(b) and b[j].isdigit():
+            j += 1
+        na, nb = int(a[di:i] or 0), int(b[dj:j] or 0)
+        if na != nb:
+            return -1 if na < nb else 1
+    return 0
+
+
+def _split(version: str) -> tuple[int, str, str]:
+    """epoch (before the first ':'), upstream, revision (after the last '-')."""
+    epoch, colon, rest = version.strip().partition(":")
+    if not colon:
+        epoch, rest = "0", epoch
+    upstream, dash, revision = rest.rpartition("-")
+    if not dash:
+        upstream, revision = revision, ""
+    if not epoch.isdigit():
+        raise ValueError(f"bad epoch in version {version!r}")
+    return int(epoch), upstream, revision
+
+
+def version_compare(a: str, b: str) -> int:
+    """-1, 0 or 1 as Debian orders the versions a and b ([epoch:]upstream[-revision],
+    1.1.0~rc1 < 1.1.0 < 1.1.0+git3 < 1.1.1 < 1.10.0). For vpsnet's versions (VERSION_RE)
+    rpm orders them the same way."""
+    if not isinstance(a, str) or not isinstance(b, str) or not a.strip() or not b.strip():
+        raise ValueError(f"cannot compare versions {a!r} and {b!r}")
+    ea, ua, ra = _split(a)
+    eb, ub, rb = _split(b)
+    if ea != eb:
+        return -1 if ea < eb else 1
+    return _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+def rollback_error(running: str | None, target: str) -> str:
+    """Why a rollback from the version a host runs (loaded, else installed) to
+    `target` is refused; '' when allowed: only to an older version, or to the
+    same one (a re-run of a rollback that already reached it changes nothing)."""
+    if not running:
+        return (f"vpsnet_upgrade: rollback to {target}: the host runs no vpsnet (none loaded or "
+                "installed), there is nothing to roll back; install it with deploy.yml")
+    if version_compare(target, running) > 0:
+        return (f"vpsnet_upgrade: rollback to {target} refused: it is newer than {running}, the "
+                f"version the host runs; a rollback only goes to an older version (use deploy.yml "
+                f"to upgrade to {target})")
+    return ""
+
+
 class FilterModule:
     """vpsnet_driver filters."""
 
@@ -161,4 +236,6 @@ class FilterModule:
             "vpsnet_driver_choose_method": choose_method,
             "vpsnet_driver_package_set": package_set,
             "vpsnet_driver_restore_set": restore_set,
+            "vpsnet_driver_version_compare": version_compare,
+            "vpsnet_driver_rollback_error": rollback_error,
         }
