@@ -37,6 +37,7 @@ sys.path.insert(0, str(TOP / "molecule" / "rollout"))
 from builds import build_rollout_repo  # noqa: E402
 
 from vpsnet_lab import inventory, molecule_lab  # noqa: E402
+from vpsnet_lab.ansible_env import mitogen_env  # noqa: E402
 from vpsnet_lab.fleet import Lab  # noqa: E402
 
 RESULTS = TOP / "bench" / "results" / "upgrade_step.json"
@@ -58,8 +59,8 @@ def playbook(name: str, book: str, *args: str) -> tuple[float, list[dict[str, An
     """(wall seconds, rollout records) of one ansible-playbook run."""
     report = WORK / f"report-{name}"
     subprocess.run(["rm", "-rf", str(report)], check=True)
-    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
-               ANSIBLE_FORCE_COLOR="0")
+    env = dict(os.environ, **mitogen_env(), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     started = time.monotonic()
     with (WORK / f"{name}.log").open("w") as log:
         r = subprocess.run(["ansible-playbook", "-i", str(WORK / "hosts.yml"), book,

@@ -13,6 +13,8 @@ spec=${VPSNET_DEMO_SPEC:-lab/specs/default.yml}
 state="$top/.cache/lab-demo"
 report="$top/.cache/demo-rollout-report"
 lab() { vpsnet-lab --state "$state" "$@"; }
+# playbooks under Mitogen: one Python per guest, not one per task (TCG)
+eval "$(vpsnet-lab ansible-env)"
 server=""
 cleanup() {
 	[ -z "$server" ] || kill "$server" 2>/dev/null || true

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from . import image, inventory
+from . import ansible_env, image, inventory
 from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
 from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError
 from .spec import FIRMWARES
@@ -113,6 +113,11 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ansible_env(args: argparse.Namespace) -> int:
+    print(ansible_env.shell_exports(), end="")
+    return 0
+
+
 def identify(lab: Lab, name: str) -> dict[str, str]:
     out = lab.ssh(name, IDENTIFY_SCRIPT, check=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -181,6 +186,10 @@ def parser() -> argparse.ArgumentParser:
         v = sub.add_parser(verb, help=f"{verb} a guest's vCPUs")
         v.add_argument("name")
         v.set_defaults(func=cmd_pause)
+
+    aenv = sub.add_parser("ansible-env",
+                          help="shell exports that run ansible-playbook under Mitogen")
+    aenv.set_defaults(func=cmd_ansible_env)
 
     ident = sub.add_parser("identify", help="what each guest says it is (DMI, metadata)")
     ident.add_argument("--json", action="store_true")

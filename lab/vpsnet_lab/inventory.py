@@ -53,6 +53,9 @@ def build(spec: Spec, key_file: Path = SSH_KEY) -> dict[str, Any]:
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
                                            "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
                 "ansible_python_interpreter": "/usr/bin/python3",
+                # Mitogen's connection bootstrap (ansible_env.py) takes ~50 s on a
+                # busy TCG guest, over Ansible's 10 s default
+                "ansible_timeout": 120,
                 "vpsnet_lab": spec.name,
                 "vpsnet_rollout_regions": region_order,
             },

@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from vpsnet_lab import scrape_monitor
+from vpsnet_lab.ansible_env import mitogen_env
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import oldest_abi
 from vpsnet_lab.scrape_monitor import Scrape, max_gap
@@ -170,7 +171,7 @@ def prepare_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    env = dict(molecule_env, MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL),
+    env = dict(molecule_env, **mitogen_env(), MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL),
                VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request),
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     f = Fleet(env, Lab(STATE))
