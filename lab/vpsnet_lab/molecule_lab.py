@@ -45,6 +45,7 @@ def start_repo_server(state: Path, repo: Path, port: int) -> None:
     _server_pid_file(state).write_text(str(server.pid))
 
 
+BOOT_TIMEOUT = 900
 REPO_PORT_OFFSET = 300  # host port of the repository: the scenario's base_port + this
 
 
@@ -70,7 +71,8 @@ def up(spec: dict[str, Any], source: str, state: Path, repo: Path,
     start_repo_server(state, repo, spec["base_port"] + REPO_PORT_OFFSET)
     started = time.monotonic()
     try:
-        lab = Lab.up(spec, source, state_dir=state, say=say)
+        # several TCG guests booting at once on 2 cores: minutes each
+        lab = Lab.up(spec, source, state_dir=state, boot_timeout=BOOT_TIMEOUT, say=say)
     except BaseException:
         stop_repo_server(state)
         raise
