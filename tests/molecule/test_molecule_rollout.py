@@ -17,9 +17,10 @@ asia-east1 on the oldest 6.1 ABI of the matrix), step by step, in this order:
 7. a host that loses its link right after a NIC change (provision.yml's
    vpsnet_tune replacing a root qdisc, under vpsnet_guard) reverts it by itself.
 
-Steps 1, 2, 4 and 5 (the story's core: a good upgrade everywhere, region by
-region; a breaking and an unhealthy build each stopped at the canary and rolled
-back) run in `make test`; steps 3, 6 and 7 are `heavy` (make test-all).
+The whole file is `heavy` (make test-all). Its core, steps 1, 2, 4 and 5 (`-k
+"test_1 or test_2 or test_4 or test_5"`), is meant for `make test` once it fits
+CI's time: on 2026-12-02 (TCG, loaded, playbooks under Mitogen) booting took 10
+min and provision.yml 25 min before step 2 began (README.md, "Tests").
 
 Boots its own lab (.cache/lab-rollout, base port 17022); tears it down at the end,
 also when a step fails. Steps 4-7 run on their own too (the fleet then starts on
@@ -61,12 +62,14 @@ PEERS = {"use1-a": "198.18.0.2", "use1-b": "198.18.0.1", "ase1-a": "198.19.17.1"
 
 pytestmark = [
     pytest.mark.lab,
+    pytest.mark.heavy,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root and QEMU (make setup)"),
 ]
 
 # Prebuilt modules: no compiler on the guests, so a host's step is minutes, not
-# the 7-28 min a DKMS build took under TCG; the bound covers a loaded machine.
-RUN_TIMEOUT = 2700
+# the 7-28 min a DKMS build took under TCG; create (boot + provision.yml) took
+# 35 min on a loaded machine (2026-12-02).
+RUN_TIMEOUT = 3600
 
 
 @dataclass
@@ -197,9 +200,10 @@ def test_1_fresh_deploy_reaches_every_host(fleet: Fleet) -> None:
     assert fleet.versions() == {h: ("1.0.0", "1.0.0") for h in HOSTS}
     for h in HOSTS:
         assert fleet.healthy(h, "1.0.0"), h
-        # prebuilt everywhere: the running kernel's signed package, no DKMS, no compiler
+        # prebuilt everywhere: the running kernel's signed package, no DKMS (the lab
+        # image carries a compiler for the DKMS tests, so that is not checked)
         installed = fleet.sh(h, "dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' "
-                                "vpsnet-kmod-$(uname -r) vpsnet-dkms gcc 2>/dev/null; true")
+                                "vpsnet-kmod-$(uname -r) vpsnet-dkms 2>/dev/null; true")
         assert [ln.split()[1] for ln in installed.splitlines() if ln.startswith("ii ")] == \
             [f"vpsnet-kmod-{fleet.sh(h, 'uname -r').strip()}"], (h, installed)
     # the host that missed kernel updates got its own ABI's module
@@ -292,7 +296,6 @@ def test_2_upgrade_region_by_region_survives_an_interruption(fleet: Fleet,
         assert (last.module_version, last.exporter_version) == ("1.1.0", "1.1.0"), (h, last)
 
 
-@pytest.mark.heavy
 def test_3_idempotence_and_verify(fleet: Fleet, tmp_path: Path) -> None:
     r = fleet.molecule("idempotence", "-e", "vpsnet_version=1.1.0",
                        "-e", f"vpsnet_upgrade_report_dir={tmp_path}")
@@ -335,7 +338,6 @@ def test_5_unhealthy_build_is_rolled_back(fleet: Fleet, tmp_path: Path) -> None:
     assert "Wait until every device is healthy" in rec["failure"], rec
 
 
-@pytest.mark.heavy
 def test_6_rollback_returns_a_region(fleet: Fleet, tmp_path: Path) -> None:
     r = fleet.playbook("rollback.yml", "-e", "vpsnet_version=1.0.0", "-l", "region_asia_east1",
                        report=tmp_path)
@@ -354,7 +356,6 @@ def qdisc(fleet: Fleet, host: str, nic: str) -> str:
     return fleet.sh(host, f"tc qdisc show dev {nic} root").split()[1]
 
 
-@pytest.mark.heavy
 def test_7_a_host_that_loses_its_link_after_a_nic_change_reverts_it(fleet: Fleet,
                                                                      tmp_path: Path) -> None:
     """vpsnet_tune replaces eth1's root qdisc under vpsnet_guard; the link is cut,
