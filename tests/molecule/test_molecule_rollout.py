@@ -66,7 +66,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root and QEMU (make setup)"),
 ]
 
-# Prebuilt modules: no compiler on the guests, so a host's step is minutes, not
+# Prebuilt modules: nothing is compiled on the guests, so a host's step is minutes, not
 # the 7-28 min a DKMS build took under TCG; create (boot + provision.yml) took
 # 35 min on a loaded machine (2026-12-02).
 RUN_TIMEOUT = 3600
