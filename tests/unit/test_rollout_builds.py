@@ -26,6 +26,7 @@ from types import ModuleType
 
 import pytest
 
+from vpsnet_lab.paths import oldest_abi
 from vpsnet_tools.manifest import read_manifest
 
 TOP = Path(__file__).resolve().parents[2]
@@ -187,7 +188,8 @@ def test_packages_and_rpms_for_every_version(repo: Path) -> None:
     index = (repo / "apt/dists/bookworm/main/binary-amd64/Packages").read_text()
     listed = set(re.findall(r"^Package: (\S+)\n(?:.*\n)*?Version: (\S+)$", index, re.M))
     kmods = [f"vpsnet-kmod-{k}" for k in builds.fleet_kernels()]
-    assert len(kmods) == 2
+    # the newest kernel of each series and the oldest 6.1 ABI (rolloutlab.py's fleet)
+    assert len(kmods) == 3 and f"vpsnet-kmod-{oldest_abi('6.1')}" in kmods
     assert listed == {(p, v) for p in [*builds.PACKAGES, *kmods] for v in VERSIONS}
     rpms = {p.name for p in (repo / "rpm").glob("*.rpm")}
     assert rpms == ({f"{p}-{v}-1.noarch.rpm" for p in builds.PACKAGES for v in VERSIONS}
