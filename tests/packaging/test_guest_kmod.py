@@ -36,7 +36,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vpsnet_pkg_helpers import TOP, Build, RepoServer, kernels, make, older_abi
+from vpsnet_pkg_helpers import (
+    TOP,
+    Build,
+    RepoServer,
+    kernels,
+    make,
+    older_abi,
+    playbook_env,
+    sections,
+)
 
 from vpsnet_lab import inventory
 from vpsnet_lab.fleet import Lab
@@ -84,18 +93,6 @@ CLEANUP = (f"modprobe -r vpsnet 2>/dev/null; {APT} purge 'vpsnet-*' >/dev/null 2
            "rm -rf /var/lib/dkms/vpsnet /usr/src/vpsnet-*; apt-get update -q >/dev/null 2>&1; true")
 
 
-def parse(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = ""
-    for line in text.splitlines():
-        if line.startswith("@"):
-            key = line[1:]
-            out[key] = ""
-        elif key:
-            out[key] += line + "\n"
-    return {k: v.strip() for k, v in out.items()}
-
-
 @dataclass
 class Story:
     """One guest's steps; a failed step is kept (with its output), not raised,
@@ -128,12 +125,9 @@ class Story:
                    "vpsnet_repo_url": f"http://10.0.2.101/{self.guest}",
                    "vpsnet_repo_key_src": str(self.key), "vpsnet_driver_version": version,
                    "vpsnet_driver_method": method}, default_flow_style=True).strip()]
-        env = {"PATH": f"{TOP / '.venv' / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
-               "ANSIBLE_ROLES_PATH": str(TOP / "roles"),
-               "ANSIBLE_COLLECTIONS_PATH": str(TOP / ".cache" / "collections"),
-               "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_PIPELINING": "True",
-               "ANSIBLE_FORCE_COLOR": "0", "HOME": "/root"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env,
+        # pipelining: ansible.cfg turns it on
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env=playbook_env(),
                               timeout=1800, cwd=TOP)
         self.logs[f"role {version} {method}"] = proc.stdout[-6000:] + proc.stderr[-2000:]
         if proc.returncode != 0:
@@ -145,7 +139,7 @@ class Story:
             return  # a story stops at its first failure
         try:
             action()
-            self.snaps[name] = parse(self.sh(SNAPSHOT, timeout=120))
+            self.snaps[name] = sections(self.sh(SNAPSHOT, timeout=120))
         except Exception as e:  # kept for the tests to report
             self.errors[name] = f"{type(e).__name__}: {e}"
 

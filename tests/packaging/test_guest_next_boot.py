@@ -49,7 +49,9 @@ from vpsnet_pkg_helpers import (
     kernel_image_deb,
     kernels,
     older_abi,
+    playbook_env,
     run,
+    sections,
     signed_deb_repo,
 )
 
@@ -113,16 +115,7 @@ class Step:
         return data
 
     def sections(self) -> dict[str, str]:
-        """`echo @key` separated output -> {key: text}."""
-        out: dict[str, str] = {}
-        key = ""
-        for line in self.stdout.splitlines():
-            if line.startswith("@"):
-                key = line[1:]
-                out[key] = ""
-            elif key:
-                out[key] += line + "\n"
-        return {k: v.strip() for k, v in out.items()}
+        return sections(self.stdout)
 
 
 @dataclass
@@ -162,15 +155,11 @@ class Story:
             return
         book = self.work / "tune.yml"
         book.write_text(TUNE_PLAY)
-        env = {"PATH": f"{TOP / '.venv' / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
-               "ANSIBLE_ROLES_PATH": str(TOP / "roles"),
-               "ANSIBLE_COLLECTIONS_PATH": str(TOP / ".cache" / "collections"),
-               "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
-               "HOME": "/root"}
         t0 = time.monotonic()
         proc = subprocess.run(["ansible-playbook", "-i", str(hosts), str(book),
                                "-e", json.dumps(TUNE_VARS)], capture_output=True, text=True,
-                              check=False, env=env, timeout=STEP_TIMEOUT, cwd=TOP)
+                              check=False, env=playbook_env(), timeout=STEP_TIMEOUT,
+                              cwd=TOP)
         self.record(name, Step(proc.returncode, proc.stdout, proc.stderr,
                                time.monotonic() - t0), must=False)
 

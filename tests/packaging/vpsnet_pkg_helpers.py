@@ -190,6 +190,29 @@ def make(target: str, b_dist: Path, gnupghome: Path, **variables: str) -> None:
     )
 
 
+def sections(text: str) -> dict[str, str]:
+    """A guest script's `echo @key`-separated output -> {key: text}."""
+    out: dict[str, str] = {}
+    key = ""
+    for line in text.splitlines():
+        if line.startswith("@"):
+            key = line[1:]
+            out[key] = ""
+        elif key:
+            out[key] += line + "\n"
+    return {k: v.strip() for k, v in out.items()}
+
+
+def playbook_env() -> dict[str, str]:
+    """The whole environment of an ansible-playbook run against lab guests from a
+    test: this repo's venv, roles, collections and ansible.cfg, plain output."""
+    return {"PATH": f"{TOP / '.venv' / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ANSIBLE_ROLES_PATH": str(TOP / "roles"),
+            "ANSIBLE_COLLECTIONS_PATH": str(TOP / ".cache" / "collections"),
+            "ANSIBLE_CONFIG": str(TOP / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+            "HOME": "/root"}
+
+
 def broken_dkms_deb(build: Build, version: str, name: str) -> Path:
     """vpsnet-dkms at VERSION from a driver source that does not compile (the
     failed-build tests, host and guest)."""
