@@ -81,6 +81,8 @@
 	",\"proc\":[\"" VPSNET_PROC_PATH(VPSNET_PROC_METRICS) "\",\""	\
 	VPSNET_PROC_PATH(VPSNET_PROC_MANIFEST) "\"]"			\
 	",\"build\":{\"test_force_unhealthy\":"				\
-	VPSNET_TEST_FORCE_UNHEALTHY_JSON "}}"
+	VPSNET_TEST_FORCE_UNHEALTHY_JSON				\
+	",\"test_unhealthy_after\":"					\
+	__stringify(VPSNET_TEST_UNHEALTHY_AFTER) "}}"
 
 #endif /* VPSNET_ABI_H */

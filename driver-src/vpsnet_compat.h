@@ -16,7 +16,10 @@
 #include <net/netdev_queues.h>
 #endif
 
-/* Test-only build flag (make VPSNET_TEST_FORCE_UNHEALTHY=1) */
+/* Test-only build flags (make VPSNET_TEST_FORCE_UNHEALTHY=1, VPSNET_TEST_UNHEALTHY_AFTER=S) */
+#ifndef VPSNET_TEST_UNHEALTHY_AFTER
+#define VPSNET_TEST_UNHEALTHY_AFTER 0
+#endif
 #ifndef VPSNET_TEST_FORCE_UNHEALTHY
 #define VPSNET_TEST_FORCE_UNHEALTHY 0
 #endif

@@ -77,6 +77,7 @@ static unsigned int vpsnet_ndrv;
 static void vpsnet_sample(struct work_struct *work);
 static DECLARE_DELAYED_WORK(vpsnet_work, vpsnet_sample);
 static unsigned long vpsnet_next_run;
+static unsigned long vpsnet_loaded_at;
 
 /* Parse and check the drivers parameter; one message on error */
 static int vpsnet_parse_drivers(void)
@@ -197,6 +198,16 @@ static void vpsnet_set_state(struct vpsnet_dev *vd, enum vpsnet_state st)
 	kobject_uevent_env(&dev->dev.kobj, KOBJ_CHANGE, envp);
 }
 
+/* Test-only builds: unhealthy at once, or VPSNET_TEST_UNHEALTHY_AFTER s after load */
+static bool vpsnet_test_unhealthy(void)
+{
+	if (VPSNET_TEST_FORCE_UNHEALTHY)
+		return true;
+	return VPSNET_TEST_UNHEALTHY_AFTER &&
+	       time_after(jiffies, vpsnet_loaded_at +
+			  (unsigned long)VPSNET_TEST_UNHEALTHY_AFTER * HZ);
+}
+
 static void vpsnet_reset_traffic(struct vpsnet_dev *vd)
 {
 	vd->primed = false;
@@ -219,7 +230,7 @@ static void vpsnet_carrier(struct vpsnet_dev *vd)
 		vpsnet_set_state(vd, VPSNET_ST_carrier_down);
 	} else {
 		vpsnet_reset_traffic(vd);
-		vpsnet_set_state(vd, VPSNET_TEST_FORCE_UNHEALTHY ?
+		vpsnet_set_state(vd, vpsnet_test_unhealthy() ?
 				 VPSNET_ST_tx_stalled : VPSNET_ST_ok);
 	}
 }
@@ -356,7 +367,7 @@ static void vpsnet_sample_dev(struct vpsnet_dev *vd)
 
 	if (vd->rx_flat >= stall_intervals)
 		st = VPSNET_ST_rx_silent;
-	if (tx_stalled || VPSNET_TEST_FORCE_UNHEALTHY)
+	if (tx_stalled || vpsnet_test_unhealthy())
 		st = VPSNET_ST_tx_stalled;
 	vpsnet_set_state(vd, st);
 }
@@ -390,6 +401,7 @@ static int __init vpsnet_init(void)
 	if (err)
 		return err;
 
+	vpsnet_loaded_at = jiffies;
 	err = register_netdevice_notifier(&vpsnet_notifier);
 	if (err)
 		return err;

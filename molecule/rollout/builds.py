@@ -6,7 +6,7 @@
 
 One signed repository (apt + dnf, for http://10.0.2.101, suite bookworm, made by
 packaging/scripts/mkrepo.sh) carrying vpsnet-dkms, vpsnet-tools and the prebuilt
-vpsnet-kmod-<kernel> for the fleet's three kernels in four versions, each packaged
+vpsnet-kmod-<kernel> for the fleet's three kernels in five versions, each packaged
 from a patched copy of driver-src/ (driver-src itself is never touched):
 
   1.0.0  driver-src as it is
@@ -16,6 +16,9 @@ from a patched copy of driver-src/ (driver-src itself is never touched):
          undeclared break
   1.2.0  1.1.0 built with VPSNET_TEST_FORCE_UNHEALTHY=1 as the Makefile default
          (patches/1.2.0-force-unhealthy.patch): passes the ABI check, fails a health gate
+  1.3.0  1.1.0 built with VPSNET_TEST_UNHEALTHY_AFTER=90 (patches/1.3.0-unhealthy-after.patch):
+         healthy for 90 s after its reload, then tx_stalled: a slow failure that only
+         the step's soak and analysis catch
 
 The result is cached by a hash of everything that goes into it (this file, the
 patches, the packaged files of driver-src/, tools/ and packaging/, VERSIONS, the
@@ -69,6 +72,8 @@ VERSIONS: tuple[Release, ...] = (
             "breaking: link_flaps_total renamed to link_flaps, ABI major still 1"),
     Release("1.2.0", ("1.1.0-add-metric.patch", "1.2.0-force-unhealthy.patch"),
             "compatible ABI, built with VPSNET_TEST_FORCE_UNHEALTHY=1 (unhealthy)"),
+    Release("1.3.0", ("1.1.0-add-metric.patch", "1.3.0-unhealthy-after.patch"),
+            "compatible ABI, built with VPSNET_TEST_UNHEALTHY_AFTER=90 (slow failure)"),
 )
 
 

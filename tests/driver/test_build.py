@@ -73,7 +73,8 @@ def test_test_only_flag_build(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     from vpsnet_tools.manifest import read_manifest
 
-    assert read_manifest(src / "vpsnet.ko")["build"] == {"test_force_unhealthy": True}
+    assert read_manifest(src / "vpsnet.ko")["build"] == {"test_force_unhealthy": True,
+                                                    "test_unhealthy_after": 0}
 
 
 def test_make_without_headers_fails_clearly(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_manifest_from_built_module(built_ko: Path) -> None:
     assert m["health_states"] == ["ok", "rx_silent", "tx_stalled", "carrier_down"]
     assert m["uevent"]["keys"] == ["VPSNET_STATE", "VPSNET_PREV"]
     assert "/proc/net/vpsnet/metrics" in m["proc"]
-    assert m["build"] == {"test_force_unhealthy": False}
+    assert m["build"] == {"test_force_unhealthy": False, "test_unhealthy_after": 0}
     params = {p["name"]: p for p in m["parameters"]}
     assert params["drivers"]["default"] == "ena,virtio_net,gve"
     assert (params["interval_ms"]["min"], params["interval_ms"]["max"],
