@@ -31,24 +31,29 @@ from vpsnet_lab.paths import CACHE, oldest_abi
 
 STATE = Path(os.environ.get("VPSNET_ROLLOUT_STATE", str(CACHE / "lab-rollout")))
 BASE_PORT = int(os.environ.get("VPSNET_ROLLOUT_BASE_PORT", "17022"))
+EXPORTER_PORT = 19462
+# Host port of guest i's exporter (a Prometheus on the host scrapes it): BASE_PORT + this + i.
+EXPORTER_PORT_OFFSET = 400
 
 
-def guest(name: str, cloud: str, region: str, zone: str, kernel: str,
+def guest(index: int, name: str, cloud: str, region: str, zone: str, kernel: str,
           **extra: Any) -> dict[str, Any]:
     itype = "m5.large" if cloud == "aws" else "e2-standard-2"
     # 1 vCPU: with 2 (as those instance types have) TCG ran 8 vCPU threads on the
     # 2 host cores and everything got slower (create 72 min, a host's upgrade step
     # 916 s, against 33-59 min and 590 s with 1 vCPU)
     return {"name": name, "cloud": cloud, "region": region, "zone": zone,
-            "instance_type": itype, "kernel": kernel, "vcpus": 1, "memory_mb": 1024, **extra}
+            "instance_type": itype, "kernel": kernel, "vcpus": 1, "memory_mb": 1024,
+            "forwards": [{"guest_port": EXPORTER_PORT,
+                          "host_port": BASE_PORT + EXPORTER_PORT_OFFSET + index}], **extra}
 
 
 def spec() -> dict[str, Any]:
     return molecule_lab.scenario_spec("rollout", BASE_PORT, [
-        guest("use1-a", "aws", "us-east-1", "us-east-1a", "6.1",
+        guest(0, "use1-a", "aws", "us-east-1", "us-east-1a", "6.1",
               nics=[{"link": "use1-b"}]),
-        guest("use1-b", "aws", "us-east-1", "us-east-1b", "6.12"),
-        guest("ase1-a", "gcp", "asia-east1", "asia-east1-a", oldest_abi("6.1"),
+        guest(1, "use1-b", "aws", "us-east-1", "us-east-1b", "6.12"),
+        guest(2, "ase1-a", "gcp", "asia-east1", "asia-east1-a", oldest_abi("6.1"),
               nics=[{"queues": 2}]),
     ])
 

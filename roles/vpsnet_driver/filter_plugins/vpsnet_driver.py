@@ -6,6 +6,7 @@ test_vpsnet_upgrade_direction.py)."""
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 # Debian/RPM upstream versions as vpsnet uses them: 1.0.0, 1.1.0~rc1, 2.0.0+git3
@@ -141,6 +142,36 @@ def package_set(want: dict[str, Any]) -> dict[str, list[str]]:
             "remove_after": after}
 
 
+# apt-get as packages.yml's apt tasks run it, without a prompt, waiting for a busy dpkg
+APT_GET = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 "
+           "-o Dpkg::Options::=--force-confold")
+
+
+def package_commands(pset: dict[str, list[str]], os_family: str = "Debian",
+                     reload: bool = True) -> list[str]:
+    """Shell commands (one per line) that do what tasks/packages.yml does with
+    package_set's result PSET, then reload the module (RELOAD) or only unload it
+    (no version to go back to): the host-side revert of a rollout step runs them
+    when the controller is gone. apt takes the packages from its cache when they
+    are there (vpsnet_upgrade fetches them before arming), so no network is needed."""
+    if os_family == "Debian":
+        remove = f"{APT_GET} purge"
+        install = f"{APT_GET} --no-install-recommends --allow-downgrades install"
+    elif os_family == "RedHat":
+        remove = "dnf -y -q remove"
+        install = "dnf -y -q --setopt=install_weak_deps=False install"
+    else:
+        raise ValueError(f"package_commands: os_family={os_family!r} (Debian or RedHat)")
+    lines = []
+    for cmd, key in ((remove, "remove_first"), (install, "install"), (remove, "remove_after")):
+        names = [str(n) for n in pset.get(key) or []]
+        if names:
+            lines.append(" ".join([cmd, *map(shlex.quote, names)]))
+    # one line: the revert runs each line on its own, a failed unload must not skip the load
+    lines.append("modprobe -r vpsnet; modprobe vpsnet" if reload else "modprobe -r vpsnet")
+    return lines
+
+
 def restore_set(before: dict[str, Any], version: str) -> dict[str, Any]:
     """The want (for package_set) that puts back exactly the packages a host had
     (vpsnet_upgrade_probe's installed_dkms / installed_kmod / installed_tools), at
@@ -235,6 +266,7 @@ class FilterModule:
             "vpsnet_driver_validate": validate,
             "vpsnet_driver_choose_method": choose_method,
             "vpsnet_driver_package_set": package_set,
+            "vpsnet_driver_package_commands": package_commands,
             "vpsnet_driver_restore_set": restore_set,
             "vpsnet_driver_version_compare": version_compare,
             "vpsnet_driver_rollback_error": rollback_error,

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Rollout plan: which hosts are each region's canary, in the declared region order."""
+"""Rollout plan (which hosts are each region's canary, in the declared region order) and
+what a step's analysis is asked about (tests/unit/roles/test_rollout_playbook.py,
+test_vpsnet_rollout_step.py)."""
 
 from __future__ import annotations
 
@@ -60,6 +62,57 @@ def vpsnet_rollout_plan(hosts: Sequence[str], hostvars: Mapping[str, Any],
     return plan
 
 
+def step_analysis_args(batch: Sequence[str], hostvars: Mapping[str, Any],
+                       step_hosts: Sequence[str], region_hosts: Sequence[str],
+                       window: Any, now: Any, port: Any = 19462) -> dict[str, Any]:
+    """vpsnet_rollout_analysis's hosts, baseline_hosts, reloaded_at and window for a
+    step: BATCH, the step's hosts still in the play; the baseline, the region's
+    hosts that no step of this run has touched (no __vpsnet_upgrade_started) and
+    that are not in the step (STEP_HOSTS, the batch as it started); the window
+    ends at NOW and starts after the step's last reload (at most WINDOW s). A host's
+    label: its vpsnet_rollout_analysis_instance, else its name and PORT (role
+    defaults are not in hostvars, so the default is applied here)."""
+    def label(h: str) -> str:
+        return str(hostvars[h].get("vpsnet_rollout_analysis_instance") or f"{h}:{int(port)}")
+
+    touched = set(step_hosts)
+    baseline = [h for h in region_hosts
+                if h not in touched and "__vpsnet_upgrade_started" not in hostvars[h]]
+    reloads = {h: float(hostvars[h]["__vpsnet_upgrade_reloaded_ts"]) for h in batch
+               if "__vpsnet_upgrade_reloaded_ts" in hostvars[h]}
+    span = int(window)
+    if reloads:
+        span = min(span, int(float(now) - max(reloads.values())))
+    return {"hosts": {h: label(h) for h in batch},
+            "baseline_hosts": {h: label(h) for h in baseline},
+            "reloaded_at": reloads, "window": span}
+
+
+def step_problems(batch: Sequence[str], hostvars: Mapping[str, Any],
+                  step_hosts: Sequence[str], prometheus_url: str) -> list[str]:
+    """Everything wrong with a step after its soak, from each host's
+    __vpsnet_upgrade_analysis (tasks/step.yml): hosts of STEP_HOSTS no longer in
+    BATCH (lost), hosts whose local gate failed, a failed analysis. A host
+    without a verdict counts as failed."""
+    problems = []
+    lost = [h for h in step_hosts if h not in batch]
+    if lost:
+        problems.append(f"lost {', '.join(lost)} (unreachable: it reverts by itself)")
+    verdicts = {h: hostvars[h].get("__vpsnet_upgrade_analysis") or {} for h in batch}
+    for h, v in verdicts.items():
+        if v.get("local_gate") != "pass":
+            detail = v.get("local_gate_detail") or "no verdict"
+            problems.append(f"{h} failed its check after the soak: {detail}")
+    if prometheus_url:
+        first = verdicts[batch[0]] if batch else {}
+        if first.get("verdict") != "pass":
+            reasons = first.get("reasons") or ["no verdict"]
+            problems.append("analysis: " + "; ".join(str(r) for r in reasons))
+    return problems
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"vpsnet_rollout_plan": vpsnet_rollout_plan}
+        return {"vpsnet_rollout_plan": vpsnet_rollout_plan,
+                "vpsnet_rollout_step_analysis_args": step_analysis_args,
+                "vpsnet_rollout_step_problems": step_problems}

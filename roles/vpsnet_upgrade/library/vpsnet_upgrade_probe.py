@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -21,8 +22,9 @@ description:
   - Reads the installed versions of vpsnet-dkms, vpsnet-kmod-<running kernel> and
     vpsnet-tools (dpkg or rpm), the loaded module's version
     (/sys/module/vpsnet/version), the number of attached devices, the kernel uptime,
-    whether dpkg was interrupted, whether the exporter unit is active, and kernel log
-    records since a point in time that match the given patterns (/dev/kmsg).
+    whether dpkg was interrupted, whether the exporter unit is active, kernel log
+    records since a point in time that match the given patterns (/dev/kmsg), the
+    host's record of its last rollout step and the state of its host-side revert.
     Changes nothing.
 options:
   package:
@@ -44,6 +46,14 @@ options:
     type: list
     elements: str
     default: []
+  step_record:
+    description: JSON record of the host's last rollout step (written by vpsnet_upgrade).
+    type: path
+    default: /var/lib/vpsnet/rollout/step.json
+  guard_state:
+    description: State file of the step's host-side revert (vpsnet-guard).
+    type: path
+    default: /var/lib/vpsnet/guard/upgrade.state
 author: vpsnet contributors
 """
 
@@ -72,6 +82,15 @@ package_manager_busy:
   {description: another apt/dpkg run holds the dpkg lock, type: bool, returned: always}
 exporter_active:
   {description: systemd reports exporter_unit active, type: bool, returned: always}
+step:
+  description: the host's record of its last rollout step (from, target, restore, phase), or
+    null when there is none or it cannot be read (then step_error says why)
+  type: dict
+  returned: always
+step_error: {description: why step_record could not be read, or "", type: str, returned: always}
+guard:
+  {description: "state of the host-side revert (armed, disarmed, reverted, ...) or unknown",
+   type: str, returned: always}
 """
 
 SYS_VERSION = "/sys/module/vpsnet/version"
@@ -186,6 +205,20 @@ def findings(records: list[tuple[float, str]], since: float, patterns: list[str]
             if t > since and any(r.search(msg) for r in rx)]
 
 
+def step_record(path: str) -> tuple[dict[str, Any] | None, str]:
+    """The step record, or None and why not (absent is no error)."""
+    text = _read(path)
+    if text is None:
+        return None, ""
+    try:
+        record = json.loads(text)
+    except ValueError as e:
+        return None, f"{path}: not JSON ({e})"
+    if not isinstance(record, dict):
+        return None, f"{path}: not a JSON object"
+    return record, ""
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -194,6 +227,8 @@ def main() -> None:
             "exporter_unit": {"type": "str", "default": "vpsnet-exporter.service"},
             "kmsg_since": {"type": "float"},
             "kmsg_patterns": {"type": "list", "elements": "str", "default": []},
+            "step_record": {"type": "path", "default": "/var/lib/vpsnet/rollout/step.json"},
+            "guard_state": {"type": "path", "default": "/var/lib/vpsnet/guard/upgrade.state"},
         },
         supports_check_mode=True,
     )
@@ -221,7 +256,9 @@ def main() -> None:
         "dpkg_interrupted": dpkg_interrupted(),
         "exporter_active": unit_active(p["exporter_unit"]),
         "kmsg_findings": [],
+        "guard": (_read(p["guard_state"]) or "unknown").strip() or "unknown",
     }
+    result["step"], result["step_error"] = step_record(p["step_record"])
     if p["kmsg_since"] is not None:
         try:
             result["kmsg_findings"] = findings(kmsg_records(), p["kmsg_since"],

@@ -1,15 +1,24 @@
 """deploy.yml / rollback.yml structure with a stub vpsnet_upgrade role on local
 hosts: region order, one canary per region, batches, a failure stopping every
 later batch and region, and bad input refused before any host is touched.
-Also the vpsnet_rollout_plan filter itself."""
+Each step's soak, check and analysis (the real vpsnet_rollout tasks/step.yml and
+its analysis module against a fake Prometheus on 127.0.0.1): a failed check, a
+failed or unanswered analysis, or a host lost (its ssh refused) fails and rolls
+back the whole step and stops the rollout. Also the rollout filters themselves."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from vpsnet_facts_helpers import REPO, ansible_env, load_role_file
@@ -19,7 +28,8 @@ STUB_ROLES = Path(__file__).parent / "fixtures" / "stub_roles"
 INVENTORY = {
     "all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "vpsnet_rollout_regions": ["r2", "r1"]},
+                 "vpsnet_rollout_regions": ["r2", "r1"],
+                 "vpsnet_rollout_prometheus_url": "", "vpsnet_rollout_soak_seconds": 0},
         "hosts": {
             "a1": {"vpsnet_region": "r1"}, "a2": {"vpsnet_region": "r1"},
             "b1": {"vpsnet_region": "r2"}, "b2": {"vpsnet_region": "r2"},
@@ -45,6 +55,12 @@ def playbook(tmp_path: Path, book: str, *args: str,
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     steps = [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []
     return proc, steps
+
+
+def logged(tmp_path: Path, what: str) -> list[str]:
+    """Hosts the stub logged as rolled back, confirmed, lost, or recorded."""
+    path = tmp_path / f"steps.log.{what}"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_regions_in_declared_order_canary_first_then_batches(tmp_path: Path) -> None:
@@ -126,3 +142,174 @@ def test_plan_filter() -> None:
         "host x is in region 'c', which vpsnet_rollout_regions (a, a) does not list",
         "host q has no vpsnet_region",
     ]
+
+
+# ------------------------------------------------------------ each step's soak and analysis
+
+
+def test_every_step_is_checked_again_then_confirmed(tmp_path: Path) -> None:
+    proc, _ = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # confirmed only after the step's check, in step order (b3-b5 are one step)
+    confirmed = logged(tmp_path, "confirm")
+    assert confirmed[:2] == ["b1", "b2"] and sorted(confirmed[2:5]) == ["b3", "b4", "b5"]
+    assert confirmed[5:] == ["a1", "a2"]
+    records = [json.loads(ln.split(" ", 2)[2]) for ln in logged(tmp_path, "record")]
+    assert len(records) == 7
+    assert all(r["local_gate"] == "pass" and r["verdict"].startswith("skipped: no Prometheus")
+               and r["lost_hosts"] == [] for r in records), records
+    assert "WARNING: vpsnet_rollout_prometheus_url is" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_failed_check_after_the_soak_rolls_back_its_whole_step(tmp_path: Path) -> None:
+    proc, steps = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0",
+                           "-e", '{"vpsnet_test_recheck_fail": ["b4"]}')
+    assert proc.returncode != 0
+    assert sorted(logged(tmp_path, "rollback")) == ["b3", "b4", "b5"], proc.stdout[-3000:]
+    assert logged(tmp_path, "confirm") == ["b1", "b2"]
+    assert not [s for s in steps if s[0].startswith("a")]  # the next region is untouched
+    assert "b4 failed its check after the soak: stub: unhealthy after the soak" in \
+        " ".join(proc.stdout.split())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_lost_host_fails_its_step_and_stops_the_rollout(tmp_path: Path) -> None:
+    inventory = json.loads(json.dumps(INVENTORY))
+    # b4's ssh is refused from its step's first connection on: the stand-in for the reload
+    inventory["all"]["hosts"]["b4"].update({
+        "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": free_port(),
+        "ansible_timeout": 5})
+    proc, steps = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0",
+                           inventory=inventory)
+    assert proc.returncode != 0
+    assert "UNREACHABLE" in proc.stdout
+    assert logged(tmp_path, "lost") == ["b4"], proc.stdout[-3000:]
+    # the rest of its step is rolled back; b4 reverts by itself (the real role's guard)
+    assert sorted(logged(tmp_path, "rollback")) == ["b3", "b5"], proc.stdout[-3000:]
+    assert logged(tmp_path, "confirm") == ["b1", "b2"]
+    assert not [s for s in steps if s[0].startswith("a")]
+    assert "lost b4 (unreachable: it reverts by itself)" in " ".join(proc.stdout.split())
+
+
+class FakeProm:
+    """Answers every instant query of the analysis for the hosts it selects: all
+    healthy (scrapes up, no drops), plus ALERTS firing for the hosts in `alerting`."""
+
+    def __init__(self) -> None:
+        self.alerting: set[str] = set()
+        self.asked: list[str] = []
+
+    def answer(self, promql: str, at: float) -> dict[str, Any]:
+        self.asked.append(promql)
+        m = re.search(r'instance=~"((?:[^"\\]|\\.)*)"', promql)
+        alternation = m.group(1).replace("\\\\", "\\").split("|") if m else []
+        hosts = [re.sub(r"\\(.)", r"\1", h) for h in alternation]
+        if promql.startswith("max_over_time(ALERTS{"):
+            samples = [({"alertname": "VpsnetTxStalled", "alertstate": "firing", "instance": h}, 1)
+                       for h in hosts if h in self.alerting]
+        else:
+            value = 1.0 if re.search(r"\((up|vpsnet_up)\{", promql) else 0.0
+            samples = [({"instance": h}, value) for h in hosts]
+        return {"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": labels, "value": [at, str(v)]} for labels, v in samples]}}
+
+
+@pytest.fixture
+def prom() -> Iterator[tuple[FakeProm, str]]:
+    fake = FakeProm()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            qs = parse_qs(url.query)
+            body = json.dumps(fake.answer(qs["query"][0], float(qs["time"][0]))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield fake, f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+
+
+def analysed(url: str) -> list[str]:
+    return ["-e", "vpsnet_version=1.1.0", "-e", json.dumps({"vpsnet_rollout_prometheus_url": url})]
+
+
+def test_a_passing_analysis_confirms_every_step(tmp_path: Path,
+                                                prom: tuple[FakeProm, str]) -> None:
+    fake, url = prom
+    proc, _ = playbook(tmp_path, "deploy.yml", *analysed(url))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert len(logged(tmp_path, "confirm")) == 7
+    records = [json.loads(ln.split(" ", 2)[2]) for ln in logged(tmp_path, "record")]
+    assert [r["verdict"] for r in records] == ["pass"] * 7, records
+    # the canary of r2 was compared with the rest of its region, not yet upgraded
+    assert any('instance=~"b2:19462|b3:19462|b4:19462|b5:19462"' in q for q in fake.asked)
+    assert "WARNING" not in proc.stdout
+
+
+def test_an_alert_in_the_analysis_rolls_back_the_canary(tmp_path: Path,
+                                                        prom: tuple[FakeProm, str]) -> None:
+    fake, url = prom
+    fake.alerting = {"b1:19462"}
+    proc, steps = playbook(tmp_path, "deploy.yml", *analysed(url))
+    assert proc.returncode != 0
+    assert logged(tmp_path, "rollback") == ["b1"], proc.stdout[-3000:]
+    assert [s[0] for s in steps] == ["b1"] and logged(tmp_path, "confirm") == []
+    assert "VpsnetTxStalled" in proc.stdout
+
+
+def test_a_prometheus_that_does_not_answer_fails_the_step(tmp_path: Path) -> None:
+    proc, steps = playbook(tmp_path, "deploy.yml", *analysed(f"http://127.0.0.1:{free_port()}"))
+    assert proc.returncode != 0
+    assert logged(tmp_path, "rollback") == ["b1"], proc.stdout[-3000:]
+    assert [s[0] for s in steps] == ["b1"]
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ({"vpsnet_rollout_prometheus_url": "prometheus:9090"},
+     'vpsnet_rollout_prometheus_url="prometheus:9090" (want http(s)://host:port'),
+    ({"vpsnet_rollout_prometheus_url": "http://p:9090\nx"}, 'vpsnet_rollout_prometheus_url="http://p:9090\\nx"'),
+    ({"vpsnet_rollout_soak_seconds": -1}, 'vpsnet_rollout_soak_seconds="-1" (whole seconds'),
+])
+def test_bad_step_settings_touch_no_host(tmp_path: Path, extra: dict[str, Any],
+                                         needle: str) -> None:
+    proc, steps = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0",
+                           "-e", json.dumps(extra))
+    assert proc.returncode != 0
+    assert needle in " ".join(proc.stdout.split()), proc.stdout[-3000:]
+    assert steps == []
+
+
+def test_no_prometheus_setting_at_all_is_refused(tmp_path: Path) -> None:
+    inventory = json.loads(json.dumps(INVENTORY))
+    del inventory["all"]["vars"]["vpsnet_rollout_prometheus_url"]
+    proc, steps = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0",
+                           inventory=inventory)
+    assert proc.returncode != 0
+    assert "vpsnet_rollout_prometheus_url" in proc.stdout, proc.stdout[-3000:]
+    assert steps == []
+
+
+def test_an_unapproved_region_is_not_started(tmp_path: Path) -> None:
+    # no terminal: nobody can type yes, so r1 (the second region) is not started
+    proc, steps = playbook(tmp_path, "deploy.yml", "-e", "vpsnet_version=1.1.0",
+                           "-e", '{"vpsnet_rollout_approve_regions": true}')
+    assert proc.returncode != 0
+    assert sorted(s[0] for s in steps) == ["b1", "b2", "b3", "b4", "b5"], proc.stdout[-3000:]
+    assert "region slot 01 not approved" in " ".join(proc.stdout.split())
