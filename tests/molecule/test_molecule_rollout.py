@@ -15,7 +15,19 @@ asia-east1 on the oldest 6.1 ABI of the matrix), step by step, in this order:
    gate stops it, rolled back the same way;
 6. rollback.yml -e vpsnet_version=1.0.0 -l region_asia_east1 returns that region;
 7. a host that loses its link right after a NIC change (provision.yml's
-   vpsnet_tune replacing a root qdisc, under vpsnet_guard) reverts it by itself.
+   vpsnet_tune replacing a root qdisc, under vpsnet_guard) reverts it by itself;
+8. 1.3.0 turns unhealthy 90 s after its reload (a slow failure): it passes the
+   canary's own gate and is caught by the step's soak and its analysis in a real
+   Prometheus (Debian's, on 127.0.0.1, scraping every guest's exporter), then
+   rolled back; no other host changes;
+9. a host lost from the controller right after its reload, in a batch of two:
+   the rollout stops, its batch mate is rolled back, the lost host puts the
+   previous version back by itself (vpsnet-guard) with its link still cut, and
+   the summary says so;
+10. the controller killed inside a host's step (during the install, at the
+   reload, during the soak), then the rollout run again: the step resumes from
+   the host's own record with every gate, and a failed gate on the re-run rolls
+   back to the version the host came from, not the half-installed one.
 
 The whole file is `heavy` (make test-all). Its core, steps 1, 2, 4 and 5 (`-k
 "test_1 or test_2 or test_4 or test_5"`), is meant for `make test` once it fits
@@ -24,7 +36,9 @@ min and provision.yml 25 min before step 2 began (README.md, "Tests").
 
 Boots its own lab (.cache/lab-rollout, base port 17022); tears it down at the end,
 also when a step fails. Steps 4-7 run on their own too (the fleet then starts on
-1.1.0, where step 2 leaves it): `-k "test_4 or test_5 or test_6 or test_7"`."""
+1.1.0, where step 2 leaves it): `-k "test_4 or test_5 or test_6 or test_7"`, and
+so do 8-10. VPSNET_ROLLOUT_REUSE=1 keeps a fleet that is up (no destroy, no
+create, no teardown): for working on one step at a time."""
 
 from __future__ import annotations
 
@@ -33,6 +47,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -42,7 +57,7 @@ from typing import Any
 
 import pytest
 
-from vpsnet_lab import scrape_monitor
+from vpsnet_lab import prometheus, scrape_monitor
 from vpsnet_lab.ansible_env import mitogen_env
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import oldest_abi
@@ -57,6 +72,12 @@ EPHEMERAL = CACHE / "molecule-rollout" / "ephemeral"
 # timings: where hours of a fleet run went is read there, not guessed.
 LOGS = CACHE / "molecule-rollout" / "logs"
 HOSTS = ["use1-a", "use1-b", "ase1-a"]  # us-east-1 first, as declared
+# Host ports of the guests' exporters (molecule/rollout/rolloutlab.py) and of the
+# test's Prometheus; Prometheus names each host <name>:19462, as a fleet would.
+BASE_PORT = 17022
+EXPORTERS = {f"{h}:19462": BASE_PORT + 400 + i for i, h in enumerate(HOSTS)}
+PROMETHEUS_PORT = BASE_PORT + 480
+REUSE = os.environ.get("VPSNET_ROLLOUT_REUSE") == "1"
 # the link peer in us-east-1; for ase1-a the host side of its tap NIC
 PEERS = {"use1-a": "198.18.0.2", "use1-b": "198.18.0.1", "ase1-a": "198.19.17.1"}
 
@@ -178,6 +199,9 @@ def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Itera
                VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request),
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     f = Fleet(env, Lab(STATE))
+    if REUSE:
+        yield f
+        return
     try:
         # a killed run leaves molecule's state at created: start clean, as `molecule test` does
         f.molecule("destroy", timeout=300)
@@ -387,3 +411,188 @@ def test_7_a_host_that_loses_its_link_after_a_nic_change_reverts_it(fleet: Fleet
     assert r.returncode == 0, tail(r)
     assert qdisc(fleet, host, "eth1") == "fq"
     assert fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() == "disarmed"
+
+
+def figure(name: str, value: Any) -> None:
+    """Keep a measured figure (README.md, closing notes) in LOGS/figures.json."""
+    path = LOGS / "figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figure {name}: {value}", flush=True)
+
+
+def epoch(iso: str) -> float:
+    return time.mktime(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+
+
+def test_8_a_slow_failure_is_caught_by_the_soak_and_analysis(fleet: Fleet,
+                                                              tmp_path: Path) -> None:
+    soak, onset_after = 150, 90  # 1.3.0 turns tx_stalled 90 s after its reload
+    before = fleet.versions()
+    logs = {h: len(fleet.dpkg_log(h)) for h in HOSTS}
+    with prometheus.running(EXPORTERS, PROMETHEUS_PORT, alert_for="5s",
+                            scrape_interval="2s") as prom:
+        deadline = time.monotonic() + 120
+        while len(prom.query('vpsnet_up{job="vpsnet"} == 1')) < len(HOSTS):
+            assert time.monotonic() < deadline, prom.log()[-2000:]
+            time.sleep(2)
+        started = time.monotonic()
+        r = fleet.playbook("deploy.yml", "-e", "vpsnet_version=1.3.0",
+                           "-e", f"vpsnet_rollout_prometheus_url={prom.url}",
+                           "-e", f"vpsnet_rollout_soak_seconds={soak}", report=tmp_path)
+        elapsed = time.monotonic() - started
+    assert r.returncode != 0, tail(r)
+    recs = records(tmp_path)
+    assert list(recs) == ["use1-a"], tail(r)
+    rec = recs["use1-a"]
+    # its own gate right after the reload passed (today's gate would have kept it) ...
+    assert rec["health"].startswith("healthy"), rec
+    # ... the step's soak and analysis did not, and the host went back
+    assert rec["outcome"] == "rolled_back" and rec["after"] == "1.1.0", rec
+    assert f"failed after its {soak} s soak" in rec["failure"], rec
+    analysis = rec["analysis"]
+    assert analysis["verdict"] == "fail" and analysis["local_gate"] == "fail", analysis
+    assert "tx_stalled" in analysis["local_gate_detail"], analysis
+    reasons = " ".join(analysis["reasons"])
+    assert "VpsnetTxStalled" in reasons, analysis
+    assert analysis["window"] >= soak, analysis  # the window starts after the reload
+    assert fleet.versions() == before
+    assert fleet.healthy("use1-a", "1.1.0")
+    for h in HOSTS[1:]:
+        assert len(fleet.dpkg_log(h)) == logs[h], h
+    # figures: when the failure began (reload + 90 s) to when the host was back
+    done = epoch(rec["started"][:19] + "Z") + float(rec["seconds"])
+    figure("slow_failure_onset_to_rollback_s", round(done - (epoch(rec["reloaded"]) + onset_after)))
+    figure("slow_failure_deploy_wall_s", round(elapsed))
+
+
+def wait_for_reload(fleet: Fleet, host: str, version: str, timeout: float) -> float:
+    """Poll HOST until its loaded module is VERSION; the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = fleet.lab.ssh(host, "cat /sys/module/vpsnet/version", timeout=30)
+        if r.rc == 0 and r.stdout.strip() == version:
+            return time.monotonic()
+        time.sleep(1)
+    raise AssertionError(f"{host} never loaded {version}")
+
+
+def test_9_a_host_lost_in_its_batch_stops_the_rollout_and_reverts_itself(
+        fleet: Fleet, tmp_path: Path) -> None:
+    """One region of all three hosts: the canary use1-a, then one batch of
+    ase1-a and use1-b; use1-b's management link is cut as soon as it runs the
+    step's module."""
+    timeout, lost = 300, "use1-b"
+    start = fleet.versions()
+    cut: dict[str, float] = {}
+
+    def cut_after_reload() -> None:
+        cut["at"] = wait_for_reload(fleet, lost, "1.0.0", 2400)
+        fleet.lab.link(lost, "eth0", up=False)
+
+    watcher = threading.Thread(target=cut_after_reload, daemon=True)
+    watcher.start()
+    try:
+        r = fleet.playbook("rollback.yml", "-e", "vpsnet_version=1.0.0",
+                           "-e", '{"vpsnet_rollout_regions": ["us-east-1"]}',
+                           "-e", "vpsnet_region=us-east-1",
+                           "-e", '{"vpsnet_rollout_batches": ["100%"]}',
+                           "-e", f"vpsnet_upgrade_confirm_timeout={timeout}", report=tmp_path)
+        watcher.join(timeout=60)
+        assert "at" in cut, tail(r)
+        assert r.returncode != 0, tail(r)
+        assert "Summarise the rollout" not in r.stdout
+        recs = records(tmp_path)
+        assert recs[lost]["outcome"] == "unreachable", recs[lost]
+        assert "back by itself at" in recs[lost]["failure"], recs[lost]
+        assert json.loads((tmp_path / "summary.json").read_text())  # the summary has it too
+        assert recs["use1-a"]["outcome"] == "pinned", recs["use1-a"]  # the canary's step passed
+        mate = recs["ase1-a"]
+        assert mate["outcome"] in ("rolled_back", "unchanged"), mate
+        assert "lost use1-b" in " ".join(r.stdout.split()), tail(r)
+        # the lost host reverts by itself, its link still cut
+        time.sleep(max(0.0, cut["at"] + timeout + 120 - time.monotonic()))
+    finally:
+        fleet.lab.link(lost, "eth0", up=True)
+    deadline = time.monotonic() + 300
+    while fleet.lab.ssh(lost, "true", timeout=30).rc != 0:
+        assert time.monotonic() < deadline, "lost host unreachable after its link came back"
+        time.sleep(5)
+    guard = "VPSNET_GUARD_DIR=/var/lib/vpsnet/guard vpsnet-guard status upgrade"
+    assert fleet.sh(lost, guard).strip() == "reverted"
+    assert fleet.versions()[lost] == start[lost]
+    assert fleet.healthy(lost, start[lost][1])
+    assert fleet.sh(lost, "dpkg --audit") == ""
+    assert "reverting" in fleet.sh(lost, "journalctl -t vpsnet-guard --no-pager")
+    assert fleet.versions()["ase1-a"] == start["ase1-a"]
+    # put the canary back where the story continues
+    r = fleet.playbook("deploy.yml", "-e", "vpsnet_version=1.1.0", report=tmp_path / "again")
+    assert r.returncode == 0, tail(r)
+
+
+def kill_at(fleet: Fleet, name: str, cmd: list[str], marker: str, linger: float) -> str:
+    """Run CMD and kill the whole controller (ansible-playbook and its ssh) LINGER s
+    after MARKER (a "TASK [...]" line of the canary's play) appears."""
+    with logged_process(name, cmd, fleet.env) as (proc, log):
+        deadline = time.monotonic() + 2400
+        while time.monotonic() < deadline and proc.poll() is None:
+            if marker in log.read_text():
+                time.sleep(linger)
+                break
+            time.sleep(1)
+        assert proc.poll() is None, f"{name} ended before {marker!r}:\n" + log.read_text()[-4000:]
+    return log.read_text()
+
+
+def step_record(fleet: Fleet, host: str) -> dict[str, Any]:
+    return dict(json.loads(fleet.sh(host, "cat /var/lib/vpsnet/rollout/step.json")))
+
+
+def test_10_a_killed_controller_resumes_the_step_with_every_gate(fleet: Fleet,
+                                                                  tmp_path: Path) -> None:
+    canary = "use1-a"
+    inventory = ["-i", str(EPHEMERAL / "inventory")]
+    region = ["-l", "region_us_east_1"]
+
+    def play(book: str, version: str, report: Path) -> list[str]:
+        return ["ansible-playbook", *inventory, book, *region, "-e", f"vpsnet_version={version}",
+                "-e", f"vpsnet_upgrade_report_dir={report}"]
+
+    # 1. killed at the canary's reload of the unhealthy 1.2.0: the host has 1.2.0
+    # installed (maybe loaded); the re-run knows it came from 1.1.0 and goes back there
+    kill_at(fleet, "deploy-killed-at-reload", play("deploy.yml", "1.2.0", tmp_path / "k1"),
+            "TASK [vpsnet_upgrade : Reload the module in one command]", 3)
+    assert step_record(fleet, canary)["phase"] == "reloading"
+    assert step_record(fleet, canary)["from"] == "1.1.0"
+    r = fleet.playbook("deploy.yml", *region, "-e", "vpsnet_version=1.2.0", report=tmp_path / "r1")
+    assert r.returncode != 0, tail(r)
+    rec = records(tmp_path / "r1")[canary]
+    assert rec["resumed"] is True and rec["outcome"] == "rolled_back", rec
+    assert rec["before"] == "1.1.0" and rec["after"] == "1.1.0", rec
+    assert fleet.versions()[canary] == ("1.1.0", "1.1.0")
+    assert fleet.healthy(canary, "1.1.0")
+    assert step_record(fleet, canary)["phase"] == "rolled_back"
+
+    # 2. killed inside the canary's install of 1.0.0 (rollback.yml), then during
+    # its soak: each re-run resumes with the full gate and finishes the region
+    install = "TASK [vpsnet_driver : Install the wanted vpsnet packages, pinned (apt)]"
+    for n, marker, linger in ((2, install, 5), (3, "TASK [vpsnet_rollout : Soak the step", 5)):
+        version = "1.0.0" if n == 2 else "1.1.0"
+        book = "rollback.yml" if n == 2 else "deploy.yml"
+        kill_at(fleet, f"{book}-killed-{n}", play(book, version, tmp_path / f"k{n}"),
+                marker, linger)
+        assert step_record(fleet, canary)["phase"] in ("installing", "gated"), n
+        r = fleet.playbook(book, *region, "-e", f"vpsnet_version={version}",
+                           report=tmp_path / f"r{n}")
+        assert r.returncode == 0, tail(r)
+        recs = records(tmp_path / f"r{n}")
+        assert recs[canary]["resumed"] is True, recs[canary]
+        assert recs[canary]["health"].startswith("healthy"), recs[canary]
+        assert recs[canary]["analysis"]["local_gate"] == "pass", recs[canary]
+        for h in ("use1-a", "use1-b"):
+            assert fleet.versions()[h] == (version, version), h
+            assert fleet.sh(h, "dpkg --audit") == "", h
+            assert step_record(fleet, h)["phase"] == "done", h
+            guard = "VPSNET_GUARD_DIR=/var/lib/vpsnet/guard vpsnet-guard status upgrade"
+            assert fleet.sh(h, guard).strip() == "disarmed", h
