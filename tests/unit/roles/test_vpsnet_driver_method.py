@@ -1,11 +1,13 @@
-"""Prebuilt or DKMS: the decision and the package set (filter_plugins/vpsnet_driver.py)
-that vpsnet_driver and vpsnet_upgrade share, and tasks/method.yml run for real by
-ansible-playbook against localhost with a stand-in apt-cache."""
+"""Prebuilt or DKMS: the decision, the package set and its shell commands (the host-side
+revert's) in filter_plugins/vpsnet_driver.py, which vpsnet_driver and vpsnet_upgrade share,
+and tasks/method.yml run for real by ansible-playbook against localhost with a stand-in
+apt-cache."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +220,96 @@ def test_method_yml_prebuilt_missing_fails_naming_kernel_and_version(tmp_path: P
     assert rc != 0, out
     assert f"no vpsnet-kmod-{HERE} at version 1.2.0 for the running kernel {HERE}" in out, out
     assert "(it has 1.1.0)" in out and "changed=0" in out, out
+
+
+# ------------------------------------------------------- package_commands: the host-side revert
+
+APT = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 "
+       "-o Dpkg::Options::=--force-confold")
+APT_INSTALL = f"{APT} --no-install-recommends --allow-downgrades install"
+RELOAD = "modprobe -r vpsnet; modprobe vpsnet"
+EL9 = "5.14.0-427.el9.x86_64"
+
+
+def back_to(before: dict[str, bool], version: str, kernel: str = K,
+            os_family: str = "Debian") -> dict[str, list[str]]:
+    """package_set of restore_set: what a rollout step's revert puts back."""
+    want = driver.restore_set(before, version)
+    return driver.package_set({**want, "kernel": kernel, "os_family": os_family})
+
+
+def test_package_commands_prebuilt_host_back_to_1_0_0() -> None:
+    pset = back_to({"installed_kmod": True, "installed_tools": True}, "1.0.0")
+    assert driver.package_commands(pset) == [
+        f"{APT_INSTALL} vpsnet-kmod-{K}=1.0.0 vpsnet-tools=1.0.0",
+        f"{APT} purge vpsnet-dkms",
+        RELOAD,
+    ]
+
+
+def test_package_commands_dkms_host_back_to_1_0_0() -> None:
+    pset = back_to({"installed_dkms": True, "installed_tools": True}, "1.0.0")
+    assert driver.package_commands(pset, "Debian", True) == [
+        f"{APT} purge vpsnet-kmod-{K}",  # before vpsnet-dkms builds its module
+        f"{APT_INSTALL} vpsnet-dkms=1.0.0 vpsnet-tools=1.0.0",
+        RELOAD,
+    ]
+
+
+def test_package_commands_fresh_host_only_purges_and_unloads() -> None:
+    pset = back_to({}, "")  # nothing installed before the step: nothing to go back to
+    assert driver.package_commands(pset, reload=False) == [
+        f"{APT} purge vpsnet-kmod-{K}",
+        f"{APT} purge vpsnet-dkms vpsnet-tools",
+        "modprobe -r vpsnet",
+    ]
+
+
+def test_package_commands_redhat() -> None:
+    pset = back_to({"installed_kmod": True, "installed_tools": True}, "1.0.0", EL9, "RedHat")
+    assert driver.package_commands(pset, "RedHat") == [
+        f"dnf -y -q --setopt=install_weak_deps=False install vpsnet-kmod-{EL9}-1.0.0 "
+        "vpsnet-tools-1.0.0",
+        "dnf -y -q remove vpsnet-dkms",
+        RELOAD,
+    ]
+    pset = back_to({"installed_dkms": True}, "1.0.0", EL9, "RedHat")
+    assert driver.package_commands(pset, "RedHat", False) == [
+        f"dnf -y -q remove vpsnet-kmod-{EL9}",
+        "dnf -y -q --setopt=install_weak_deps=False install vpsnet-dkms-1.0.0",
+        "dnf -y -q remove vpsnet-tools",
+        "modprobe -r vpsnet",
+    ]
+
+
+def test_package_commands_unknown_os_family_is_named() -> None:
+    pset = back_to({"installed_dkms": True}, "1.0.0")
+    with pytest.raises(ValueError, match="os_family='Suse'"):
+        driver.package_commands(pset, "Suse")
+
+
+def test_package_commands_quote_what_the_shell_would_read() -> None:
+    evil = "vpsnet-tools=1.0.0; reboot"
+    lines = driver.package_commands({"remove_first": ["$(touch /tmp/x)"], "install": [evil],
+                                     "remove_after": []})
+    assert lines[0] == f"{APT} purge '$(touch /tmp/x)'"
+    assert lines[1] == f"{APT_INSTALL} 'vpsnet-tools=1.0.0; reboot'"
+    assert shlex.split(lines[1])[-1] == evil  # one word, as given
+    assert lines[2] == RELOAD
+
+
+def test_package_commands_lines_are_valid_shell(tmp_path: Path) -> None:
+    pset = back_to({"installed_kmod": True, "installed_tools": True}, "1.0.0", K612)
+    lines = driver.package_commands(pset)
+    assert f"vpsnet-kmod-{K612}=1.0.0" in lines[0]  # '+' in the kernel release, unquoted
+    for line in lines:
+        check = subprocess.run(["sh", "-n", "-c", line], capture_output=True, text=True,
+                               check=False)
+        assert check.returncode == 0, (line, check.stderr)
+    # and what it runs: the words apt-get gets, with a stand-in apt-get that prints them
+    fake = tmp_path / "apt-get"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["sh", "-c", lines[0]], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout.splitlines()
+    assert out[-3:] == ["install", f"vpsnet-kmod-{K612}=1.0.0", "vpsnet-tools=1.0.0"]

@@ -1,7 +1,9 @@
 """Unit tests of roles/vpsnet_guard/files/vpsnet-guard's save and revert against
 fake `tc`, `ethtool` and `ip` that print a NIC's state from files and log what
 they are asked to set, and of the race between disarm and the timer's revert
-(fake `systemctl`/`systemd-run`; the real script, its lock and state files).
+(fake `systemctl`/`systemd-run`; the real script, its lock and state files);
+record (the revert as commands on stdin), arm --persistent (a unit pair under
+$VPSNET_GUARD_UNIT_DIR) and revert --if-due.
 The timer and real NICs: tests/roles/test_vpsnet_guard_guest.py."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -70,8 +73,11 @@ class Host:
                                       UNITS if tool.startswith("system") else
                                       FAKE.replace("$NIC", NIC))
             (fakes / tool).chmod(0o755)
+        self.units = tmp / "units"  # the persistent timer's unit files
+        self.units.mkdir()
         self.env = {"PATH": f"{fakes}:/usr/bin:/bin", "STATE": str(self.state),
-                    "VPSNET_GUARD_DIR": str(tmp / "guard")}
+                    "VPSNET_GUARD_DIR": str(tmp / "guard"),
+                    "VPSNET_GUARD_UNIT_DIR": str(self.units)}
 
     def set(self, tc: str | None = None, rx: int | None = None, adaptive: str | None = None,
             channels: bool = True) -> None:
@@ -84,9 +90,9 @@ class Host:
         if channels:
             (self.state / "ethtool-l").write_text(CHANNELS)
 
-    def guard(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def guard(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", str(GUARD), *args], env=self.env, capture_output=True,
-                              text=True, check=False)
+                              text=True, check=False, input=stdin)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(["sh", str(GUARD), *args], env=self.env, text=True,
@@ -292,3 +298,183 @@ def test_disarm_and_revert_started_together_agree(host: Host) -> None:
             ((3, "reverted") if reverted else (0, "disarmed"))
         outcomes.add(disarm.returncode)
     assert outcomes <= {0, 3}
+
+
+# -------------------------------------------------------- record, arm --persistent, revert --if-due
+
+# each appends its word to $STATE/ran: what ran, and in which order
+RECORDED = ['echo one >>"$STATE/ran"', 'echo "two words" >>"$STATE/ran"',
+            'printf "%s\\n" three >>"$STATE/ran"']
+UNIT = "vpsnet-guard-t"
+
+
+def recorded(host: Host) -> Path:
+    """t recorded from stdin (RECORDED); its guard directory."""
+    r = host.guard("record", "t", stdin="\n".join(RECORDED) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert host.status() == "saved"
+    return Path(host.env["VPSNET_GUARD_DIR"])
+
+
+def ran(host: Host) -> list[str]:
+    path = host.state / "ran"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def persistent(host: Host, seconds: str = "60") -> Path:
+    """t recorded and armed --persistent; the unit log emptied; its guard directory."""
+    guard_dir = recorded(host)
+    r = host.guard("arm", "t", seconds, "--persistent")
+    assert r.returncode == 0, r.stderr
+    assert host.status() == "armed"
+    (host.state / "units").unlink()
+    return guard_dir
+
+
+def unit_files(host: Host) -> list[str]:
+    return sorted(p.name for p in host.units.iterdir())
+
+
+def unit_lines(path: Path) -> dict[str, str]:
+    """key -> value of a unit file's Key=value lines (the last one wins)."""
+    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+
+
+def test_record_then_revert_runs_exactly_the_recorded_commands_in_order(host: Host) -> None:
+    guard_dir = recorded(host)
+    text = (guard_dir / "t.sh").read_text().splitlines()
+    assert text[0].startswith("# recorded ") and text[1:] == RECORDED
+    r = host.guard("revert", "t")
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]
+    assert host.status() == "reverted"
+    assert host.calls() == []  # nothing but the recorded commands
+
+
+def test_record_with_nothing_on_stdin_saves_nothing(host: Host) -> None:
+    r = host.guard("record", "t", stdin="")
+    assert r.returncode == 2 and "no commands on stdin" in r.stderr
+    guard_dir = Path(host.env["VPSNET_GUARD_DIR"])
+    assert not (guard_dir / "t.sh").exists() and not (guard_dir / "t.sh.tmp").exists()
+    assert host.status() == "unknown"
+    assert host.guard("arm", "t", "60").returncode == 1  # nothing saved to arm
+
+
+def test_arm_persistent_writes_the_unit_pair_and_enables_the_timer(host: Host) -> None:
+    guard_dir = recorded(host)
+    host.env["TZ"] = "XST-5:30"  # a local time that is not UTC (POSIX TZ, no tzdata needed)
+    before = int(time.time())
+    r = host.guard("arm", "t", "60", "--persistent")
+    assert r.returncode == 0, r.stderr
+    assert host.status() == "armed"
+    deadline = int((guard_dir / "t.deadline").read_text())
+    assert before + 60 <= deadline <= int(time.time()) + 60
+    assert unit_files(host) == [f"{UNIT}.service", f"{UNIT}.timer"]
+
+    service = unit_lines(host.units / f"{UNIT}.service")
+    assert service["ExecStart"] == f"{GUARD} revert t --if-due"
+    assert service["Environment"] == f"VPSNET_GUARD_DIR={guard_dir}"
+    assert service["Type"] == "oneshot"
+    timer = unit_lines(host.units / f"{UNIT}.timer")
+    at = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert timer["OnCalendar"] == f"{at} UTC"
+    assert (timer["OnBootSec"], timer["AccuracySec"], timer["WantedBy"]) == \
+        ("30", "1s", "timers.target")
+
+    calls = units(host)
+    assert calls[-2:] == ["systemctl daemon-reload",
+                          f"systemctl enable --now --quiet {UNIT}.timer"]
+    assert not [c for c in calls if c.startswith("systemd-run")], calls
+    assert ran(host) == []
+
+
+def test_arm_without_persistent_uses_systemd_run_and_writes_no_unit(host: Host) -> None:
+    recorded(host)
+    r = host.guard("arm", "t", "60")
+    assert r.returncode == 0, r.stderr
+    assert units(host)[-1] == ("systemd-run --quiet --unit vpsnet-guard-t --on-active=60 "
+                               f"--timer-property=AccuracySec=1s {GUARD} revert t")
+    assert unit_files(host) == []
+
+
+@pytest.mark.parametrize("args", [["60", "--bogus"], ["60", "--persistent", "x"], ["0"],
+                                  ["soon", "--persistent"]])
+def test_arm_refuses_bad_arguments(host: Host, args: list[str]) -> None:
+    recorded(host)
+    r = host.guard("arm", "t", *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert host.status() == "saved"
+    assert units(host) == [] and unit_files(host) == []
+
+
+def test_revert_if_due_before_the_deadline_does_nothing(host: Host) -> None:
+    persistent(host)
+    r = host.guard("revert", "t", "--if-due")
+    assert r.returncode == 0, r.stderr
+    assert "not due before" in r.stdout
+    assert host.status() == "armed"
+    assert ran(host) == [] and units(host) == []
+    assert unit_files(host) == [f"{UNIT}.service", f"{UNIT}.timer"]  # still armed
+
+
+def test_revert_if_due_past_the_deadline_reverts_and_drops_the_units(host: Host) -> None:
+    guard_dir = persistent(host)
+    (guard_dir / "t.deadline").write_text(f"{int(time.time()) - 5}\n")  # e.g. after a reboot
+    r = host.guard("revert", "t", "--if-due")
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]
+    assert host.status() == "reverted"
+    assert unit_files(host) == []
+    assert units(host) == [f"systemctl disable --now --quiet {UNIT}.timer",
+                           "systemctl daemon-reload"]
+
+
+@pytest.mark.parametrize("state", ["disarmed", "saved", "reverted"])
+def test_revert_if_due_when_not_armed_runs_nothing(host: Host, state: str) -> None:
+    guard_dir = persistent(host)
+    if state == "disarmed":
+        assert host.guard("disarm", "t").returncode == 0
+    else:
+        (guard_dir / "t.state").write_text(f"{state}\n")
+    (guard_dir / "t.deadline").write_text("1\n")  # long past: only the state holds it back
+    r = host.guard("revert", "t", "--if-due")
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == []
+    assert host.status() == state
+
+
+def test_disarm_after_a_persistent_arm_removes_the_unit_pair(host: Host) -> None:
+    persistent(host)
+    r = host.guard("disarm", "t")
+    assert r.returncode == 0, r.stderr
+    assert host.status() == "disarmed"
+    assert unit_files(host) == []
+    assert units(host) == [f"systemctl stop {UNIT}.timer",
+                           f"systemctl disable --now --quiet {UNIT}.timer",
+                           "systemctl daemon-reload"]
+    assert ran(host) == []
+
+
+def test_a_finished_revert_after_a_persistent_arm_removes_the_units_and_refuses_disarm(
+        host: Host) -> None:
+    persistent(host)
+    r = host.guard("revert", "t")  # what the timer of a plain arm runs: no --if-due
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]
+    assert host.status() == "reverted"
+    assert unit_files(host) == []
+    late = host.guard("disarm", "t")
+    assert late.returncode == 3 and "the change was reverted" in late.stderr
+    assert host.status() == "reverted"
+
+
+def test_rearm_persistent_replaces_the_previous_unit_pair(host: Host) -> None:
+    guard_dir = persistent(host, "60")
+    r = host.guard("arm", "t", "600", "--persistent")
+    assert r.returncode == 0, r.stderr
+    deadline = int((guard_dir / "t.deadline").read_text())
+    at = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert unit_lines(host.units / f"{UNIT}.timer")["OnCalendar"] == f"{at} UTC"
+    calls = units(host)
+    assert calls[0] == f"systemctl disable --now --quiet {UNIT}.timer"  # the old one first
+    assert calls[-1] == f"systemctl enable --now --quiet {UNIT}.timer"
