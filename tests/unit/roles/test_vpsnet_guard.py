@@ -351,8 +351,9 @@ def test_record_then_revert_runs_exactly_the_recorded_commands_in_order(host: Ho
     assert host.calls() == []  # nothing but the recorded commands
 
 
-def test_record_with_nothing_on_stdin_saves_nothing(host: Host) -> None:
-    r = host.guard("record", "t", stdin="")
+@pytest.mark.parametrize("stdin", ["", "\n\n", "  \n# only a comment\n"])
+def test_record_with_nothing_on_stdin_saves_nothing(host: Host, stdin: str) -> None:
+    r = host.guard("record", "t", stdin=stdin)
     assert r.returncode == 2 and "no commands on stdin" in r.stderr
     guard_dir = Path(host.env["VPSNET_GUARD_DIR"])
     assert not (guard_dir / "t.sh").exists() and not (guard_dir / "t.sh.tmp").exists()
