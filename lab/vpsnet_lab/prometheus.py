@@ -45,30 +45,34 @@ class Prometheus:
         return (self.workdir / "prometheus.log").read_text(errors="replace")
 
 
-def config(targets: Mapping[str, int], rules: Path, scrape_interval: str) -> dict[str, Any]:
+def config(targets: Mapping[str, int], rules: Path, scrape_interval: str,
+           label: str = "instance") -> dict[str, Any]:
     """Prometheus's configuration: one job `vpsnet` with every target on
-    127.0.0.1:<port>, its instance label the given name (as Prometheus would name
-    the host in a fleet: NAME is e.g. "web1:19462")."""
+    127.0.0.1:<port>, LABEL set to the target's name (with the default, instance:
+    named as Prometheus would name the host in a fleet, e.g. "web1:19462")."""
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
                    "scrape_timeout": "900ms"},
         "rule_files": [str(rules)],
         "scrape_configs": [{"job_name": "vpsnet", "static_configs": [
-            {"targets": [f"127.0.0.1:{port}"], "labels": {"instance": name}}
+            {"targets": [f"127.0.0.1:{port}"], "labels": {label: name}}
             for name, port in targets.items()]}],
     }
 
 
 @contextmanager
-def running(targets: Mapping[str, int], port: int, *, alert_for: str = "2s",
-            scrape_interval: str = "1s", ready_timeout: float = 60) -> Iterator[Prometheus]:
-    """Prometheus on 127.0.0.1:PORT scraping TARGETS (instance name -> host port),
-    with the project's alert rules, every `for:` set to ALERT_FOR."""
+def running(targets: Mapping[str, int], port: int, *, label: str = "instance",
+            alert_for: str = "2s", scrape_interval: str = "1s",
+            ready_timeout: float = 60) -> Iterator[Prometheus]:
+    """Prometheus on 127.0.0.1:PORT scraping TARGETS (name -> host port; the name
+    is the target's LABEL), with the project's alert rules, every `for:` set to
+    ALERT_FOR."""
     with tempfile.TemporaryDirectory(prefix="vpsnet-prom-") as tmp:
         d = Path(tmp)
         rules = d / "vpsnet.rules.yml"
         rules.write_text(re.sub(r"for: \d+[smh]", f"for: {alert_for}", RULES.read_text()))
-        (d / "prometheus.yml").write_text(yaml.safe_dump(config(targets, rules, scrape_interval)))
+        (d / "prometheus.yml").write_text(
+            yaml.safe_dump(config(targets, rules, scrape_interval, label)))
         with (d / "prometheus.log").open("w") as log:
             proc = subprocess.Popen(
                 ["prometheus", f"--config.file={d / 'prometheus.yml'}",

@@ -27,13 +27,13 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from vpsnet_lab import scrape_monitor
+from vpsnet_lab import prometheus, scrape_monitor
 from vpsnet_lab.fleet import Lab
+from vpsnet_lab.prometheus import Prometheus
 from vpsnet_lab.scrape_monitor import max_gap
 
-from .vpsnet_promql import RULES, TOP, all_exprs
+from .vpsnet_promql import TOP, all_exprs
 
 pytestmark = [
     pytest.mark.lab,
@@ -130,20 +130,6 @@ def _cleanup_guest(lab: Lab, guest: str) -> None:
             f"systemctl daemon-reload; rmmod vpsnet 2>/dev/null; rm -rf {REMOTE}; true")
 
 
-class Prom:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        r = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = r.json()
-        assert body["status"] == "success", f"{expr}: {body}"
-        return body["data"]["result"]  # type: ignore[no-any-return]
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return requests.get(f"{self.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def exporter_lab(lab: Lab) -> Iterator[Lab]:
     """vpsnet.ko loaded and vpsnet-exporter.service running in both guests."""
@@ -181,46 +167,14 @@ def exporter_lab(lab: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def prom(exporter_lab: Lab) -> Iterator[Prom]:
+def prom(exporter_lab: Lab) -> Iterator[Prometheus]:
     spec = exporter_lab.spec
-    port = spec.base_port + 450
     ports = {g.name: next(h for gp, h in g.forwards if gp == EXPORTER_PORT) for g in spec.guests}
-    with tempfile.TemporaryDirectory(prefix="vpsnet-prom-") as tmp:
-        d = Path(tmp)
-        # Test copy of the rules: alerts fire within seconds, not minutes.
-        rules = re.sub(r"for: \d+[mh]", "for: 2s", RULES.read_text())
-        (d / "vpsnet.rules.yml").write_text(rules)
-        (d / "prometheus.yml").write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                       "scrape_timeout": "900ms"},
-            "rule_files": [str(d / "vpsnet.rules.yml")],
-            "scrape_configs": [{"job_name": "vpsnet", "static_configs": [
-                {"targets": [f"127.0.0.1:{p}"], "labels": {"guest": g}}
-                for g, p in ports.items()]}],
-        }))
-        log = open(d / "prometheus.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            ["prometheus", f"--config.file={d / 'prometheus.yml'}",
-             f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--storage.tsdb.retention.time=1h"],
-            stdout=log, stderr=subprocess.STDOUT)
-        p = Prom(f"http://127.0.0.1:{port}")
-        try:
-            wait_for("prometheus ready",
-                     lambda: requests.get(f"{p.url}/-/ready", timeout=2).status_code == 200, 60)
-            wait_for("both exporters up with the module",
-                     lambda: len(p.query('vpsnet_up{job="vpsnet"} == 1')) == 2, 60)
-            yield p
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
-            if proc.returncode not in (0, -15):
-                _say((d / "prometheus.log").read_text()[-2000:])
+    # the project's rules with every `for:` at 2 s: alerts fire within seconds
+    with prometheus.running(ports, spec.base_port + 450, label="guest") as p:
+        wait_for("both exporters up with the module",
+                 lambda: len(p.query('vpsnet_up{job="vpsnet"} == 1')) == 2, 60)
+        yield p
 
 
 def _guest_nics(lab: Lab, guest: str) -> set[str]:
@@ -247,7 +201,7 @@ def test_unit_runs_hardened(exporter_lab: Lab) -> None:
         assert 61184 <= int(uid) <= 65519, uid  # systemd's DynamicUser= range
 
 
-def test_series_for_every_nic_and_queue(exporter_lab: Lab, prom: Prom) -> None:
+def test_series_for_every_nic_and_queue(exporter_lab: Lab, prom: Prometheus) -> None:
     for g in GUESTS:
         want = _guest_nics(exporter_lab, g)
         got = {r["metric"]["device"] for r in prom.query(f'vpsnet_link_up{{guest="{g}"}}')}
@@ -267,7 +221,7 @@ def test_series_for_every_nic_and_queue(exporter_lab: Lab, prom: Prom) -> None:
     assert txq == {"0", "1", "2", "3"}
 
 
-def test_flap_visible_and_link_down_alert(exporter_lab: Lab, prom: Prom) -> None:
+def test_flap_visible_and_link_down_alert(exporter_lab: Lab, prom: Prometheus) -> None:
     sel = 'guest="aws61",device="eth2"'
     exporter_lab.link("aws61", "eth2", up=False)
     try:
@@ -291,7 +245,7 @@ def test_flap_visible_and_link_down_alert(exporter_lab: Lab, prom: Prom) -> None
         and a["labels"].get("device") == "eth2"] or None, 30)
 
 
-def test_module_unload_reload_while_scraped(exporter_lab: Lab, prom: Prom) -> None:
+def test_module_unload_reload_while_scraped(exporter_lab: Lab, prom: Prometheus) -> None:
     g = "gcp612"
     exporter_lab.ssh(g, "rmmod vpsnet", check=True)
     try:
@@ -315,7 +269,7 @@ def _unit(lab: Lab, guest: str) -> dict[str, str]:
 
 
 def test_reload_hands_over_to_the_installed_code_without_a_refused_scrape(
-    exporter_lab: Lab, prom: Prom
+    exporter_lab: Lab, prom: Prometheus
 ) -> None:
     """What the packages do on upgrade: `systemctl reload` starts the code now on
     disk (here the same tools, saying another version) as a new process that takes
@@ -355,7 +309,7 @@ def test_reload_hands_over_to_the_installed_code_without_a_refused_scrape(
          f"{max_gap(scrapes):.1f} s; Prometheus (900 ms timeout) min up over it: {up}")
 
 
-def test_every_promql_expression_accepted(prom: Prom) -> None:
+def test_every_promql_expression_accepted(prom: Prometheus) -> None:
     bad = []
     for where, expr in all_exprs():
         r = requests.get(f"{prom.url}/api/v1/query", params={"query": expr}, timeout=10).json()
