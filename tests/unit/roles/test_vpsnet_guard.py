@@ -167,7 +167,10 @@ def test_a_failed_line_is_logged_and_the_rest_still_runs(host: Host) -> None:
     assert r.returncode == 1
     assert "failed: fail now" in r.stdout
     assert host.calls()[-1] == f"tc qdisc replace dev {NIC} root fq maxrate 5Mbit"
-    assert host.guard("status", "t").stdout.strip() == "reverted"
+    # neither the change nor the old state: not "reverted", and a late disarm says so
+    assert host.guard("status", "t").stdout.strip() == "revert_failed"
+    late = host.guard("disarm", "t")
+    assert late.returncode == 3 and "a command of it failed" in late.stderr
 
 
 @pytest.mark.parametrize("nic", ["no-such-nic", "eth0;reboot"])
