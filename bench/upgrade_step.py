@@ -60,6 +60,7 @@ def playbook(name: str, book: str, *args: str) -> tuple[float, list[dict[str, An
     report = WORK / f"report-{name}"
     subprocess.run(["rm", "-rf", str(report)], check=True)
     env = dict(os.environ, **mitogen_env(), ANSIBLE_FORCE_COLOR="0",
+               PATH=f"{TOP / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
     started = time.monotonic()
     with (WORK / f"{name}.log").open("w") as log:
@@ -97,16 +98,18 @@ def main() -> None:
         inventory.write(lab.spec, WORK / "hosts.yml")
         (WORK / "group_vars").unlink(missing_ok=True)
         (WORK / "group_vars").symlink_to(TOP / "inventories" / "lab" / "group_vars")
+        # the host's own step, without the rollout's soak (the operator's choice of wait)
+        no_soak = ("-e", "vpsnet_rollout_soak_seconds=0")
         steps = {
             "provision_prebuilt": step("provision_prebuilt", "provision.yml",
                                        "-e", "vpsnet_version=1.0.0"),
             "upgrade_prebuilt": step("upgrade_prebuilt", "deploy.yml",
-                                     "-e", "vpsnet_version=1.1.0"),
+                                     "-e", "vpsnet_version=1.1.0", *no_soak),
             "rollback_to_dkms": step("rollback_to_dkms", "rollback.yml",
                                      "-e", "vpsnet_version=1.0.0",
-                                     "-e", "vpsnet_upgrade_method=dkms"),
+                                     "-e", "vpsnet_upgrade_method=dkms", *no_soak),
             "upgrade_dkms": step("upgrade_dkms", "deploy.yml", "-e", "vpsnet_version=1.1.0",
-                                 "-e", "vpsnet_upgrade_method=dkms"),
+                                 "-e", "vpsnet_upgrade_method=dkms", *no_soak),
         }
         accel = lab.accel
     finally:
