@@ -5,11 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 
 import pytest
-from vpsnet_facts_helpers import load_facts_module
+from vpsnet_facts_helpers import http_server, load_facts_module
 
 from vpsnet_lab.metadata import Identity, MetadataServer
 
@@ -122,29 +121,8 @@ def dripping_port() -> Iterator[int]:
 
 
 def _tiny_server(status: int, body: str, headers: dict[str, str]) -> Iterator[int]:
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            data = body.encode()
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PUT = _answer
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with http_server(lambda _method, _path: (status, headers, body.encode())) as port:
+        yield port
 
 
 @pytest.fixture

@@ -13,15 +13,13 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from vpsnet_facts_helpers import REPO, ansible_env, load_role_file
+from vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
 
 BIN = Path(sys.executable).parent
 STUB_ROLES = Path(__file__).parent / "fixtures" / "stub_roles"
@@ -223,27 +221,13 @@ class FakeProm:
 def prom() -> Iterator[tuple[FakeProm, str]]:
     fake = FakeProm()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            qs = parse_qs(url.query)
-            body = json.dumps(fake.answer(qs["query"][0], float(qs["time"][0]))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(_method: str, path: str) -> Response:
+        qs = parse_qs(urlparse(path).query)
+        body = json.dumps(fake.answer(qs["query"][0], float(qs["time"][0]))).encode()
+        return 200, {"Content-Type": "application/json"}, body
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield fake, f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
+    with http_server(respond) as port:
+        yield fake, f"http://127.0.0.1:{port}"
 
 
 def analysed(url: str) -> list[str]:

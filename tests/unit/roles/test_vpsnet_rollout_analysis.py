@@ -11,16 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from vpsnet_facts_helpers import REPO, ansible_env, load_role_file
+from vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
 
 BIN = Path(sys.executable).parent
 ana = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",
@@ -91,34 +89,20 @@ class FakeProm:
 def prom() -> Iterator[FakeProm]:
     fake = FakeProm()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            qs = parse_qs(url.query)
-            if url.path != "/api/v1/query":
-                status, body = 404, "404 page not found"
-            else:
-                status, body = fake.respond(qs["query"][0], float(qs["time"][0]))
-            data = (body if isinstance(body, str) else json.dumps(body)).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if isinstance(body, str)
-                             else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(_method: str, path: str) -> Response:
+        url = urlparse(path)
+        qs = parse_qs(url.query)
+        if url.path != "/api/v1/query":
+            status, body = 404, "404 page not found"
+        else:
+            status, body = fake.respond(qs["query"][0], float(qs["time"][0]))
+        kind = "text/plain" if isinstance(body, str) else "application/json"
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        return status, {"Content-Type": kind}, data
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    fake.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
+    with http_server(respond) as port:
+        fake.url = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def run(url: str, **kw: Any) -> dict[str, Any]:

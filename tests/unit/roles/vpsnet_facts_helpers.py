@@ -1,11 +1,14 @@
-"""Paths and helpers shared by the vpsnet_facts unit tests (imported by conftest and tests)."""
+"""Paths and helpers shared by the role unit tests (imported by conftest and tests)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -59,3 +62,36 @@ def ansible_env(tmp_path: Path, *, prepend_path: Path | None = None,
         **overrides,
     })
     return env
+
+
+# (status, headers, body) for one request
+Response = tuple[int, dict[str, str], bytes]
+
+
+@contextmanager
+def http_server(respond: Callable[[str, str], Response]) -> Iterator[int]:
+    """A threaded HTTP server on 127.0.0.1 that answers every GET and PUT with
+    respond(method, path); yields its port and shuts down on exit."""
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            status, headers, body = respond(self.command, self.path)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_PUT = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
