@@ -53,6 +53,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +453,7 @@ def step_seconds(log: str) -> tuple[float, float]:
 
 
 def epoch(iso: str) -> float:
-    return time.mktime(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def test_8_a_slow_failure_is_caught_by_the_soak_and_analysis(fleet: Fleet,
@@ -491,7 +492,7 @@ def test_8_a_slow_failure_is_caught_by_the_soak_and_analysis(fleet: Fleet,
     for h in HOSTS[1:]:
         assert len(fleet.dpkg_log(h)) == logs[h], h
     # figures: when the failure began (reload + 90 s) to when the host was back
-    done = epoch(rec["started"][:19] + "Z") + float(rec["seconds"])
+    done = epoch(rec["started"]) + float(rec["seconds"])
     figure("slow_failure_onset_to_rollback_s", round(done - (epoch(rec["reloaded"]) + onset_after)))
     figure("slow_failure_deploy_wall_s", round(elapsed))
 
