@@ -47,26 +47,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 	run apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Kernels: Debian 12's 6.1 cloud kernel and the newest 6.12 cloud kernel.
-kernels_env="$cache/kernels.env"
-if [ ! -s "$kernels_env" ] || [ -n "$(find "$kernels_env" -mmin +1440)" ]; then
-	apt_update_once
-	k61=$(apt-cache depends linux-headers-cloud-amd64 | sed -n 's/.*Depends: linux-headers-\(6\.1\.[^ ]*-cloud-amd64\)$/\1/p' | head -n1)
-	k612=$(apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-cloud-amd64$' | awk '{print $1}' | sed 's/^linux-headers-//' | sort -V | tail -n1)
-	[ -n "$k61" ] && [ -n "$k612" ] || { say "cannot resolve the 6.1/6.12 cloud kernels from apt"; exit 1; }
-	printf 'VPSNET_KERNEL_6_1=%s\nVPSNET_KERNEL_6_12=%s\n' "$k61" "$k612" >"$kernels_env.tmp"
-	mv "$kernels_env.tmp" "$kernels_env"
-fi
-# shellcheck disable=SC1090
-. "$kernels_env"
 # The kernel matrix (packaging/kernels.yml): prebuilt modules are built for
-# every ABI in it, so the build host needs each one's headers.
+# every ABI in it, so the build host needs each one's headers. Only releases
+# whose headers and signed image are both on the mirror count (kernel-matrix.py).
 matrix="$cache/kernel-matrix.txt"
 if [ ! -s "$matrix" ] || [ -n "$(find "$matrix" -mmin +1440)" ] || [ "$top/packaging/kernels.yml" -nt "$matrix" ]; then
 	apt_update_once
 	"$top/packaging/scripts/kernel-matrix.py" >"$matrix.tmp" || { say "cannot resolve the kernel matrix (packaging/kernels.yml)"; exit 1; }
 	mv "$matrix.tmp" "$matrix"
 fi
+# The lab's kernels: the newest of each series of the matrix (Debian 12's 6.1
+# cloud kernel and the newest 6.12 one).
+kernels_env="$cache/kernels.env"
+if [ ! -s "$kernels_env" ] || [ "$matrix" -nt "$kernels_env" ]; then
+	k61=$(awk '$1 == "6.1" {r = $2} END {print r}' "$matrix")
+	k612=$(awk '$1 == "6.12" {r = $2} END {print r}' "$matrix")
+	[ -n "$k61" ] && [ -n "$k612" ] || { say "the kernel matrix ($matrix) has no 6.1 or no 6.12 kernel"; exit 1; }
+	printf 'VPSNET_KERNEL_6_1=%s\nVPSNET_KERNEL_6_12=%s\n' "$k61" "$k612" >"$kernels_env.tmp"
+	mv "$kernels_env.tmp" "$kernels_env"
+fi
+# shellcheck disable=SC1090
+. "$kernels_env"
 hdrs=()
 for k in "$VPSNET_KERNEL_6_1" "$VPSNET_KERNEL_6_12" $(awk '{print $2}' "$matrix"); do
 	installed "linux-headers-$k" || hdrs+=("linux-headers-$k")

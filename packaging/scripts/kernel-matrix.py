@@ -4,8 +4,9 @@
 
   kernel-matrix.py [--matrix FILE] [--only RELEASE,...]   one "series release" per line
 
-The releases are the linux-headers-<release> packages apt knows (run
-`apt-get update` first) whose release matches a series' `releases` pattern,
+The releases are those apt has linux-headers-<release> and the signed
+linux-image-<release> for (run `apt-get update` first) that match a series'
+`releases` pattern,
 newest first cut to `newest`, printed oldest first. --only keeps a subset and
 fails naming any release that is not in the matrix. Runs with Debian's python3
 (python3-yaml), before any venv exists, so that scripts/setup.sh can install
@@ -18,6 +19,7 @@ import argparse
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,13 +74,25 @@ def load(path: Path) -> list[Series]:
     return out
 
 
-def apt_header_releases() -> list[str]:
-    proc = subprocess.run(["apt-cache", "search", "--names-only", "^linux-headers-"],
+def apt_releases() -> list[str]:
+    """Releases apt has both linux-headers-<release> and the signed
+    linux-image-<release> for. A release whose signed image is not on the mirror
+    yet (only linux-image-<release>-unsigned, as 6.12.118 was on 2026-12-02) is
+    not one a fleet host boots, and a vpsnet-kmod package for it, which depends on
+    exactly that image, could not be installed."""
+    proc = subprocess.run(["apt-cache", "search", "--names-only", "^linux-(headers|image)-"],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise MatrixError(f"apt-cache search failed: {proc.stderr.strip()}")
-    return [line.split()[0].removeprefix("linux-headers-")
-            for line in proc.stdout.splitlines() if line.strip()]
+    return usable_releases(line.split()[0] for line in proc.stdout.splitlines() if line.strip())
+
+
+def usable_releases(packages: Iterable[str]) -> list[str]:
+    """The releases of PACKAGES (package names) that have both a headers and an image package."""
+    names = set(packages)
+    return sorted(n.removeprefix("linux-headers-") for n in names
+                  if n.startswith("linux-headers-")
+                  and "linux-image-" + n.removeprefix("linux-headers-") in names)
 
 
 def resolve(series: list[Series], available: list[str]) -> list[tuple[str, str]]:
@@ -86,7 +100,8 @@ def resolve(series: list[Series], available: list[str]) -> list[tuple[str, str]]
     for s in series:
         found = sorted({r for r in available if s.releases.fullmatch(r)}, key=release_key)
         if not found:
-            raise MatrixError(f"series {s.name}: apt knows no linux-headers-<release> matching "
+            raise MatrixError(f"series {s.name}: apt knows no linux-headers-<release> with its "
+                              f"linux-image-<release> matching "
                               f"{s.releases.pattern!r} (run apt-get update?)")
         if s.newest is not None:
             found = found[-s.newest:]
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated releases to keep")
     args = ap.parse_args(argv)
     try:
-        matrix = resolve(load(args.matrix), apt_header_releases())
+        matrix = resolve(load(args.matrix), apt_releases())
         if args.only:
             wanted = [r for r in args.only.split(",") if r]
             unknown = [r for r in wanted if r not in {rel for _, rel in matrix}]

@@ -70,3 +70,18 @@ def test_a_series_apt_does_not_know_is_an_error(tmp_path: Path) -> None:
 def test_bad_matrix_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(km.MatrixError, match=re.escape(message)):
         km.load(write(tmp_path, text))
+
+
+def test_a_release_counts_only_with_its_headers_and_its_signed_image() -> None:
+    # the mirror on 2026-12-02: 6.12.118's signed image not there yet, only -unsigned
+    packages = [
+        "linux-headers-6.12.117+deb12-cloud-amd64", "linux-image-6.12.117+deb12-cloud-amd64",
+        "linux-image-6.12.117+deb12-cloud-amd64-unsigned",
+        "linux-headers-6.12.118+deb12-cloud-amd64",
+        "linux-image-6.12.118+deb12-cloud-amd64-unsigned",
+        "linux-image-6.12.118+deb12-cloud-amd64-dbg",
+        "linux-image-6.1.0-57-cloud-amd64",  # headers missing
+        "linux-headers-6.1.0-47-cloud-amd64", "linux-image-6.1.0-47-cloud-amd64",
+    ]
+    assert km.usable_releases(packages) == ["6.1.0-47-cloud-amd64",
+                                            "6.12.117+deb12-cloud-amd64"]
