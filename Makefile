@@ -35,7 +35,7 @@ test-fast: setup lint unit
 unit:
 	pytest -p no:cacheprovider -q tests/unit
 
-PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout
+PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout molecule/rollout-core
 
 lint:
 	ruff check $(LINT_PY) molecule/rollout

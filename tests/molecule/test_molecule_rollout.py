@@ -29,11 +29,12 @@ asia-east1 on the oldest 6.1 ABI of the matrix), step by step, in this order:
    the host's own record with every gate, and a failed gate on the re-run rolls
    back to the version the host came from, not the half-installed one.
 
-The whole file is `heavy` (make test-all). Its core, steps 1, 2, 4 and 5 (`-k
-"test_1 or test_2 or test_4 or test_5"`), is meant for `make test` once it fits
-CI's time: on 2026-12-02 (TCG, playbooks under Mitogen) the fleet's create took
-19.5 min on an idle machine (boot 10.3, provision.yml 9.2) and 35 min under load
-(README.md, "Tests"); steps 8, 9 and 10 took 5, 20 and 12 min.
+The whole file is `heavy` (make test-all). Its core, steps 1, 2, 4 and 5 on a
+2-guest fleet, is in make test (test_molecule_rollout_core.py, molecule/rollout-core);
+the fleet, its runs and the checks both use are in rollout_story.py. On
+2026-12-02 (TCG, playbooks under Mitogen) this fleet's create took 19.5 min on an
+idle machine (boot 10.3, provision.yml 9.2) and 35 min under load (README.md,
+"Tests"); steps 8, 9 and 10 took 5, 20 and 12 min.
 
 Boots its own lab (.cache/lab-rollout, base port 17022); tears it down at the end,
 also when a step fails. Steps 4-7 run on their own too (the fleet then starts on
@@ -46,140 +47,44 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rollout_story import (
+    INSTALL_TASK,
+    Fleet,
+    check_breaking_abi_stopped,
+    check_fresh_prebuilt,
+    check_unhealthy_stopped,
+    check_upgraded_without_a_break,
+    fleet_up,
+    halted_at_canary,
+    records,
+    start_monitors,
+    stop_monitors,
+    tail,
+)
 
-from vpsnet_lab import prometheus, scrape_monitor
-from vpsnet_lab.ansible_env import mitogen_env
-from vpsnet_lab.fleet import Lab
+from vpsnet_lab import prometheus
 from vpsnet_lab.paths import oldest_abi
-from vpsnet_lab.scrape_monitor import Scrape, max_gap
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
-CACHE = REPO / ".cache"
-STATE = CACHE / "lab-rollout"
-EPHEMERAL = CACHE / "molecule-rollout" / "ephemeral"
-# Every molecule/ansible-playbook run's whole output, with ansible.posix.profile_tasks
-# timings: where hours of a fleet run went is read there, not guessed.
-LOGS = CACHE / "molecule-rollout" / "logs"
 HOSTS = ["use1-a", "use1-b", "ase1-a"]  # us-east-1 first, as declared
-# Host ports of the guests' exporters (molecule/rollout/rolloutlab.py) and of the
-# test's Prometheus; Prometheus names each host <name>:19462, as a fleet would.
-BASE_PORT = 17022
-EXPORTERS = {f"{h}:19462": BASE_PORT + 400 + i for i, h in enumerate(HOSTS)}
-PROMETHEUS_PORT = BASE_PORT + 480
-REUSE = os.environ.get("VPSNET_ROLLOUT_REUSE") == "1"
 # the link peer in us-east-1; for ase1-a the host side of its tap NIC
 PEERS = {"use1-a": "198.18.0.2", "use1-b": "198.18.0.1", "ase1-a": "198.19.17.1"}
+BASE_PORT = 17022  # rolloutlab.py's for this scenario
+# the test's Prometheus, scraping every guest's exporter
+PROMETHEUS_PORT = BASE_PORT + 480
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.heavy,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root and QEMU (make setup)"),
 ]
-
-# Prebuilt modules: nothing is compiled on the guests, so a host's step is minutes, not
-# the 7-28 min a DKMS build took under TCG; create (boot + provision.yml) took
-# 35 min on a loaded machine (2026-12-02).
-RUN_TIMEOUT = 3600
-
-
-@dataclass
-class Fleet:
-    env: dict[str, str]
-    lab: Lab
-
-    def molecule(self, step: str, *ansible_args: str, timeout: float = RUN_TIMEOUT,
-                 expect_env: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = dict(self.env)
-        if expect_env:
-            env["VPSNET_ROLLOUT_EXPECT"] = expect_env
-        return self.run(f"molecule-{step}", molecule_cmd(step, *ansible_args), env, timeout)
-
-    def playbook(self, book: str, *args: str, report: Path,
-                 timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        cmd = ["ansible-playbook", "-i", str(EPHEMERAL / "inventory"), book,
-               "-e", f"vpsnet_upgrade_report_dir={report}", *args]
-        return self.run(Path(book).stem, cmd, self.env, timeout)
-
-    def run(self, name: str, cmd: list[str], env: dict[str, str],
-            timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run CMD with its whole output kept in LOGS/<start time>-<name>.log, also
-        when the run is killed on TIMEOUT (TimeoutExpired is raised then)."""
-        with logged_process(name, cmd, env) as (proc, log):
-            returncode = proc.wait(timeout)
-        # one stream, so that tail() shows ansible's and molecule's lines interleaved
-        return subprocess.CompletedProcess(cmd, returncode, log.read_text(), "")
-
-    def sh(self, host: str, cmd: str, timeout: float = 120) -> str:
-        r = self.lab.ssh(host, cmd, timeout=timeout)
-        assert r.rc == 0, f"{host}: {cmd}: rc={r.rc}\n{r.stdout}{r.stderr}"
-        return str(r.stdout)
-
-    def versions(self) -> dict[str, tuple[str, str]]:
-        """host -> (installed module package: the running kernel's vpsnet-kmod, else
-        vpsnet-dkms; loaded module)"""
-        out = {}
-        for h in HOSTS:
-            text = self.sh(h, "dpkg-query -W -f='${Version}' vpsnet-kmod-$(uname -r) 2>/dev/null"
-                              " || dpkg-query -W -f='${Version}' vpsnet-dkms 2>/dev/null; echo; "
-                              "cat /sys/module/vpsnet/version 2>/dev/null; echo")
-            lines = [*text.split("\n"), "", ""][:2]
-            out[h] = (lines[0].strip(), lines[1].strip())
-        return out
-
-    def dpkg_log(self, host: str) -> list[str]:
-        return self.sh(host, "cat /var/log/dpkg.log").splitlines()
-
-    def healthy(self, host: str, version: str) -> bool:
-        r = self.lab.ssh(host, f"vpsnet-status --samples 2 --interval 0.5 --timeout 30 "
-                               f"--expect-version {version}", timeout=60)
-        return bool(r.rc == 0)
-
-
-def molecule_cmd(step: str, *ansible_args: str) -> list[str]:
-    return ["molecule", step, "-s", "rollout", *(["--", *ansible_args] if ansible_args else [])]
-
-
-@contextmanager
-def logged_process(name: str, cmd: list[str],
-                   env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """CMD started in its own process group, its whole output (stdout and stderr,
-    one stream) in LOGS/<start time>-<name>.log. On leaving, the whole group is
-    killed: molecule's ansible-playbook and ssh children too, not molecule alone."""
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.log"
-    with log.open("w") as out:
-        out.write(f"$ {' '.join(cmd)}\n")
-        out.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            yield proc, log
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def records(report: Path) -> dict[str, dict[str, Any]]:
-    summary = report / "summary.json"
-    return {r["host"]: r for r in json.loads(summary.read_text())} if summary.exists() else {}
-
-
-def tail(proc: subprocess.CompletedProcess[str], n: int = 6000) -> str:
-    return (proc.stdout + proc.stderr)[-n:]
 
 
 # Steps 1-3 start from 1.0.0 and leave every host on 1.1.0, where steps 4-7 start.
@@ -197,25 +102,9 @@ def prepare_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    env = dict(molecule_env, **mitogen_env(), MOLECULE_EPHEMERAL_DIRECTORY=str(EPHEMERAL),
-               VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version(request),
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
-    f = Fleet(env, Lab(STATE))
-    if REUSE:
+    with fleet_up("rollout", HOSTS, PEERS, BASE_PORT, molecule_env,
+                  prepare_version(request)) as f:
         yield f
-        return
-    try:
-        # a killed run leaves molecule's state at created: start clean, as `molecule test` does
-        f.molecule("destroy", timeout=300)
-        # create also runs prepare (provision.yml on every guest)
-        r = f.molecule("create", timeout=RUN_TIMEOUT)
-        assert r.returncode == 0, tail(r)
-        f.lab = Lab(STATE)
-        yield f
-    finally:
-        f.molecule("destroy", timeout=300)
-        subprocess.run([str(VENV_BIN / "python"), "molecule/rollout/rolloutlab.py", "down"],
-                       cwd=REPO, env=env, capture_output=True, timeout=120)
 
 
 # Tests run in file order and build on each other (one fleet, one story).
@@ -223,49 +112,21 @@ def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Itera
 
 def test_1_fresh_deploy_reaches_every_host(fleet: Fleet) -> None:
     # the fixture's create ran prepare: provision.yml at 1.0.0 (molecule.yml)
-    assert fleet.versions() == {h: ("1.0.0", "1.0.0") for h in HOSTS}
-    for h in HOSTS:
-        assert fleet.healthy(h, "1.0.0"), h
-        # prebuilt everywhere: the running kernel's signed package, no DKMS (the lab
-        # image carries a compiler for the DKMS tests, so that is not checked)
-        installed = fleet.sh(h, "dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' "
-                                "vpsnet-kmod-$(uname -r) vpsnet-dkms 2>/dev/null; true")
-        assert [ln.split()[1] for ln in installed.splitlines() if ln.startswith("ii ")] == \
-            [f"vpsnet-kmod-{fleet.sh(h, 'uname -r').strip()}"], (h, installed)
+    check_fresh_prebuilt(fleet, "1.0.0")
     # the host that missed kernel updates got its own ABI's module
     assert fleet.sh("ase1-a", "uname -r").strip() == oldest_abi("6.1")
-
-
-def start_monitors(fleet: Fleet) -> None:
-    for h in HOSTS:
-        fleet.sh(h, "rm -f /run/vpsnet-test-ping.log\n"
-                    f"setsid nohup ping -n -i 0.2 {PEERS[h]} >/run/vpsnet-test-ping.log 2>&1 &\n"
-                    "echo $! >/run/vpsnet-test-ping.pid\n")
-        scrape_monitor.start(fleet.lab, h)
-
-
-def stop_monitors(fleet: Fleet) -> dict[str, tuple[str, list[Scrape]]]:
-    """host -> (ping summary, scrapes)"""
-    out = {}
-    for h in HOSTS:
-        # by pid: a pattern would also match this very shell's command line
-        fleet.sh(h, "kill -INT $(cat /run/vpsnet-test-ping.pid); sleep 1")
-        ping = fleet.sh(h, "cat /run/vpsnet-test-ping.log")
-        out[h] = (ping, scrape_monitor.stop(fleet.lab, h))
-    return out
 
 
 def run_interrupted(fleet: Fleet, version: str, report: Path) -> str:
     """deploy.yml through molecule converge, killed while the second host
     (us-east-1's batch) is inside its package install."""
-    cmd = molecule_cmd("converge", "-e", f"vpsnet_version={version}",
-                       "-e", f"vpsnet_upgrade_report_dir={report}")
-    with logged_process("molecule-converge-interrupted", cmd, fleet.env) as (proc, log):
+    cmd = fleet.molecule_cmd("converge", "-e", f"vpsnet_version={version}",
+                             "-e", f"vpsnet_upgrade_report_dir={report}")
+    with fleet.logged_process("molecule-converge-interrupted", cmd) as (proc, log):
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and proc.poll() is None:
             text = log.read_text()
-            if text.count("TASK [vpsnet_driver : Install the wanted vpsnet packages, pinned "
-                          "(apt)]") >= 2:
+            if text.count(INSTALL_TASK) >= 2:
                 time.sleep(5)  # inside apt (a prebuilt install takes seconds, DKMS minutes)
                 break
             time.sleep(2)
@@ -296,30 +157,7 @@ def test_2_upgrade_region_by_region_survives_an_interruption(fleet: Fleet,
     started = sorted(HOSTS, key=lambda h: run2[h]["started"])
     assert started == HOSTS  # region by region, in the declared order
     assert all(run2[h]["abi_verdict"] == "additive" for h in HOSTS[1:]), run2
-    assert fleet.versions() == {h: ("1.1.0", "1.1.0") for h in HOSTS}
-    for h in HOSTS:
-        new = fleet.dpkg_log(h)[dpkg_before[h]:]
-        installs = [ln for ln in new if re.search(
-            r" (install|upgrade) (vpsnet-dkms:all|vpsnet-kmod-\S+:amd64) ", ln)]
-        # one upgrade each, also for the canary and the host that was interrupted
-        assert len(installs) == 1, (h, installs)
-        assert fleet.sh(h, "dpkg --audit") == ""
-        ping, scrapes = monitors[h]
-        m = re.search(r"(\d+) packets transmitted, (\d+) received", ping)
-        assert m and int(m.group(1)) > 100 and m.group(1) == m.group(2), (h, ping[-500:])
-        # metrics kept flowing: the upgrade of vpsnet-tools reloads the exporter,
-        # which hands its port to the new code, so no scrape is refused (a restart
-        # refused them for 9.8-15.3 s in an earlier run: Python starts slowly on
-        # a loaded TCG guest) and no gap reaches a 15 s Prometheus scrape interval;
-        # the module was away for at most a couple of scrapes around its reload;
-        # the module's version label and the exporter's own version end on 1.1.0
-        assert scrapes, h
-        assert [s for s in scrapes if not s.ok] == [], h
-        assert max_gap(scrapes) <= 10, h
-        down = [s for s in scrapes if s.up == "0.0"]
-        assert len(down) <= 4, (h, down)
-        last = scrapes[-1]
-        assert (last.module_version, last.exporter_version) == ("1.1.0", "1.1.0"), (h, last)
+    check_upgraded_without_a_break(fleet, "1.1.0", dpkg_before, monitors)
 
 
 def test_3_idempotence_and_verify(fleet: Fleet, tmp_path: Path) -> None:
@@ -331,37 +169,12 @@ def test_3_idempotence_and_verify(fleet: Fleet, tmp_path: Path) -> None:
     assert re.search(r"\d+ passed", r.stdout + r.stderr), tail(r)
 
 
-def halted_at_canary(fleet: Fleet, version: str, tmp_path: Path) -> dict[str, Any]:
-    before = fleet.versions()
-    logs = {h: len(fleet.dpkg_log(h)) for h in HOSTS}
-    r = fleet.playbook("deploy.yml", "-e", f"vpsnet_version={version}", report=tmp_path)
-    assert r.returncode != 0, tail(r)
-    recs = records(tmp_path)
-    assert list(recs) == ["use1-a"], tail(r)  # the canary of the first region, nobody else
-    rec = recs["use1-a"]
-    assert rec["outcome"] == "rolled_back" and rec["before"] == "1.1.0", rec
-    assert rec["after"] == "1.1.0" and rec["target"] == version, rec
-    assert "rolled back to 1.1.0 (healthy)" in " ".join(r.stdout.split()), tail(r)
-    assert fleet.versions() == before == {h: ("1.1.0", "1.1.0") for h in HOSTS}
-    assert fleet.healthy("use1-a", "1.1.0")
-    for h in HOSTS[1:]:  # untouched: not even an install attempt in their logs
-        assert len(fleet.dpkg_log(h)) == logs[h], h
-    assert "Summarise the rollout" not in r.stdout
-    return rec
-
-
 def test_4_breaking_abi_change_stops_at_the_canary(fleet: Fleet, tmp_path: Path) -> None:
-    rec = halted_at_canary(fleet, "2.0.0", tmp_path)
-    assert rec["abi_verdict"] == "breaking", rec
-    assert any("vpsnet_link_flaps_total" in f for f in rec["abi_findings"]), rec
-    assert "breaking interface change without an ABI major bump" in rec["failure"], rec
+    check_breaking_abi_stopped(halted_at_canary(fleet, "2.0.0", tmp_path))
 
 
 def test_5_unhealthy_build_is_rolled_back(fleet: Fleet, tmp_path: Path) -> None:
-    rec = halted_at_canary(fleet, "1.2.0", tmp_path)
-    assert rec["abi_verdict"] == "compatible", rec
-    assert rec["health"].startswith("unhealthy"), rec
-    assert "Wait until every device is healthy" in rec["failure"], rec
+    check_unhealthy_stopped(halted_at_canary(fleet, "1.2.0", tmp_path))
 
 
 def test_6_rollback_returns_a_region(fleet: Fleet, tmp_path: Path) -> None:
@@ -415,15 +228,6 @@ def test_7_a_host_that_loses_its_link_after_a_nic_change_reverts_it(fleet: Fleet
     assert fleet.sh(host, "vpsnet-guard status vpsnet-tune").strip() == "disarmed"
 
 
-def figure(name: str, value: Any) -> None:
-    """Keep a measured figure (README.md, closing notes) in LOGS/figures.json."""
-    path = LOGS / "figures.json"
-    figures = json.loads(path.read_text()) if path.exists() else {}
-    figures[name] = value
-    path.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"figure {name}: {value}", flush=True)
-
-
 # The tasks a step adds after its hosts' own gates: the soak, the check again, the
 # analysis, the verdict and the confirmation (vpsnet_rollout tasks/step.yml and
 # vpsnet_upgrade's recheck.yml and confirm.yml).
@@ -461,7 +265,7 @@ def test_8_a_slow_failure_is_caught_by_the_soak_and_analysis(fleet: Fleet,
     soak, onset_after = 150, 90  # 1.3.0 turns tx_stalled 90 s after its reload
     before = fleet.versions()
     logs = {h: len(fleet.dpkg_log(h)) for h in HOSTS}
-    with prometheus.running(EXPORTERS, PROMETHEUS_PORT, alert_for="5s",
+    with prometheus.running(fleet.exporters, PROMETHEUS_PORT, alert_for="5s",
                             scrape_interval="2s") as prom:
         deadline = time.monotonic() + 120
         while len(prom.query('vpsnet_up{job="vpsnet"} == 1')) < len(HOSTS):
@@ -493,8 +297,9 @@ def test_8_a_slow_failure_is_caught_by_the_soak_and_analysis(fleet: Fleet,
         assert len(fleet.dpkg_log(h)) == logs[h], h
     # figures: when the failure began (reload + 90 s) to when the host was back
     done = epoch(rec["started"]) + float(rec["seconds"])
-    figure("slow_failure_onset_to_rollback_s", round(done - (epoch(rec["reloaded"]) + onset_after)))
-    figure("slow_failure_deploy_wall_s", round(elapsed))
+    onset = epoch(rec["reloaded"]) + onset_after
+    fleet.figure("slow_failure_onset_to_rollback_s", round(done - onset))
+    fleet.figure("slow_failure_deploy_wall_s", round(elapsed))
 
 
 def wait_for_reload(fleet: Fleet, host: str, version: str, timeout: float) -> float:
@@ -571,7 +376,7 @@ def test_9_a_host_lost_in_its_batch_stops_the_rollout_and_reverts_itself(
 def kill_at(fleet: Fleet, name: str, cmd: list[str], marker: str, linger: float) -> str:
     """Run CMD and kill the whole controller (ansible-playbook and its ssh) LINGER s
     after MARKER (a "TASK [...]" line of the canary's play) appears."""
-    with logged_process(name, cmd, fleet.env) as (proc, log):
+    with fleet.logged_process(name, cmd) as (proc, log):
         deadline = time.monotonic() + 2400
         while time.monotonic() < deadline and proc.poll() is None:
             if marker in log.read_text():
@@ -589,12 +394,11 @@ def step_record(fleet: Fleet, host: str) -> dict[str, Any]:
 def test_10_a_killed_controller_resumes_the_step_with_every_gate(fleet: Fleet,
                                                                   tmp_path: Path) -> None:
     canary = "use1-a"
-    inventory = ["-i", str(EPHEMERAL / "inventory")]
     region = ["-l", "region_us_east_1"]
 
     def play(book: str, version: str, report: Path) -> list[str]:
-        return ["ansible-playbook", *inventory, book, *region, "-e", f"vpsnet_version={version}",
-                "-e", f"vpsnet_upgrade_report_dir={report}"]
+        return fleet.playbook_cmd(book, *region, "-e", f"vpsnet_version={version}",
+                                  report=report)
 
     # 1. killed at the canary's reload of the unhealthy 1.2.0: the host has 1.2.0
     # installed (maybe loaded); the re-run knows it came from 1.1.0 and goes back there
@@ -613,8 +417,7 @@ def test_10_a_killed_controller_resumes_the_step_with_every_gate(fleet: Fleet,
 
     # 2. killed inside the canary's install of 1.0.0 (rollback.yml), then during
     # its soak: each re-run resumes with the full gate and finishes the region
-    install = "TASK [vpsnet_driver : Install the wanted vpsnet packages, pinned (apt)]"
-    for n, marker, linger in ((2, install, 5), (3, "TASK [vpsnet_rollout : Soak the step", 5)):
+    for n, marker, linger in ((2, INSTALL_TASK, 5), (3, "TASK [vpsnet_rollout : Soak the step", 5)):
         version = "1.0.0" if n == 2 else "1.1.0"
         book = "rollback.yml" if n == 2 else "deploy.yml"
         kill_at(fleet, f"{book}-killed-{n}", play(book, version, tmp_path / f"k{n}"),
@@ -624,7 +427,7 @@ def test_10_a_killed_controller_resumes_the_step_with_every_gate(fleet: Fleet,
                            report=tmp_path / f"r{n}")
         assert r.returncode == 0, tail(r)
         soak, other = step_seconds(r.stdout)
-        figure(f"steps_{n}_soak_and_added_s", [round(soak), round(other)])  # two steps
+        fleet.figure(f"steps_{n}_soak_and_added_s", [round(soak), round(other)])  # two steps
         recs = records(tmp_path / f"r{n}")
         assert recs[canary]["resumed"] is True, recs[canary]
         assert recs[canary]["health"].startswith("healthy"), recs[canary]

@@ -9,15 +9,19 @@ the tests assert on the snapshots:
         next version -> prebuilt upgraded, reload loads it
   old61 (a guest of its own on the oldest 6.1 ABI of the matrix): role `auto`
         installs that ABI's package
-  aws61 (6.1, newest ABI; `heavy`: two DKMS builds under TCG, 5-20 min each):
+  aws61 (6.1, newest ABI; two DKMS builds under TCG, 5-20 min each):
         the repository has no prebuilt modules -> role `auto` falls back to
         DKMS (1.0.0 built in the guest) -> vpsnet-kmod 1.0.0 installed beside
         it (both: the prebuilt wins) -> kmod upgraded to the next version ->
         kmod removed (DKMS's module again) -> kmod back and vpsnet-dkms purged
         (the prebuilt stays) -> role `auto` (prebuilt)
 
-gcp612 and old61 run at the same time (make test); aws61 only when heavy tests
-are selected (make test-all).
+gcp612 and old61 run at the same time; all three stories are `heavy` (make
+test-all). In make test the same claims (a fresh prebuilt install on 6.12 and on
+the oldest 6.1 ABI, signed with the fleet key and the module modprobe finds; a
+prebuilt upgrade) are made by the rollout story's core,
+tests/molecule/test_molecule_rollout_core.py, through provision.yml and
+deploy.yml.
 
 Every session guest is put back as it was (packages purged, sources removed,
 module unloaded); old61's lab is torn down.
@@ -51,7 +55,8 @@ from vpsnet_lab import inventory
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import CACHE
 
-pytestmark = [pytest.mark.lab, pytest.mark.packaging]
+# the whole file: see the docstring for what make test runs instead
+pytestmark = [pytest.mark.lab, pytest.mark.packaging, pytest.mark.heavy]
 
 APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0"
 FLEET_SIGNER = "vpsnet lab fleet module signing key"
@@ -276,7 +281,6 @@ def packages(snap: dict[str, str]) -> dict[str, str]:
     return dict(line.split() for line in snap["packages"].splitlines() if line.strip())
 
 
-@pytest.mark.heavy
 def test_kernel_outside_the_matrix_falls_back_to_dkms(dkms_story: Story, build: Build) -> None:
     snap = dkms_story.need("dkms-fallback")
     assert snap["method"] == "dkms"
@@ -287,7 +291,6 @@ def test_kernel_outside_the_matrix_falls_back_to_dkms(dkms_story: Story, build: 
     assert snap["audit"] == ""
 
 
-@pytest.mark.heavy
 def test_both_installed_the_prebuilt_module_wins(dkms_story: Story, build: Build) -> None:
     snap = dkms_story.need("both")
     k = snap["kernel"]
@@ -298,7 +301,6 @@ def test_both_installed_the_prebuilt_module_wins(dkms_story: Story, build: Build
     assert snap["audit"] == ""
 
 
-@pytest.mark.heavy
 def test_prebuilt_upgraded_beside_dkms_loads_the_new_version(dkms_story: Story,
                                                              build: Build) -> None:
     snap = dkms_story.need("kmod-upgraded")
@@ -308,7 +310,6 @@ def test_prebuilt_upgraded_beside_dkms_loads_the_new_version(dkms_story: Story,
     assert snap["audit"] == ""
 
 
-@pytest.mark.heavy
 def test_prebuilt_removed_hands_the_kernel_back_to_dkms(dkms_story: Story, build: Build) -> None:
     snap = dkms_story.need("kmod-removed")
     assert f"vpsnet-kmod-{snap['kernel']}" not in packages(snap)
@@ -317,7 +318,6 @@ def test_prebuilt_removed_hands_the_kernel_back_to_dkms(dkms_story: Story, build
     assert snap["audit"] == ""
 
 
-@pytest.mark.heavy
 def test_dkms_purged_the_prebuilt_stays(dkms_story: Story, build: Build) -> None:
     snap = dkms_story.need("dkms-purged")
     assert "vpsnet-dkms" not in packages(snap)
@@ -354,7 +354,6 @@ def test_prebuilt_to_prebuilt_upgrade(stories: dict[str, Story], build: Build) -
     assert snap["audit"] == ""
 
 
-@pytest.mark.heavy
 def test_role_auto_takes_a_dkms_host_prebuilt(dkms_story: Story, build: Build) -> None:
     snap = dkms_story.need("role-prebuilt")
     k = snap["kernel"]
