@@ -99,7 +99,7 @@ def nic_state(lab: Lab, case: Case) -> dict[str, Any]:
 
 
 def guard(lab: Lab, guest: str, args: str) -> str:
-    return lab.ssh(guest, f"{REMOTE} {args}", check=True).stdout.strip()
+    return str(lab.ssh(guest, f"{REMOTE} {args}", check=True).stdout).strip()
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.guest)
@@ -128,3 +128,53 @@ def test_the_armed_timer_puts_every_recorded_setting_back(lab: Lab, case: Case) 
     finally:
         lab.ssh(case.guest, f"systemctl stop vpsnet-guard-{ID}.timer; {case.reset}; "
                             f"rm -f /run/vpsnet/guard/{ID}.*")
+
+
+BOOT_UNIT = ROLES / "vpsnet_guard/files/vpsnet-guard-boot.service"
+BOOT_ID = "vpsnet-test-boot"
+BOOT_DIR = "/var/lib/vpsnet/guard-test"  # survives a reboot, as a persistent guard's must
+BOOT_MARK = "/var/lib/vpsnet/guard-test-reverted"
+
+
+def test_a_persistent_guard_is_reverted_or_timed_again_by_the_boot_unit(lab: Lab) -> None:
+    """Real systemd: arm --persistent starts a transient timer (no unit file, no
+    daemon-reload) and lists the guard; vpsnet-guard-boot.service, started as at
+    boot with the transient timer gone, times a guard that is not due again and
+    reverts one whose deadline passed while the host was down."""
+    guest, env = "gcp612", f"VPSNET_GUARD_DIR={BOOT_DIR}"
+    unit = f"vpsnet-guard-{BOOT_ID}"
+    lab.put(guest, GUARD, REMOTE)
+    lab.put(guest, BOOT_UNIT, "/etc/systemd/system/vpsnet-guard-boot.service")
+    sh = lab.ssh
+    sh(guest, f"chmod 755 {REMOTE}; systemctl daemon-reload; "
+              "systemctl enable --quiet vpsnet-guard-boot.service", check=True)
+    try:
+        sh(guest, f"rm -rf {BOOT_DIR} {BOOT_MARK}; printf 'touch {BOOT_MARK}\\n' | "
+                  f"{env} {REMOTE} record {BOOT_ID}", check=True)
+        sh(guest, f"{env} {REMOTE} arm {BOOT_ID} 600 --persistent", check=True)
+        assert sh(guest, f"systemctl is-active {unit}.timer").stdout.strip() == "active"
+        assert sh(guest, f"cat /var/lib/vpsnet/guard-boot/{BOOT_ID}",
+                  check=True).stdout.strip() == BOOT_DIR
+        assert sh(guest, f"ls /etc/systemd/system/{unit}.* 2>/dev/null").stdout == ""
+
+        # "a reboot" before the deadline: the transient timer is gone
+        sh(guest, f"systemctl stop {unit}.timer", check=True)
+        sh(guest, "systemctl start vpsnet-guard-boot.service", check=True)
+        assert sh(guest, f"systemctl is-active {unit}.timer").stdout.strip() == "active"
+        assert guard(lab, guest, f"status {BOOT_ID}") == "armed"
+        assert sh(guest, f"test -e {BOOT_MARK}").rc != 0
+
+        # and one after it
+        sh(guest, f"systemctl stop {unit}.timer; echo 1 >{BOOT_DIR}/{BOOT_ID}.deadline",
+           check=True)
+        sh(guest, "systemctl start vpsnet-guard-boot.service", check=True)
+        assert sh(guest, f"{env} {REMOTE} status {BOOT_ID}").stdout.strip() == "reverted"
+        assert sh(guest, f"test -e {BOOT_MARK}").rc == 0
+        assert sh(guest, f"test -e /var/lib/vpsnet/guard-boot/{BOOT_ID}").rc != 0
+        journal = sh(guest, "journalctl -t vpsnet-guard --no-pager", check=True).stdout
+        assert "armed across the reboot" in journal and f"{BOOT_ID}: reverting" in journal
+    finally:
+        sh(guest, f"systemctl stop {unit}.timer 2>/dev/null; "
+                  "systemctl disable --quiet vpsnet-guard-boot.service; "
+                  "rm -f /etc/systemd/system/vpsnet-guard-boot.service; systemctl daemon-reload; "
+                  f"rm -rf {BOOT_DIR} {BOOT_MARK} /var/lib/vpsnet/guard-boot/{BOOT_ID}")

@@ -2,8 +2,8 @@
 fake `tc`, `ethtool` and `ip` that print a NIC's state from files and log what
 they are asked to set, and of the race between disarm and the timer's revert
 (fake `systemctl`/`systemd-run`; the real script, its lock and state files);
-record (the revert as commands on stdin), arm --persistent (a unit pair under
-$VPSNET_GUARD_UNIT_DIR) and revert --if-due.
+record (the revert as commands on stdin), arm --persistent (listed for
+vpsnet-guard-boot.service under $VPSNET_GUARD_BOOT_DIR), revert --if-due and boot.
 The timer and real NICs: tests/roles/test_vpsnet_guard_guest.py."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,10 @@ case "$(basename "$0") $*" in
    while [ -e "$STATE/block" ]; do sleep 0.02; done;;
 esac
 """
-# systemctl and systemd-run: only logged (the timer itself is the guest test's)
-UNITS = '#!/bin/sh\necho "$(basename "$0") $*" >>"$STATE/units"\n'
+# systemctl and systemd-run: only logged (the timer itself is the guest test's);
+# $STATE/fail-<tool> makes one fail
+UNITS = ('#!/bin/sh\necho "$(basename "$0") $*" >>"$STATE/units"\n'
+         '[ ! -e "$STATE/fail-$(basename "$0")" ]\n')
 
 
 RINGS = """Ring parameters for lo:
@@ -73,11 +74,13 @@ class Host:
                                       UNITS if tool.startswith("system") else
                                       FAKE.replace("$NIC", NIC))
             (fakes / tool).chmod(0o755)
-        self.units = tmp / "units"  # the persistent timer's unit files
+        self.units = tmp / "units"  # where an older vpsnet-guard wrote unit pairs
         self.units.mkdir()
+        self.boot = tmp / "boot"  # the persistent guards vpsnet-guard-boot.service reads
         self.env = {"PATH": f"{fakes}:/usr/bin:/bin", "STATE": str(self.state),
                     "VPSNET_GUARD_DIR": str(tmp / "guard"),
-                    "VPSNET_GUARD_UNIT_DIR": str(self.units)}
+                    "VPSNET_GUARD_UNIT_DIR": str(self.units),
+                    "VPSNET_GUARD_BOOT_DIR": str(self.boot)}
 
     def set(self, tc: str | None = None, rx: int | None = None, adaptive: str | None = None,
             channels: bool = True) -> None:
@@ -215,7 +218,7 @@ def test_arm_starts_the_timer_on_the_revert(host: Host) -> None:
         "systemctl stop vpsnet-guard-t.timer vpsnet-guard-t.service",
         "systemctl reset-failed vpsnet-guard-t.timer vpsnet-guard-t.service",
         "systemd-run --quiet --unit vpsnet-guard-t --on-active=30 --timer-property=AccuracySec=1s "
-        f"{GUARD} revert t"]
+        f"--setenv=VPSNET_GUARD_DIR={host.env['VPSNET_GUARD_DIR']} {GUARD} revert t"]
 
 
 def test_disarm_during_the_revert_reports_it_and_never_succeeds(host: Host) -> None:
@@ -338,9 +341,20 @@ def unit_files(host: Host) -> list[str]:
     return sorted(p.name for p in host.units.iterdir())
 
 
-def unit_lines(path: Path) -> dict[str, str]:
-    """key -> value of a unit file's Key=value lines (the last one wins)."""
-    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+def listed(host: Host) -> dict[str, str]:
+    """id -> guard directory of each guard listed for the boot check."""
+    if not host.boot.exists():
+        return {}
+    return {p.name: p.read_text().strip() for p in host.boot.iterdir()}
+
+
+def timer(host: Host, seconds: int | str, *revert_args: str,
+          guard_dir: str | None = None) -> str:
+    """The systemd-run line that times t's revert in SECONDS."""
+    return (f"systemd-run --quiet --unit {UNIT} --on-active={seconds} "
+            "--timer-property=AccuracySec=1s "
+            f"--setenv=VPSNET_GUARD_DIR={guard_dir or host.env['VPSNET_GUARD_DIR']} "
+            + " ".join([str(GUARD), "revert", "t", *revert_args]))
 
 
 def test_record_then_revert_runs_exactly_the_recorded_commands_in_order(host: Host) -> None:
@@ -364,41 +378,28 @@ def test_record_with_nothing_on_stdin_saves_nothing(host: Host, stdin: str) -> N
     assert host.guard("arm", "t", "60").returncode == 1  # nothing saved to arm
 
 
-def test_arm_persistent_writes_the_unit_pair_and_enables_the_timer(host: Host) -> None:
+def test_arm_persistent_lists_the_guard_for_boot_and_needs_no_daemon_reload(host: Host) -> None:
     guard_dir = recorded(host)
-    host.env["TZ"] = "XST-5:30"  # a local time that is not UTC (POSIX TZ, no tzdata needed)
     before = int(time.time())
     r = host.guard("arm", "t", "60", "--persistent")
     assert r.returncode == 0, r.stderr
     assert host.status() == "armed"
     deadline = int((guard_dir / "t.deadline").read_text())
     assert before + 60 <= deadline <= int(time.time()) + 60
-    assert unit_files(host) == [f"{UNIT}.service", f"{UNIT}.timer"]
-
-    service = unit_lines(host.units / f"{UNIT}.service")
-    assert service["ExecStart"] == f"{GUARD} revert t --if-due"
-    assert service["Environment"] == f"VPSNET_GUARD_DIR={guard_dir}"
-    assert service["Type"] == "oneshot"
-    timer = unit_lines(host.units / f"{UNIT}.timer")
-    at = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    assert timer["OnCalendar"] == f"{at} UTC"
-    assert (timer["OnBootSec"], timer["AccuracySec"], timer["WantedBy"]) == \
-        ("30", "1s", "timers.target")
-
+    assert listed(host) == {"t": str(guard_dir)}
     calls = units(host)
-    assert calls[-2:] == ["systemctl daemon-reload",
-                          f"systemctl enable --now --quiet {UNIT}.timer"]
-    assert not [c for c in calls if c.startswith("systemd-run")], calls
+    assert calls[-1] == timer(host, 60, "--if-due")
+    assert not [c for c in calls if "daemon-reload" in c or "enable" in c], calls
+    assert unit_files(host) == []
     assert ran(host) == []
 
 
-def test_arm_without_persistent_uses_systemd_run_and_writes_no_unit(host: Host) -> None:
+def test_arm_without_persistent_is_not_listed_for_boot(host: Host) -> None:
     recorded(host)
     r = host.guard("arm", "t", "60")
     assert r.returncode == 0, r.stderr
-    assert units(host)[-1] == ("systemd-run --quiet --unit vpsnet-guard-t --on-active=60 "
-                               f"--timer-property=AccuracySec=1s {GUARD} revert t")
-    assert unit_files(host) == []
+    assert units(host)[-1] == timer(host, 60)
+    assert listed(host) == {} and unit_files(host) == []
 
 
 @pytest.mark.parametrize("args", [["60", "--bogus"], ["60", "--persistent", "x"], ["0"],
@@ -408,29 +409,35 @@ def test_arm_refuses_bad_arguments(host: Host, args: list[str]) -> None:
     r = host.guard("arm", "t", *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert host.status() == "saved"
-    assert units(host) == [] and unit_files(host) == []
+    assert units(host) == [] and listed(host) == {}
+
+
+def test_arm_persistent_whose_timer_cannot_start_is_not_armed_nor_listed(host: Host) -> None:
+    recorded(host)
+    (host.state / "fail-systemd-run").touch()
+    r = host.guard("arm", "t", "60", "--persistent")
+    assert r.returncode == 1 and "not armed" in r.stderr
+    assert host.status() == "saved" and listed(host) == {}
 
 
 def test_revert_if_due_before_the_deadline_does_nothing(host: Host) -> None:
-    persistent(host)
+    guard_dir = persistent(host)
     r = host.guard("revert", "t", "--if-due")
     assert r.returncode == 0, r.stderr
     assert "not due before" in r.stdout
     assert host.status() == "armed"
     assert ran(host) == [] and units(host) == []
-    assert unit_files(host) == [f"{UNIT}.service", f"{UNIT}.timer"]  # still armed
+    assert listed(host) == {"t": str(guard_dir)}  # still armed
 
 
-def test_revert_if_due_past_the_deadline_reverts_and_drops_the_units(host: Host) -> None:
+def test_revert_if_due_past_the_deadline_reverts_and_unlists(host: Host) -> None:
     guard_dir = persistent(host)
     (guard_dir / "t.deadline").write_text(f"{int(time.time()) - 5}\n")  # e.g. after a reboot
     r = host.guard("revert", "t", "--if-due")
     assert r.returncode == 0, r.stderr
     assert ran(host) == ["one", "two words", "three"]
     assert host.status() == "reverted"
-    assert unit_files(host) == []
-    assert units(host) == [f"systemctl disable --now --quiet {UNIT}.timer",
-                           "systemctl daemon-reload"]
+    assert listed(host) == {} and units(host) == []
 
 
 @pytest.mark.parametrize("state", ["disarmed", "saved", "reverted"])
@@ -447,38 +454,118 @@ def test_revert_if_due_when_not_armed_runs_nothing(host: Host, state: str) -> No
     assert host.status() == state
 
 
-def test_disarm_after_a_persistent_arm_removes_the_unit_pair(host: Host) -> None:
+def test_disarm_after_a_persistent_arm_stops_the_timer_and_unlists(host: Host) -> None:
     persistent(host)
     r = host.guard("disarm", "t")
     assert r.returncode == 0, r.stderr
     assert host.status() == "disarmed"
-    assert unit_files(host) == []
-    assert units(host) == [f"systemctl stop {UNIT}.timer",
-                           f"systemctl disable --now --quiet {UNIT}.timer",
-                           "systemctl daemon-reload"]
+    assert listed(host) == {}
+    assert units(host) == [f"systemctl stop {UNIT}.timer"]
     assert ran(host) == []
 
 
-def test_a_finished_revert_after_a_persistent_arm_removes_the_units_and_refuses_disarm(
+def test_a_finished_revert_after_a_persistent_arm_unlists_and_refuses_disarm(
         host: Host) -> None:
     persistent(host)
-    r = host.guard("revert", "t")  # what the timer of a plain arm runs: no --if-due
+    r = host.guard("revert", "t")
     assert r.returncode == 0, r.stderr
     assert ran(host) == ["one", "two words", "three"]
     assert host.status() == "reverted"
-    assert unit_files(host) == []
+    assert listed(host) == {}
     late = host.guard("disarm", "t")
     assert late.returncode == 3 and "the change was reverted" in late.stderr
     assert host.status() == "reverted"
 
 
-def test_rearm_persistent_replaces_the_previous_unit_pair(host: Host) -> None:
+def test_rearm_persistent_replaces_the_previous_timer(host: Host) -> None:
     guard_dir = persistent(host, "60")
     r = host.guard("arm", "t", "600", "--persistent")
     assert r.returncode == 0, r.stderr
-    deadline = int((guard_dir / "t.deadline").read_text())
-    at = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    assert unit_lines(host.units / f"{UNIT}.timer")["OnCalendar"] == f"{at} UTC"
+    assert units(host) == [f"systemctl stop {UNIT}.timer {UNIT}.service",
+                           f"systemctl reset-failed {UNIT}.timer {UNIT}.service",
+                           timer(host, 600, "--if-due")]
+    assert listed(host) == {"t": str(guard_dir)}
+
+
+def test_an_older_guards_unit_pair_is_removed_on_the_next_arm(host: Host) -> None:
+    recorded(host)
+    for suffix in ("service", "timer"):
+        (host.units / f"{UNIT}.{suffix}").write_text("[Unit]\n")
+    r = host.guard("arm", "t", "60", "--persistent")
+    assert r.returncode == 0, r.stderr
+    assert unit_files(host) == []
     calls = units(host)
-    assert calls[0] == f"systemctl disable --now --quiet {UNIT}.timer"  # the old one first
-    assert calls[-1] == f"systemctl enable --now --quiet {UNIT}.timer"
+    assert calls[:2] == [f"systemctl disable --now --quiet {UNIT}.timer",
+                         "systemctl daemon-reload"], calls
+
+
+# ------------------------------------------------------------------------------ boot
+
+
+def boot(host: Host) -> subprocess.CompletedProcess[str]:
+    (host.state / "units").unlink(missing_ok=True)
+    return host.guard("boot")
+
+
+def test_boot_reverts_a_guard_whose_deadline_passed_while_the_host_was_down(
+        host: Host) -> None:
+    guard_dir = persistent(host)
+    (guard_dir / "t.deadline").write_text(f"{int(time.time()) - 5}\n")
+    r = boot(host)
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]
+    assert host.status() == "reverted" and listed(host) == {}
+    assert units(host) == []  # no timer for a guard that is done
+
+
+def test_boot_times_a_guard_that_is_not_due_again_for_what_is_left(host: Host) -> None:
+    guard_dir = persistent(host, "600")
+    deadline = int((guard_dir / "t.deadline").read_text())
+    r = boot(host)
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == [] and host.status() == "armed"
+    assert listed(host) == {"t": str(guard_dir)}
+    run = units(host)[-1]
+    left = int(run.split("--on-active=")[1].split()[0])
+    assert deadline - int(time.time()) - 2 <= left <= deadline - int(time.time()) + 1
+    assert run == timer(host, left, "--if-due")
+    assert "armed across the reboot" in r.stdout
+
+
+def test_boot_reverts_at_once_a_guard_it_cannot_time_again(host: Host) -> None:
+    persistent(host, "600")
+    (host.state / "fail-systemd-run").touch()
+    r = boot(host)
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]
+    assert host.status() == "reverted" and listed(host) == {}
+
+
+def test_boot_unlists_a_guard_that_was_disarmed_and_runs_nothing(host: Host) -> None:
+    guard_dir = persistent(host)
+    host.boot.joinpath("t").write_text(f"{guard_dir}\n")  # e.g. a disarm cut short
+    (guard_dir / "t.state").write_text("disarmed\n")
+    r = boot(host)
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == [] and listed(host) == {} and units(host) == []
+
+
+def test_boot_handles_each_listed_guard_in_its_own_directory(host: Host, tmp_path: Path) -> None:
+    due = persistent(host)
+    (due / "t.deadline").write_text("1\n")
+    other = tmp_path / "other-guard"
+    host.env["VPSNET_GUARD_DIR"] = str(other)
+    host.guard("record", "t", stdin='echo other >>"$STATE/ran"\n')
+    assert host.guard("arm", "t", "600", "--persistent").returncode == 0
+    # one id in two directories cannot be listed twice: the second arm took the entry
+    assert listed(host) == {"t": str(other)}
+    host.boot.joinpath("u").write_text(f"{due}\n")
+    (due / "u.sh").write_text((due / "t.sh").read_text())
+    (due / "u.state").write_text("armed\n")
+    (due / "u.deadline").write_text("1\n")
+    r = boot(host)
+    assert r.returncode == 0, r.stderr
+    assert ran(host) == ["one", "two words", "three"]  # u's revert, in the first directory
+    assert listed(host) == {"t": str(other)}  # t, not due, timed again in its own
+    assert units(host)[-1].startswith(f"systemd-run --quiet --unit {UNIT} ")
+    assert f"--setenv=VPSNET_GUARD_DIR={other} " in units(host)[-1]
