@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vpsnet_lab import scrape_monitor
 from vpsnet_lab.ansible_env import mitogen_env
 from vpsnet_lab.fleet import Lab
@@ -41,10 +43,18 @@ INSTALL_TASK = "TASK [vpsnet_driver : Install the wanted vpsnet packages, pinned
 class Fleet:
     scenario: str
     hosts: list[str]  # in the order the rollout reaches them (regions as declared)
-    peers: dict[str, str]  # host -> the address it pings through its second NIC
     base_port: int
     env: dict[str, str]
     lab: Lab
+
+    @property
+    def peers(self) -> dict[str, str]:
+        """host -> the address it pings through its second NIC: the first of the
+        ping targets the scenario's host_vars give its upgrade gate."""
+        return {h: str(yaml.safe_load(
+                    (REPO / "molecule" / self.scenario / "host_vars" / f"{h}.yml").read_text())
+                    ["vpsnet_upgrade_ping_targets"][0])
+                for h in self.hosts}
 
     @property
     def ephemeral(self) -> Path:
@@ -148,7 +158,7 @@ class Fleet:
 
 
 @contextmanager
-def fleet_up(scenario: str, hosts: list[str], peers: dict[str, str], base_port: int,
+def fleet_up(scenario: str, hosts: list[str], base_port: int,
              molecule_env: dict[str, str], prepare_version: str) -> Iterator[Fleet]:
     """SCENARIO's fleet booted and provisioned at PREPARE_VERSION (molecule create,
     which runs prepare: provision.yml), always destroyed on leaving, also when a
@@ -160,7 +170,7 @@ def fleet_up(scenario: str, hosts: list[str], peers: dict[str, str], base_port: 
                MOLECULE_PROJECT_DIRECTORY=str(REPO), MOLECULE_SCENARIO_NAME=scenario,
                VPSNET_ROLLOUT_PREPARE_VERSION=prepare_version,
                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
-    fleet = Fleet(scenario, hosts, peers, base_port, env, Lab(CACHE / f"lab-{scenario}"))
+    fleet = Fleet(scenario, hosts, base_port, env, Lab(CACHE / f"lab-{scenario}"))
     if REUSE:
         yield fleet
         return

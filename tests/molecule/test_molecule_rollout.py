@@ -74,8 +74,6 @@ from vpsnet_lab import prometheus
 from vpsnet_lab.paths import oldest_abi
 
 HOSTS = ["use1-a", "use1-b", "ase1-a"]  # us-east-1 first, as declared
-# the link peer in us-east-1; for ase1-a the host side of its tap NIC
-PEERS = {"use1-a": "198.18.0.2", "use1-b": "198.18.0.1", "ase1-a": "198.19.17.1"}
 BASE_PORT = 17022  # rolloutlab.py's for this scenario
 # the test's Prometheus, scraping every guest's exporter
 PROMETHEUS_PORT = BASE_PORT + 480
@@ -102,7 +100,7 @@ def prepare_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(molecule_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    with fleet_up("rollout", HOSTS, PEERS, BASE_PORT, molecule_env,
+    with fleet_up("rollout", HOSTS, BASE_PORT, molecule_env,
                   prepare_version(request)) as f:
         yield f
 

@@ -42,8 +42,6 @@ from rollout_story import (
 from vpsnet_lab.paths import kernel_releases, oldest_abi
 
 HOSTS = ["use1-a", "ase1-a"]  # us-east-1 first, as declared
-# each pings the host side of its own 2-queue tap NIC (rolloutlab.py)
-PEERS = {"use1-a": "198.19.1.1", "ase1-a": "198.19.9.1"}
 BASE_PORT = 18022
 
 pytestmark = [
@@ -54,7 +52,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def fleet(molecule_env: dict[str, str]) -> Iterator[Fleet]:
-    with fleet_up("rollout-core", HOSTS, PEERS, BASE_PORT, molecule_env, "1.0.0") as f:
+    with fleet_up("rollout-core", HOSTS, BASE_PORT, molecule_env, "1.0.0") as f:
         yield f
 
 
