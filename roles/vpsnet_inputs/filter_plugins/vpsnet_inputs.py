@@ -431,7 +431,7 @@ def check_one_of(name: str, value: Any) -> Errors:
     return []
 
 
-def check_true(name: str, value: Any, *, msg: str = "") -> Errors:
+def check_relation(name: str, value: Any, *, msg: str = "") -> Errors:
     """A relation between settings the role computed (VALUE true: fine); MSG says what is wrong."""
     return [] if value is True else [f"{name}: {msg or 'not satisfied'}"]
 
@@ -643,7 +643,7 @@ CHECKS: dict[str, Callable[..., Errors]] = {
     "batches": check_batches,
     "all_or_none": check_all_or_none,
     "one_of": check_one_of,
-    "true": check_true,
+    "relation": check_relation,
     "openpgp_public_key": check_openpgp_public_key,
     "openpgp_public_key_file": check_openpgp_public_key_file,
     "pem": check_pem,
