@@ -9,12 +9,10 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
-from . import ansible_env, image, inventory
+from . import ansible_env, image, inventory, spec
 from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
 from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError
-from .spec import FIRMWARES
+from .spec import FIRMWARES, SpecError
 
 # Read inside a guest: what the machine itself says it is (DMI, metadata).
 IDENTIFY_SCRIPT = r"""
@@ -37,6 +35,9 @@ fi
 """
 
 
+MAX_PROBLEMS = 20  # lines of a refused spec shown; the first ones say enough
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -50,12 +51,8 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    path = Path(args.spec)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LabError(f"cannot read lab spec {path}: {exc.strerror}") from exc
-    lab = Lab.up(raw, str(path), state_dir=args.state, boot_timeout=args.timeout, say=_say)
+    raw = spec.read(args.spec)  # bounded: size, depth, no aliases, string keys
+    lab = Lab.up(raw, args.spec, state_dir=args.state, boot_timeout=args.timeout, say=_say)
     if not args.no_inventory:
         out = inventory.write(lab.spec, Path(args.inventory))
         _say(f"inventory written to {out}")
@@ -201,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except SpecError as exc:
+        for problem in exc.problems[:MAX_PROBLEMS]:
+            print(f"vpsnet-lab: {exc.source}: {problem}", file=sys.stderr)
+        if len(exc.problems) > MAX_PROBLEMS:
+            print(f"vpsnet-lab: {exc.source}: ... and {len(exc.problems) - MAX_PROBLEMS} more "
+                  "problems", file=sys.stderr)
+        return 2
     except LabError as exc:
         print(f"vpsnet-lab: error: {exc}", file=sys.stderr)
         return 2

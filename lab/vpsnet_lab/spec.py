@@ -1,27 +1,43 @@
-"""Lab specs: which guests to boot, validated before anything starts."""
+"""Lab specs: which guests to boot, validated before anything starts.
+
+`load` reads a file through the bounded reader of specfile.py; `parse` turns
+plain data (from a file or a dict built in code) into a typed `Spec`, naming
+every bad field; `host_problems` then checks what this machine must provide
+(free ports, memory, kernel packages, certificate files).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import paths
 from .accel import CHOICES as ACCELS
-from .paths import KERNEL_HELP, KERNEL_SERIES, LabError, kernel_syntax_ok
+from .paths import KERNEL_HELP, KERNEL_SERIES, LabError
+from .specfile import SpecFileError, YamlFloat, join, short
+from .specfile import read as read_file
 
 CLOUDS = ("aws", "gcp")
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-GCP_REGION_RE = re.compile(r"^[a-z]+-[a-z]+\d+$")
+# Checked with fullmatch: `^...$` would let a trailing newline through.
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
+GCP_REGION_RE = re.compile(r"[a-z]+-[a-z]+\d+")
+# Goes into QEMU's -smbios option (commas would add options) and the metadata.
+INSTANCE_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_QUEUES = 16
 MAX_VCPUS = 8
 MIN_MEMORY_MB = 384
+MAX_MEMORY_MB = 1 << 20
+# Guest and NIC indexes make MACs (52:54:00:LL:GG:NN) and tap subnets
+# 198.19.(8 * guest + nic): at most 32 guests of 7 extra NICs each.
+MAX_GUESTS = 32
+MAX_NICS = 7
 HOST_MEMORY_RESERVE_MB = 2048
 DEFAULT_BASE_PORT = 10022
 
@@ -38,12 +54,17 @@ REGION_KEYS = {"rtt_ms", "bandwidth_mbit"}
 SERVICE_ADDR_BASE = 101  # 10.0.2.100 is the metadata service
 
 
+def _one_line(text: str) -> str:
+    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class SpecError(LabError):
-    """A spec that must not start: every bad field, one line each."""
+    """A spec that must not start: every bad field, one line each ("field: message")."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"bad lab spec {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.source = _one_line(source)
+        self.problems = [_one_line(p) for p in problems]
+        super().__init__("\n".join(f"{self.source}: {p}" for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -137,26 +158,110 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def _int(value: Any, where: str, lo: int, hi: int, problems: list[str]) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(f"{where}: {value!r} is not an integer")
-        return None
-    if not lo <= value <= hi:
-        problems.append(f"{where}: {value} is out of range {lo}..{hi}")
-        return None
-    return value
+def shown(value: Any) -> str:
+    """A bad value in a message: short, on one line, as the user wrote it."""
+    if isinstance(value, YamlFloat):
+        return value.text
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"  # str() refuses > 4300 digits
+    return short(value)
 
 
-def _str(raw: dict[str, Any], key: str, where: str, problems: list[str]) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value:
-        problems.append(f"{where}.{key}: missing or empty")
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {value} (YAML reads unquoted yes/no/on/off/true/false so)"
+    if isinstance(value, YamlFloat):
+        return f"the number {value.text} (YAML reads it as {float(value)!r})"
+    if isinstance(value, int | float):
+        return f"the number {shown(value)}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else shown(value)
+
+
+class _Checker:
+    """Field checks that record one "field: message" line per failure."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def keys(self, raw: dict[Any, Any], allowed: set[str], where: str) -> None:
+        bad = [k for k in raw if not isinstance(k, str)]
+        for key in bad:
+            self.add(where or "top level", f"key {shown(key)} is not a string")
+        for key in sorted(set(raw) - allowed - set(bad)):
+            self.add(join(where, key), f"unknown key (expected one of "
+                                       f"{', '.join(sorted(allowed))})")
+
+    def mapping(self, value: Any, where: str, what: str) -> dict[Any, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.add(where, f"expected {what}, got {_kind(value)}")
+        return None
+
+    def items(self, value: Any, where: str, what: str) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        self.add(where, f"expected a list of {what}, got {_kind(value)}")
+        return []
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(where, f"missing (an integer {lo}..{hi})" if value is None else
+                     f"{shown(value)} is not an integer" +
+                     (" (a boolean)" if isinstance(value, bool) else ""))
+            return None
+        if not lo <= value <= hi:
+            self.add(where, f"{shown(value)} is out of range {lo}..{hi}")
+            return None
+        return int(value)
+
+    def string(self, value: Any, where: str, pattern: re.Pattern[str] | None = None,
+               what: str = "") -> str:
+        """A non-empty string (fully matching PATTERN), else "" and a problem."""
+        if not isinstance(value, str) or not value:
+            self.add(where, "missing or empty" if value in (None, "") else
+                     f"expected a string, got {_kind(value)}")
+            return ""
+        if pattern is not None and not pattern.fullmatch(value):
+            self.add(where, f"{shown(value)} is not {what}")
+            return ""
+        if CONTROL_RE.search(value):
+            self.add(where, f"{shown(value)} holds control characters")
+            return ""
+        return value
+
+    def choice(self, value: Any, where: str, choices: Iterable[str], what: str) -> str | None:
+        choices = tuple(choices)
+        if isinstance(value, str) and value in choices:
+            return value
+        self.add(where, f"missing (expected one of {', '.join(choices)})" if value is None else
+                 f"unknown {what} {shown(value)} (expected one of {', '.join(choices)})")
+        return None
+
+    def kernel(self, value: Any, where: str) -> str:
+        if isinstance(value, str) and (value in KERNEL_SERIES or (
+                paths.RELEASE_RE.fullmatch(value) and paths.release_series(value))):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            text = shown(value)
+            read = f" (YAML reads it as {float(value)!r})" if text != repr(float(value)) else ""
+            self.add(where, f"the number {text}{read}: kernel versions must be strings, "
+                            f"quote it: kernel: \"{text}\"")
+        elif value is None:
+            self.add(where, f"missing (expected {KERNEL_HELP})")
+        else:
+            self.add(where, f"unknown kernel {shown(value)} (expected {KERNEL_HELP})")
         return ""
-    return value
 
 
 def _region_ok(cloud: str, region: str) -> bool:
-    return bool((AWS_REGION_RE if cloud == "aws" else GCP_REGION_RE).match(region))
+    return bool((AWS_REGION_RE if cloud == "aws" else GCP_REGION_RE).fullmatch(region))
 
 
 def _zone_ok(cloud: str, region: str, zone: str) -> bool:
@@ -166,200 +271,206 @@ def _zone_ok(cloud: str, region: str, zone: str) -> bool:
     return bool(re.fullmatch(r"[a-z]" if cloud == "aws" else r"-[a-z]", suffix))
 
 
-def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
-    """Validate a spec; raise SpecError naming every bad field."""
-    problems: list[str] = []
-    if not isinstance(data, dict):
-        raise SpecError(source, ["top level: expected a mapping with 'guests'"])
-    for key in sorted(set(data) - TOP_KEYS):
-        problems.append(f"{key}: unknown key (expected one of {', '.join(sorted(TOP_KEYS))})")
-    lab_name = data.get("name", Path(source).stem if source != "<spec>" else "lab")
-    if not isinstance(lab_name, str) or not NAME_RE.match(lab_name):
-        problems.append(f"name: {lab_name!r} is not a valid lab name ([a-z][a-z0-9-]*)")
-        lab_name = "lab"
-    base_port = _int(data.get("base_port", DEFAULT_BASE_PORT), "base_port", 1024, 60000, problems)
-    base_port = base_port or DEFAULT_BASE_PORT
-    accel = data.get("accel", "auto")
-    if accel not in ACCELS:
-        problems.append(f"accel: unknown accelerator {accel!r} (expected one of "
-                        f"{', '.join(ACCELS)})")
-        accel = "auto"
-    raw_guests = data.get("guests")
-    if not isinstance(raw_guests, list) or not raw_guests:
-        problems.append("guests: expected a non-empty list of guests")
-        raise SpecError(source, problems)
+class _Parser(_Checker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
 
-    names = [raw.get("name", "") if isinstance(raw, dict) else "" for raw in raw_guests]
-    guests: list[Guest] = []
-    link_pairs: list[tuple[str, str]] = []
-    raw_links: dict[str, list[int]] = {}
-    for i, raw in enumerate(raw_guests):
+    def guest(self, raw: Any, i: int, names: list[str], base_port: int) -> Guest | None:
         where = f"guests[{i}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: expected a mapping")
-            continue
-        name = _str(raw, "name", where, problems)
-        if name and not NAME_RE.match(name):
-            problems.append(f"{where}.name: {name!r} is not a valid host name ([a-z][a-z0-9-]*)")
-        if name and names.count(name) > 1 and names.index(name) != i:
-            problems.append(f"{where}.name: duplicate guest name {name!r}")
+        if self.mapping(raw, where, "a mapping of guest fields") is None:
+            return None
+        name = self.string(raw.get("name"), f"{where}.name", NAME_RE,
+                           "a valid host name ([a-z][a-z0-9-]*, at most 31 characters)")
+        if name and names.index(name) != i:
+            self.add(f"{where}.name", f"duplicate guest name {name!r}")
         if name:
             where = f"guests[{i}] ({name})"
-        for key in sorted(set(raw) - GUEST_KEYS):
-            problems.append(f"{where}.{key}: unknown key")
-        cloud = raw.get("cloud")
-        if cloud not in CLOUDS:
-            problems.append(f"{where}.cloud: unknown cloud {cloud!r} (expected aws or gcp)")
-            cloud = "aws"
-        region = _str(raw, "region", where, problems)
+        self.keys(raw, GUEST_KEYS, where)
+        cloud = self.choice(raw.get("cloud"), f"{where}.cloud", CLOUDS, "cloud") or "aws"
+        region = self.string(raw.get("region"), f"{where}.region")
         if region and not _region_ok(cloud, region):
-            problems.append(f"{where}.region: {region!r} is not a {cloud} region name")
-        zone = _str(raw, "zone", where, problems)
+            self.add(f"{where}.region", f"{shown(region)} is not a {cloud} region name")
+        zone = self.string(raw.get("zone"), f"{where}.zone")
         if zone and region and not _zone_ok(cloud, region, zone):
-            problems.append(f"{where}.zone: {zone!r} is not a zone of region {region!r}")
-        itype = _str(raw, "instance_type", where, problems)
-        kernel = str(raw.get("kernel", ""))
-        if not kernel_syntax_ok(kernel):
-            problems.append(f"{where}.kernel: unknown kernel {raw.get('kernel')!r} "
-                            f"(expected {KERNEL_HELP})")
-        elif (check_host and kernel not in KERNEL_SERIES
-              and not paths.apt_knows(f"linux-image-{kernel}")):
-            problems.append(f"{where}.kernel: apt knows no package linux-image-{kernel}")
-        vcpus = _int(raw.get("vcpus", 1), f"{where}.vcpus", 1, MAX_VCPUS, problems) or 1
-        memory = _int(raw.get("memory_mb", 1024), f"{where}.memory_mb", MIN_MEMORY_MB,
-                      1 << 20, problems) or MIN_MEMORY_MB
-        ssh_port = _int(raw.get("ssh_port", base_port + i), f"{where}.ssh_port", 1024, 65535,
-                        problems) or base_port + i
+            self.add(f"{where}.zone", f"{shown(zone)} is not a zone of region {region!r}")
+        itype = self.string(raw.get("instance_type"), f"{where}.instance_type",
+                            INSTANCE_TYPE_RE, "an instance type ([a-z0-9.-], e.g. m5.large)")
+        kernel = self.kernel(raw.get("kernel"), f"{where}.kernel")
+        vcpus = self.integer(raw.get("vcpus", 1), f"{where}.vcpus", 1, MAX_VCPUS) or 1
+        memory = self.integer(raw.get("memory_mb", 1024), f"{where}.memory_mb", MIN_MEMORY_MB,
+                              MAX_MEMORY_MB) or MIN_MEMORY_MB
+        ssh_port = self.integer(raw.get("ssh_port", base_port + i), f"{where}.ssh_port", 1024,
+                                65535) or base_port + i
+        nics = self.nics(raw.get("nics", []), f"{where}.nics", name, names)
+        forwards = self.forwards(raw.get("forwards", []), f"{where}.forwards")
+        firmware = self.choice(raw.get("firmware", "bios"), f"{where}.firmware", FIRMWARES,
+                               "firmware") or "bios"
+        mok_certs = [self.string(c, f"{where}.mok_certs[{j}]") for j, c in
+                     enumerate(self.items(raw.get("mok_certs", []), f"{where}.mok_certs",
+                                          "certificate paths"))]
+        if mok_certs and firmware == "bios":
+            self.add(f"{where}.mok_certs", "only a uefi-secureboot guest has a MokList")
+        return Guest(name=name, cloud=cloud, region=region, zone=zone, instance_type=itype,
+                     kernel=kernel, vcpus=vcpus, memory_mb=memory, ssh_port=ssh_port, index=i,
+                     nics=tuple(nics), forwards=tuple(forwards), firmware=firmware,
+                     mok_certs=tuple(mok_certs))
+
+    def nics(self, value: Any, where: str, name: str, names: list[str]) -> list[Nic]:
         nics: list[Nic] = []
-        raw_nics = raw.get("nics", [])
-        if not isinstance(raw_nics, list):
-            problems.append(f"{where}.nics: expected a list")
-            raw_nics = []
-        for j, nic in enumerate(raw_nics):
-            nwhere = f"{where}.nics[{j}]"
-            if not isinstance(nic, dict):
-                problems.append(f"{nwhere}: expected a mapping with queues or link")
+        for j, nic in enumerate(self.items(value, where, "NICs")):
+            nwhere = f"{where}[{j}]"
+            if self.mapping(nic, nwhere, "a mapping with queues or link") is None:
                 continue
-            for key in sorted(set(nic) - NIC_KEYS):
-                problems.append(f"{nwhere}.{key}: unknown key")
-            queues = _int(nic.get("queues", 1), f"{nwhere}.queues", 1, MAX_QUEUES, problems) or 1
+            self.keys(nic, NIC_KEYS, nwhere)
+            queues = self.integer(nic.get("queues", 1), f"{nwhere}.queues", 1, MAX_QUEUES) or 1
             link = nic.get("link")
-            if link is not None:
-                if link == name:
-                    problems.append(f"{nwhere}.link: a guest cannot link to itself")
-                elif link not in names:
-                    problems.append(f"{nwhere}.link: no guest named {link!r}")
-                elif queues != 1:
-                    problems.append(f"{nwhere}.queues: socket links have one queue")
-                else:
-                    pair = (name, link)
-                    if pair in link_pairs or pair[::-1] in link_pairs:
-                        problems.append(f"{nwhere}.link: {name} and {link} are already linked")
-                    else:
-                        link_pairs.append(pair)
-                        raw_links.setdefault(name, []).append(len(nics) + 1)
-                        nics.append(Nic(index=len(nics) + 1, link=link))
-                        continue
+            if link is None:
+                nics.append(Nic(index=len(nics) + 1, queues=queues))
+            elif not isinstance(link, str) or link not in names:
+                self.add(f"{nwhere}.link", f"no guest named {shown(link)}")
+            elif link == name:
+                self.add(f"{nwhere}.link", "a guest cannot link to itself")
+            elif queues != 1:
+                self.add(f"{nwhere}.queues", "socket links have one queue")
+            elif (name, link) in self.links or (link, name) in self.links:
+                self.add(f"{nwhere}.link", f"{name} and {link} are already linked")
+            elif name:
+                self.links.append((name, link))
+                nics.append(Nic(index=len(nics) + 1, link=link))
+        return nics
+
+    def forwards(self, value: Any, where: str) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for j, fwd in enumerate(self.items(value, where, "port forwards")):
+            fwhere = f"{where}[{j}]"
+            if self.mapping(fwd, fwhere, "a mapping with guest_port and host_port") is None:
                 continue
-            nics.append(Nic(index=len(nics) + 1, queues=queues))
-        forwards: list[tuple[int, int]] = []
-        raw_fwds = raw.get("forwards", [])
-        for j, fwd in enumerate(raw_fwds if isinstance(raw_fwds, list) else [None]):
-            fwhere = f"{where}.forwards[{j}]"
-            if not isinstance(fwd, dict):
-                problems.append(f"{fwhere}: expected a mapping with guest_port and host_port")
-                continue
-            for key in sorted(set(fwd) - FORWARD_KEYS):
-                problems.append(f"{fwhere}.{key}: unknown key")
-            gport = _int(fwd.get("guest_port"), f"{fwhere}.guest_port", 1, 65535, problems)
-            hport = _int(fwd.get("host_port"), f"{fwhere}.host_port", 1024, 65535, problems)
+            self.keys(fwd, FORWARD_KEYS, fwhere)
+            gport = self.integer(fwd.get("guest_port"), f"{fwhere}.guest_port", 1, 65535)
+            hport = self.integer(fwd.get("host_port"), f"{fwhere}.host_port", 1024, 65535)
             if gport and hport:
-                forwards.append((gport, hport))
-        firmware = raw.get("firmware", "bios")
-        if firmware not in FIRMWARES:
-            problems.append(f"{where}.firmware: unknown firmware {firmware!r} "
-                            f"(expected one of {', '.join(FIRMWARES)})")
-            firmware = "bios"
-        mok_certs = raw.get("mok_certs", [])
-        if not isinstance(mok_certs, list) or not all(isinstance(c, str) for c in mok_certs):
-            problems.append(f"{where}.mok_certs: expected a list of certificate paths")
-            mok_certs = []
-        elif mok_certs and firmware == "bios":
-            problems.append(f"{where}.mok_certs: only a uefi-secureboot guest has a MokList")
-        elif check_host:
-            problems += [f"{where}.mok_certs: cannot read {c}" for c in mok_certs
-                         if not os.access(c, os.R_OK)]
-        guests.append(Guest(name=name, cloud=cloud, region=region, zone=zone,
-                            instance_type=itype, kernel=kernel, vcpus=vcpus, memory_mb=memory,
-                            ssh_port=ssh_port, index=i, nics=tuple(nics),
-                            forwards=tuple(forwards), firmware=firmware,
-                            mok_certs=tuple(mok_certs)))
+                out.append((gport, hport))
+        return out
 
-    regions: dict[str, dict[str, int]] = {}
-    raw_regions = data.get("regions", {}) or {}
-    if not isinstance(raw_regions, dict):
-        problems.append("regions: expected a mapping of region name to rtt_ms/bandwidth_mbit")
-        raw_regions = {}
-    for rname, rvars in raw_regions.items():
-        if not isinstance(rvars, dict):
-            problems.append(f"regions.{rname}: expected a mapping")
-            continue
-        for key in sorted(set(rvars) - REGION_KEYS):
-            problems.append(f"regions.{rname}.{key}: unknown key")
-        rtt = _int(rvars.get("rtt_ms", 1), f"regions.{rname}.rtt_ms", 0, 2000, problems)
-        bw = _int(rvars.get("bandwidth_mbit", 1000), f"regions.{rname}.bandwidth_mbit", 1,
-                  400000, problems)
-        regions[rname] = {"rtt_ms": rtt or 0, "bandwidth_mbit": bw or 1}
+    def regions(self, value: Any) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        raw = self.mapping({} if value is None else value, "regions",
+                           "a mapping of region name to rtt_ms/bandwidth_mbit") or {}
+        for rname, rvars in raw.items():
+            if not isinstance(rname, str):
+                self.add("regions", f"key {shown(rname)} is not a string")
+                continue
+            rwhere = join("regions", rname)
+            if not (AWS_REGION_RE.fullmatch(rname) or GCP_REGION_RE.fullmatch(rname)):
+                self.add(rwhere, f"{shown(rname)} is not an aws or gcp region name")
+            if self.mapping(rvars, rwhere, "a mapping with rtt_ms and bandwidth_mbit") is None:
+                continue
+            self.keys(rvars, REGION_KEYS, rwhere)
+            rtt = self.integer(rvars.get("rtt_ms", 1), f"{rwhere}.rtt_ms", 0, 2000)
+            bw = self.integer(rvars.get("bandwidth_mbit", 1000), f"{rwhere}.bandwidth_mbit", 1,
+                              400000)
+            out[rname] = {"rtt_ms": rtt or 0, "bandwidth_mbit": bw or 1}
+        return out
 
-    services: list[Service] = []
-    raw_services = data.get("services", []) or []
-    for k, svc in enumerate(raw_services if isinstance(raw_services, list) else []):
-        swhere = f"services[{k}]"
-        if not isinstance(svc, dict):
-            problems.append(f"{swhere}: expected a mapping")
-            continue
-        for key in sorted(set(svc) - SERVICE_KEYS):
-            problems.append(f"{swhere}.{key}: unknown key")
-        sname = _str(svc, "name", swhere, problems)
-        gport = _int(svc.get("guest_port", 80), f"{swhere}.guest_port", 1, 65535, problems) or 80
-        hport = _int(svc.get("host_port"), f"{swhere}.host_port", 1024, 65535, problems) or 0
-        services.append(Service(sname, f"10.0.2.{SERVICE_ADDR_BASE + k}", gport, hport))
+    def services(self, value: Any) -> list[Service]:
+        out: list[Service] = []
+        for k, svc in enumerate(self.items([] if value is None else value, "services",
+                                           "services")):
+            swhere = f"services[{k}]"
+            if self.mapping(svc, swhere, "a mapping with name, guest_port, host_port") is None:
+                continue
+            self.keys(svc, SERVICE_KEYS, swhere)
+            sname = self.string(svc.get("name"), f"{swhere}.name", NAME_RE, "a valid name")
+            gport = self.integer(svc.get("guest_port", 80), f"{swhere}.guest_port", 1,
+                                 65535) or 80
+            hport = self.integer(svc.get("host_port"), f"{swhere}.host_port", 1024, 65535) or 0
+            out.append(Service(sname, f"10.0.2.{SERVICE_ADDR_BASE + k}", gport, hport))
+        return out
 
-    links = tuple(Link(index=k, listener=a, connector=b)
-                  for k, (a, b) in enumerate(link_pairs))
-    guests = _address_nics(guests, links, lab_name)
-
-    # Ports the lab will bind: SSH forwards.
-    ports: dict[int, str] = {}
-    for g in guests:
-        where = f"guests[{g.index}] ({g.name}).ssh_port"
-        if g.ssh_port in ports:
-            problems.append(f"{where}: port {g.ssh_port} clashes with {ports[g.ssh_port]}")
-        ports.setdefault(g.ssh_port, where)
-        for j, (_, hport) in enumerate(g.forwards):
-            fwhere = f"guests[{g.index}] ({g.name}).forwards[{j}].host_port"
-            if hport in ports:
-                problems.append(f"{fwhere}: port {hport} clashes with {ports[hport]}")
-            ports.setdefault(hport, fwhere)
-    if check_host:
-        for port, where in sorted(ports.items()):
-            if port_in_use(port):
-                problems.append(f"{where}: port {port} is already in use on 127.0.0.1")
-        total = sum(g.memory_mb for g in guests)
-        avail = _host_memory_mb() - HOST_MEMORY_RESERVE_MB
-        if total > avail:
-            problems.append(f"guests[*].memory_mb: the guests need {total} MiB in all but the "
-                            f"machine has {avail} MiB to spare "
-                            f"(MemAvailable less {HOST_MEMORY_RESERVE_MB} MiB)")
-        cpus = os.cpu_count() or 1
+    def port_clashes(self, guests: list[Guest]) -> None:
+        ports: dict[int, str] = {}
         for g in guests:
-            if g.vcpus > cpus * 4:
-                problems.append(f"guests[{g.index}] ({g.name}).vcpus: {g.vcpus} vCPUs on a "
-                                f"{cpus}-core machine")
-    if problems:
-        raise SpecError(source, problems)
-    return Spec(name=lab_name, base_port=base_port, guests=tuple(guests), links=links,
+            gwhere = f"guests[{g.index}] ({g.name})" if g.name else f"guests[{g.index}]"
+            wanted = [(f"{gwhere}.ssh_port", g.ssh_port)] + [
+                (f"{gwhere}.forwards[{j}].host_port", h) for j, (_, h) in enumerate(g.forwards)]
+            for where, port in wanted:
+                if port in ports:
+                    self.add(where, f"port {port} clashes with {ports[port]}")
+                ports.setdefault(port, where)
+
+
+def parse(data: Any, source: str = "<spec>", check_host: bool = True) -> Spec:
+    """Validate a spec; raise SpecError naming every bad field."""
+    p = _Parser()
+    top = p.mapping(data, "top level", "a mapping with 'guests'")
+    if top is None:
+        raise SpecError(source, p.problems)
+    p.keys(top, TOP_KEYS, "")
+    stem = Path(source).stem if source != "<spec>" else "lab"
+    lab_name = p.string(top.get("name", stem), "name", NAME_RE,
+                        "a valid lab name ([a-z][a-z0-9-]*, at most 31 characters)") or "lab"
+    base_port = p.integer(top.get("base_port", DEFAULT_BASE_PORT), "base_port", 1024,
+                          60000) or DEFAULT_BASE_PORT
+    accel = p.choice(top.get("accel", "auto"), "accel", ACCELS, "accelerator") or "auto"
+    raw_guests = top.get("guests")
+    if not isinstance(raw_guests, list) or not raw_guests:
+        p.add("guests", "expected a non-empty list of guests")
+        raise SpecError(source, p.problems)
+    if len(raw_guests) > MAX_GUESTS:
+        p.add("guests", f"{len(raw_guests)} guests: at most {MAX_GUESTS}")
+        raise SpecError(source, p.problems)
+    names = [str(g["name"]) if isinstance(g, dict) and isinstance(g.get("name"), str) else ""
+             for g in raw_guests]
+    guests = [g for i, raw in enumerate(raw_guests)
+              if (g := p.guest(raw, i, names, base_port)) is not None]
+    regions = p.regions(top.get("regions", {}))
+    services = p.services(top.get("services", []))
+    p.port_clashes(guests)
+    if p.problems:  # before addressing: that needs unique names and known link peers
+        raise SpecError(source, p.problems)
+    links = tuple(Link(index=k, listener=a, connector=b) for k, (a, b) in enumerate(p.links))
+    guests = _address_nics(guests, links, lab_name)
+    for g in guests:
+        if len(g.nics) > MAX_NICS:
+            p.add(f"guests[{g.index}] ({g.name}).nics", f"{len(g.nics)} extra NICs (links "
+                  f"from other guests included): at most {MAX_NICS}")
+    if p.problems:
+        raise SpecError(source, p.problems)
+    spec = Spec(name=lab_name, base_port=base_port, guests=tuple(guests), links=links,
                 services=tuple(services), regions=regions, accel=accel)
+    if check_host:
+        problems = host_problems(spec)
+        if problems:
+            raise SpecError(source, problems)
+    return spec
+
+
+def host_problems(spec: Spec) -> list[str]:
+    """What this machine lacks to run SPEC: kernel packages, files, ports, memory."""
+    problems: list[str] = []
+    for g in spec.guests:
+        where = f"guests[{g.index}] ({g.name})"
+        if g.kernel not in KERNEL_SERIES and not paths.apt_knows(f"linux-image-{g.kernel}"):
+            problems.append(f"{where}.kernel: apt knows no package linux-image-{g.kernel}")
+        problems += [f"{where}.mok_certs: cannot read {c}" for c in g.mok_certs
+                     if not os.access(c, os.R_OK)]
+    ports = {g.ssh_port: f"guests[{g.index}] ({g.name}).ssh_port" for g in spec.guests}
+    ports.update({h: f"guests[{g.index}] ({g.name}).forwards[{j}].host_port"
+                  for g in spec.guests for j, (_, h) in enumerate(g.forwards)})
+    for port, where in sorted(ports.items()):
+        if port_in_use(port):
+            problems.append(f"{where}: port {port} is already in use on 127.0.0.1")
+    total = sum(g.memory_mb for g in spec.guests)
+    avail = _host_memory_mb() - HOST_MEMORY_RESERVE_MB
+    if total > avail:
+        problems.append(f"guests[*].memory_mb: the guests need {total} MiB in all but the "
+                        f"machine has {avail} MiB to spare "
+                        f"(MemAvailable less {HOST_MEMORY_RESERVE_MB} MiB)")
+    cpus = os.cpu_count() or 1
+    problems += [f"guests[{g.index}] ({g.name}).vcpus: {g.vcpus} vCPUs on a {cpus}-core machine"
+                 for g in spec.guests if g.vcpus > cpus * 4]
+    return problems
 
 
 def _address_nics(guests: list[Guest], links: tuple[Link, ...], lab: str) -> list[Guest]:
@@ -385,12 +496,13 @@ def _address_nics(guests: list[Guest], links: tuple[Link, ...], lab: str) -> lis
     return out
 
 
-def load(path: str | Path, check_host: bool = True) -> Spec:
-    path = Path(path)
+def read(path: str | Path) -> Any:
+    """The data of spec file PATH, read bounded (see specfile.py); SpecError if refused."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LabError(f"cannot read lab spec {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise LabError(f"lab spec {path} is not valid YAML: {exc}") from exc
-    return parse(data, str(path), check_host=check_host)
+        return read_file(Path(path))
+    except SpecFileError as exc:
+        raise SpecError(str(path), [str(exc)]) from None
+
+
+def load(path: str | Path, check_host: bool = True) -> Spec:
+    return parse(read(path), str(path), check_host=check_host)
