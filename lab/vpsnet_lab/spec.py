@@ -162,6 +162,8 @@ def shown(value: Any) -> str:
     """A bad value in a message: short, on one line, as the user wrote it."""
     if isinstance(value, YamlFloat):
         return value.text
+    if isinstance(value, list | tuple | dict | set):
+        return _kind(value)  # repr() of a deep structure recurses without bound
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"  # str() refuses > 4300 digits
     return short(value)
@@ -176,7 +178,7 @@ def _kind(value: Any) -> str:
         return f"the number {value.text} (YAML reads it as {float(value)!r})"
     if isinstance(value, int | float):
         return f"the number {shown(value)}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set):
         return "a list"
     return "a mapping" if isinstance(value, dict) else shown(value)
 
@@ -193,7 +195,8 @@ class _Checker:
     def keys(self, raw: dict[Any, Any], allowed: set[str], where: str) -> None:
         bad = [k for k in raw if not isinstance(k, str)]
         for key in bad:
-            self.add(where or "top level", f"key {shown(key)} is not a string")
+            self.add(where or "top level", f"a key is {_kind(key)}, not a string"
+                     if isinstance(key, tuple | frozenset) else f"key {shown(key)} is not a string")
         for key in sorted(set(raw) - allowed - set(bad)):
             self.add(join(where, key), f"unknown key (expected one of "
                                        f"{', '.join(sorted(allowed))})")

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import copy
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from vpsnet_lab.spec import SpecError, parse
+from vpsnet_lab import specfile
+from vpsnet_lab.paths import TOP
+from vpsnet_lab.spec import SpecError, load, parse
 
 GOOD: dict[str, Any] = {
     "name": "t",
@@ -99,11 +106,192 @@ def test_more_memory_than_the_machine_has_is_refused() -> None:
 
 
 def test_default_spec_is_valid() -> None:
-    from vpsnet_lab.paths import TOP
-    from vpsnet_lab.spec import load
-
     spec = load(TOP / "lab/specs/default.yml", check_host=False)
     clouds = [(g.cloud, g.region, g.kernel) for g in spec.guests]
     assert clouds.count(("aws", "us-east-1", "6.1")) == 2
     assert clouds.count(("gcp", "asia-east1", "6.12")) == 2
     assert any(n.queues == 4 for g in spec.guests for n in g.nics)
+
+
+# --- spec files: every malformed file is refused with one line naming the field ---
+
+def refused(tmp_path: Path, content: str | bytes) -> list[str]:
+    path = tmp_path / "bad.yml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(SpecError) as exc:
+        load(path, check_host=False)
+    assert exc.value.source == str(path)
+    for line in str(exc.value).splitlines():
+        assert line.startswith(f"{path}: ") and line.isprintable(), line
+    return exc.value.problems
+
+
+def good_text(**changes: Any) -> str:
+    data = copy.deepcopy(GOOD)
+    data["guests"][0].update(changes)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_a_dumped_good_spec_loads_as_the_dict_parses(tmp_path: Path) -> None:
+    path = tmp_path / "t.yml"
+    path.write_text(good_text())
+    assert load(path, check_host=False) == parse(GOOD, str(path), check_host=False)
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nguests: *a{levels}\n"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (billion_laughs(), "a0 (line 1): anchor &a0: anchors and aliases are not allowed"),
+    ("guests:\n  - &g {name: a1}\n  - *g\n", "guests[0] (line 2): anchor &g"),
+    ("guests: *nowhere\n", "guests (line 1): alias *nowhere: anchors and aliases"),
+    ("guests: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 16 levels"),
+    ("guests:\n" + "".join("  " * i + f"- k{i}:\n" for i in range(40)),
+     "guests[0].k0[0].k1[0].k2[0].k3[0].k4[0].k5[0].k6[0] (line 9): nested deeper than 16 "
+     "levels"),
+    (b"name: caf\xe9\nguests: []\n", "line 1: not UTF-8 (byte 0xe9)"),
+    (b"\xff\xfen\x00a\x00", "line 1: not UTF-8 (byte 0xff)"),
+    ("1: x\nguests: []\n", "top level (line 1): key '1' is a number, not a string"),
+    ("guests:\n  - {name: a1, true: 1}\n", "guests[0] (line 2): key 'true' is a boolean"),
+    ("guests:\n  - {name: a1, null: 1}\n", "key 'null' is null"),
+    ("? [a, b]\n: 1\n", "top level (line 1): a key is a list"),
+    ("<<: {name: x}\nguests: []\n", "key '<<' is a merge"),
+    ("name: a\nguests: []\nname: b\n", "name (line 3): duplicate key (first on line 1)"),
+    ("guests: [{name: a1}]\nregions: {us-east-1: {rtt_ms: 1, rtt_ms: 2}}\n",
+     "regions.us-east-1.rtt_ms (line 2): duplicate key"),
+    ("name: 2024-13-45\n", "name (line 1): '2024-13-45' is a YAML timestamp"),
+    ("name: !!binary aGk=\n", "is a YAML binary"),
+    ("name: !!python/object:os.system x\n", "is a YAML python/object:os.system"),
+    ("guests: !!set {a}\n", "guests (line 1): a YAML set"),
+    ("name: !!int abc\n", "name (line 1): 'abc' is not a valid int"),
+    ("base_port: " + "9" * 5000 + "\n", "base_port (line 1): '99999"),
+    ("guests: [\n", "line 2, column 1: invalid YAML: while parsing a flow node"),
+    ("a: b: c\n", "line 1, column 5: invalid YAML: mapping values are not allowed here"),
+    ("name: a\x07\n", "line 1: character '\\x07' is not allowed in YAML"),
+    ("--- {}\n--- {}\n", "invalid YAML: expected a single document"),
+    (good_text(kernel=6.10).replace("6.1\n", "6.10\n"),
+     'guests[0] (a1).kernel: the number 6.10 (YAML reads it as 6.1): kernel versions must be '
+     'strings, quote it: kernel: "6.10"'),
+    (good_text().replace("kernel: '6.1'", "kernel: 6.1"), 'quote it: kernel: "6.1"'),
+    (good_text().replace("vcpus: 1", "vcpus: yes"), "guests[0] (a1).vcpus: True is not an "
+                                                    "integer (a boolean)"),
+    (good_text().replace("vcpus: 1", "vcpus: .nan"), "guests[0] (a1).vcpus: .nan is not an "
+                                                     "integer"),
+    (good_text().replace("memory_mb: 512", "memory_mb: 1.0e+3"),
+     "memory_mb: 1.0e+3 is not an integer"),
+    (good_text().replace("name: a1", 'name: "a1\\n"'), "guests[0].name: 'a1\\n' is not a valid"),
+    (good_text().replace("m5.large", '"m5.large,serial=x"'),
+     "instance_type: 'm5.large,serial=x' is not an instance type"),
+])
+def test_each_malformed_file_has_a_one_line_error(tmp_path: Path, content: str | bytes,
+                                                  expected: str) -> None:
+    found = refused(tmp_path, content)
+    assert any(expected in p for p in found), found
+
+
+def test_files_that_cannot_be_read_are_refused(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def problem(path: Path) -> str:
+        with pytest.raises(SpecError) as exc:
+            load(path, check_host=False)
+        assert len(exc.value.problems) == 1
+        return exc.value.problems[0]
+
+    assert problem(tmp_path / "missing.yml") == "cannot read: No such file or directory"
+    assert problem(tmp_path) == "cannot read: a directory"
+    os.mkfifo(tmp_path / "fifo")  # must not block in open()
+    assert problem(tmp_path / "fifo") == "cannot read: not a regular file"
+    big = tmp_path / "big.yml"
+    big.write_text("# " + "x" * specfile.MAX_BYTES)
+    assert problem(big) == f"larger than {specfile.MAX_BYTES} bytes: not a lab spec"
+
+    def denied(*_: Any) -> int:  # the tests run as root, where chmod 000 still reads
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(specfile.os, "open", denied)
+    assert problem(big) == "cannot read: Permission denied"
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("name",), "t\n", "name: 't\\n' is not a valid lab name"),
+    (("guests", 0, "name"), "a1\n", "guests[0].name: 'a1\\n' is not a valid host name"),
+    (("guests", 0, "region"), "us-east-1\n", "region: 'us-east-1\\n' holds control characters"),
+    (("guests", 0, "zone"), "us-east-1a\n", "zone: 'us-east-1a\\n' holds control"),
+    (("guests", 0, "kernel"), "6.1.0-47-cloud-amd64\n", "kernel: unknown kernel "
+                                                        "'6.1.0-47-cloud-amd64\\n'"),
+    (("guests", 0, "kernel"), 6.1, 'kernel: the number 6.1: kernel versions must be strings'),
+    (("guests", 0, "kernel"), 6, 'quote it: kernel: "6"'),
+    (("guests", 0, "instance_type"), "m5.large\n", "instance_type: 'm5.large\\n' is not"),
+    (("guests", 0, "cloud"), "aws\n", "cloud: unknown cloud 'aws\\n'"),
+    (("guests", 0, "nics"), [{"link": "g1\n"}], "nics[0].link: no guest named 'g1\\n'"),
+    (("guests", 0, "vcpus"), True, "vcpus: True is not an integer (a boolean)"),
+    (("guests", 0, "vcpus"), float("nan"), "vcpus: nan is not an integer"),
+    (("guests", 0, "memory_mb"), float("inf"), "memory_mb: inf is not an integer"),
+    pytest.param(("guests", 0, "memory_mb"), 10 ** 5000,
+                 "memory_mb: an integer of 16610 bits is out", id="huge-int"),
+    (("guests", 0, "ssh_port"), 70000, "ssh_port: 70000 is out of range 1024..65535"),
+    (("guests", 0, "nics"), [{"queues": 17}], "queues: 17 is out of range 1..16"),
+    (("base_port",), 1.5, "base_port: 1.5 is not an integer"),
+    (("regions",), {"us-east-1": {"rtt_ms": -1}}, "regions.us-east-1.rtt_ms: -1 is out"),
+    (("regions",), {"mars\n": {}}, "regions.'mars\\n': 'mars\\n' is not an aws or gcp region"),
+    (("services",), [{"name": "repo", "host_port": False}], "host_port: False is not an int"),
+    (("guests", 1, "mok_certs"), ["/x\n.der"], "mok_certs[0]: '/x\\n.der' holds control"),
+    (("guests",), [{"name": f"g{i}"} for i in range(33)], "guests: 33 guests: at most 32"),
+])
+def test_field_types_full_matches_and_ranges(path: tuple[Any, ...], value: Any,
+                                             expected: str) -> None:
+    found = problems(mutate(path, value))
+    assert any(expected in p for p in found), found
+    assert all(p.isprintable() for p in found), found
+
+
+def test_keys_of_any_type_from_code_are_refused_not_crashed() -> None:
+    data: dict[Any, Any] = {**GOOD, 1: "x", None: 2, (1, 2): 3}
+    data["guests"] = [{**GOOD["guests"][1], False: 1}]
+    data["regions"] = {7: {}}
+    found = problems(data)
+    assert {"top level: key 1 is not a string", "top level: key None is not a string",
+            "top level: a key is a list, not a string", "guests[0] (g1): key False is not a string",
+            "regions: key 7 is not a string"} <= set(found), found
+
+
+def test_links_beyond_the_nic_limit_are_refused() -> None:
+    hub = {**GOOD["guests"][0], "name": "hub", "nics": [], "forwards": []}
+    spokes = [{**GOOD["guests"][1], "name": f"s{i}", "nics": [{"link": "hub"}]}
+              for i in range(8)]
+    found = problems({"name": "t", "base_port": 40022, "guests": [hub, *spokes]})
+    assert found == ["guests[0] (hub).nics: 8 extra NICs (links from other guests included): "
+                     "at most 7"], found
+
+
+CLI_CASES = {
+    "bomb.yml": (billion_laughs(), "a0 (line 1): anchor &a0"),
+    "latin1.yml": (b"name: caf\xe9\n", "line 1: not UTF-8 (byte 0xe9)"),
+    "kernel.yml": (good_text().replace("kernel: '6.1'", "kernel: 6.10"),
+                   'guests[0] (a1).kernel: the number 6.10 (YAML reads it as 6.1)'),
+    "keys.yml": ("1: x\n", "top level (line 1): key '1' is a number"),
+    "deep.yml": ("guests: " + "[" * 3000 + "]" * 3000, "nested deeper than 16 levels"),
+    "missing.yml": (None, "cannot read: No such file or directory"),
+    "dir.yml": ("dir", "cannot read: a directory"),
+}
+
+
+def test_cli_up_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
+    for name, (content, expected) in CLI_CASES.items():
+        path = tmp_path / name
+        if content == "dir":
+            path.mkdir()
+        elif content is not None:
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vpsnet_lab.cli", "--state", str(tmp_path / "state"), "up",
+             "--no-inventory", str(path)], capture_output=True, text=True, check=False,
+            env={**os.environ, "PYTHONPATH": str(TOP / "lab")}, timeout=120)
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == "", (name, proc.stderr)
+        lines = proc.stderr.splitlines()
+        assert lines and all(line.startswith(f"vpsnet-lab: {path}: ") for line in lines), lines
+        assert any(expected in line for line in lines), (name, lines)
+    assert not (tmp_path / "state").exists()  # nothing started
