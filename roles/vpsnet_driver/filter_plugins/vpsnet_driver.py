@@ -5,59 +5,66 @@ test_vpsnet_upgrade_direction.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # Debian/RPM upstream versions as vpsnet uses them: 1.0.0, 1.1.0~rc1, 2.0.0+git3
-VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}([~+][0-9A-Za-z.]+)?$")
-DRIVER_RE = re.compile(r"^[a-z0-9_]{1,31}$")
+DRIVER_RE = re.compile(r"[a-z0-9_]{1,31}")
+SIGNING_KEY_RE = re.compile(r"(/[A-Za-z0-9_.+,@=:~-]+)+|pkcs11:[A-Za-z0-9_.;=%:/?&,-]+")
+# The module takes at most this many driver names (VPSNET_MAX_DRIVERS, driver-src/vpsnet.h).
+MAX_DRIVERS = 16
 METHODS = ("auto", "prebuilt", "dkms")
 DKMS_PACKAGE = "vpsnet-dkms"
 TOOLS_PACKAGE = "vpsnet-tools"
 
 
+def _inputs() -> ModuleType:
+    """The shared checks (roles/vpsnet_inputs), loaded by path: a filter plugin
+    cannot import another role's plugin by name."""
+    name = "vpsnet_inputs_shared"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[2] / "vpsnet_inputs" / "filter_plugins" / "vpsnet_inputs.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def validate(params: dict[str, Any]) -> list[str]:
-    """Every problem with the role's inputs, each naming the bad value."""
-    errors: list[str] = []
-    version = params.get("version")
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        errors.append(f"vpsnet_driver_version={version!r} is not a version string (like 1.0.0)")
-    for name, key in (
-        ("interval_ms", "interval_ms_range"),
-        ("stall_intervals", "stall_intervals_range"),
-    ):
-        value = params.get(name)
-        lo: Any
-        hi: Any
-        lo, hi = params.get(key) or (None, None)
-        try:
-            number = int(str(value))
-        except ValueError:
-            errors.append(f"vpsnet_driver_{name}={value!r} is not an integer")
-            continue
-        if isinstance(value, bool) or str(number) != str(value).strip() or not lo <= number <= hi:
-            errors.append(f"vpsnet_driver_{name}={value} is outside {lo}..{hi}")
-    drivers = params.get("drivers")
-    if not isinstance(drivers, list) or not drivers:
-        errors.append(f"vpsnet_driver_drivers={drivers!r} must be a non-empty list of driver names")
-    else:
-        for driver in drivers:
-            if not isinstance(driver, str) or not DRIVER_RE.match(driver):
-                errors.append(f"vpsnet_driver_drivers: {driver!r} is not a kernel driver name")
-    method = params.get("method", "auto")
-    if method not in METHODS:
-        errors.append(f"vpsnet_driver_method={method!r} is not one of {', '.join(METHODS)}")
+    """Every problem with the role's inputs, each naming the bad value: the
+    checks of tasks/validate.yml (the role runs those), for Python callers."""
+    shared = _inputs()
+    lo_i, hi_i = params.get("interval_ms_range") or (100, 60000)
+    lo_s, hi_s = params.get("stall_intervals_range") or (2, 100)
     key, cert = params.get("signing_key") or "", params.get("signing_cert") or ""
-    if bool(key) != bool(cert):
-        errors.append(f"vpsnet_driver_dkms_signing_key={key!r} and vpsnet_driver_dkms_signing_cert="
-                      f"{cert!r}: set both (the fleet key and its certificate) or neither")
-    if key and not (str(key).startswith("/") or str(key).startswith("pkcs11:")):
-        errors.append(f"vpsnet_driver_dkms_signing_key={key!r} is not an absolute path on the host "
-                      "or a pkcs11: URI")
-    if cert and not str(cert).startswith("/"):
-        errors.append(f"vpsnet_driver_dkms_signing_cert={cert!r} is not an absolute path on the "
-                      "host")
+    specs = [
+        {"name": "vpsnet_driver_version", "value": params.get("version"), "check": "version"},
+        {"name": "vpsnet_driver_interval_ms", "value": params.get("interval_ms"), "check": "int",
+         "min": lo_i, "max": hi_i},
+        {"name": "vpsnet_driver_stall_intervals", "value": params.get("stall_intervals"),
+         "check": "int", "min": lo_s, "max": hi_s},
+        {"name": "vpsnet_driver_drivers", "value": params.get("drivers"), "check": "list",
+         "min_len": 1, "max_len": MAX_DRIVERS, "unique": True,
+         "elements": {"check": "identifier", "pattern": DRIVER_RE.pattern,
+                      "what": "a kernel driver name"}},
+        {"name": "vpsnet_driver_method", "value": params.get("method", "auto"), "check": "choice",
+         "choices": list(METHODS), "what": "method"},
+        {"name": "vpsnet_driver_dkms_signing_key", "value": key, "check": "string",
+         "pattern": SIGNING_KEY_RE.pattern, "max_len": 1024,
+         "what": "an absolute path on the host or a pkcs11: URI"},
+        {"name": "vpsnet_driver_dkms_signing_cert", "value": cert, "check": "path",
+         "allow_empty": True},
+        {"name": "vpsnet_driver_dkms_signing_key and vpsnet_driver_dkms_signing_cert",
+         "value": [key, cert], "check": "all_or_none"},
+    ]
+    errors: list[str] = shared.check(specs)
     return errors
 
 

@@ -117,9 +117,15 @@ def _string_base(name: str, value: Any, max_len: int, min_len: int) -> str | Non
 
 def check_string(name: str, value: Any, *, pattern: str | None = None, what: str = "",
                  min_len: int = 0, max_len: int = STRING_MAX, allow_empty: bool = True,
-                 choices: Sequence[str] | None = None) -> Errors:
+                 choices: Sequence[str] | None = None, numbers: bool = False) -> Errors:
     """A string without control characters, of bounded length; PATTERN (fully
-    matched) or CHOICES when given. An empty string passes when ALLOW_EMPTY."""
+    matched) or CHOICES when given. An empty string passes when ALLOW_EMPTY;
+    with NUMBERS a finite int or float is read as its decimal text."""
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        parsed = parse_number(value, integer=False)
+        if isinstance(parsed, str):
+            return [f"{name}={show(value)} {parsed}"]
+        value = str(value)
     if allow_empty and value == "":
         return []
     error = _string_base(name, value, max_len, max(min_len, 0 if allow_empty else 1))
@@ -184,8 +190,18 @@ def parse_number(value: Any, integer: bool) -> float | int | str:
     return f"is not a number ({type(value).__name__})"
 
 
-def _range(name: str, number: float, minimum: float | None, maximum: float | None,
-           greater_than: float | None) -> Errors:
+def _bound(bound: Any) -> float | None:
+    """A range bound from a spec (templated values may come as strings)."""
+    if bound is None:
+        return None
+    parsed = parse_number(bound, integer=False)
+    if isinstance(parsed, str):
+        raise SpecError(f"range bound {bound!r} {parsed}")
+    return int(parsed) if float(parsed).is_integer() else float(parsed)
+
+
+def _range(name: str, number: float, minimum: Any, maximum: Any, greater_than: Any) -> Errors:
+    minimum, maximum, greater_than = _bound(minimum), _bound(maximum), _bound(greater_than)
     lo = "" if minimum is None and greater_than is None else _num(
         greater_than if minimum is None else minimum)
     hi = "" if maximum is None else _num(maximum)
@@ -231,7 +247,7 @@ def _element_errors(name: str, value: Any, spec: Mapping[str, Any] | None) -> Er
     return run_check(kind, name, value, spec)
 
 
-def check_list(name: str, value: Any, *, min_len: int = 0, max_len: int = LIST_MAX,
+def check_list(name: str, value: Any, *, min_len: Any = 0, max_len: Any = LIST_MAX,
                elements: Mapping[str, Any] | None = None, unique: bool = False,
                max_joined: int | None = None, joiner: str = ",") -> Errors:
     """A real list (not a string, not a mapping) of MIN_LEN..MAX_LEN elements,
@@ -239,10 +255,13 @@ def check_list(name: str, value: Any, *, min_len: int = 0, max_len: int = LIST_M
     length of the elements joined with JOINER (a module parameter)."""
     if not isinstance(value, list):
         return [f"{name}={show(value)} is not a list ({type(value).__name__})"]
+    min_len, max_len = int(_bound(min_len) or 0), int(_bound(max_len) or 0)
     if len(value) > max_len:
         return [f"{name} has {len(value)} elements, more than the {max_len} it may have"]
     if len(value) < min_len:
-        return [f"{name}={show(value)} has fewer than {min_len} element(s)"]
+        if not value:
+            return [f"{name}={show(value)} must be a non-empty list"]
+        return [f"{name}={show(value)} has fewer than {min_len} elements"]
     errors: Errors = []
     for index, item in enumerate(value):
         errors.extend(_element_errors(f"{name}[{index}]", item, elements))
@@ -429,6 +448,19 @@ def check_one_of(name: str, value: Any) -> Errors:
     if sum(1 for v in value if v) != 1:
         return [f"{name}: set exactly one of them (got {', '.join(show(v) for v in value)})"]
     return []
+
+
+def check_ordered(name: str, value: Any, *, msg: str = "") -> Errors:
+    """VALUE, a list of numbers that must be strictly increasing (a value that
+    is not a number is left to its own check)."""
+    if not isinstance(value, list):
+        raise SpecError(f"ordered for {name} needs a list of values")
+    numbers = [parse_number(v, integer=False) for v in value]
+    if any(isinstance(n, str) for n in numbers):
+        return []
+    if all(float(a) < float(b) for a, b in zip(numbers, numbers[1:])):
+        return []
+    return [f"{name}: {msg or 'must increase'} (got {', '.join(_num(float(n)) for n in numbers)})"]
 
 
 def check_relation(name: str, value: Any, *, msg: str = "") -> Errors:
@@ -644,6 +676,7 @@ CHECKS: dict[str, Callable[..., Errors]] = {
     "all_or_none": check_all_or_none,
     "one_of": check_one_of,
     "relation": check_relation,
+    "ordered": check_ordered,
     "openpgp_public_key": check_openpgp_public_key,
     "openpgp_public_key_file": check_openpgp_public_key_file,
     "pem": check_pem,

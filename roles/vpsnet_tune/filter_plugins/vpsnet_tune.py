@@ -6,6 +6,7 @@ tests/unit/roles/test_vpsnet_tune_plan.py; the role's tasks only apply them.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -57,8 +58,12 @@ def _number(
 ) -> float | None:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        errors.append(f"{name}={value!r} is not a number")
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    # float() takes "nan", "inf", True: none of them is a setting
+    if isinstance(value, bool) or not math.isfinite(number) or abs(number) > 1e15:
+        errors.append(f"{name}={value!r} is not a number" if not isinstance(value, (int, float))
+                      or isinstance(value, bool) else f"{name}={value!r} is not a finite number")
         return None
     if minimum is not None and (number <= minimum if strict else number < minimum):
         errors.append(f"{name}={value} must be {'>' if strict else '>='} {minimum:g}")
@@ -292,7 +297,9 @@ def parse_ethtool(text: str) -> dict[str, dict[str, int | None]]:
         if match and section:
             key = match.group(1).lower().replace(" ", "_")
             value = match.group(2)
-            out[section][key] = int(value) if value.isdigit() else None
+            # ASCII digits, bounded: isdigit() takes "²" and int() refuses 4300+ digits
+            ok = value.isascii() and value.isdigit() and len(value) <= 10
+            out[section][key] = int(value) if ok else None
     return out
 
 
