@@ -10,23 +10,29 @@ AnsibleModule wrapper.
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     import requests
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     HAS_REQUESTS = True
 except ImportError:  # pragma: no cover - depends on the managed host
     requests = None  # type: ignore[assignment]
+    Urllib3Error = OSError  # type: ignore[assignment,misc]
     HAS_REQUESTS = False
 
 DOCUMENTATION = r"""
@@ -38,8 +44,10 @@ description:
     when enabled, from the instance metadata service.
   - AWS metadata is read with the IMDSv2 token flow only; IMDSv1 is never used.
   - "GCP metadata is read with C(Metadata-Flavor: Google) and answers must carry that header."
-  - Metadata time is bounded by O(metadata_timeout) in total, so the module never hangs
-    when metadata is unreachable.
+  - The whole detection (sysfs reads, C(ethtool), metadata) is bounded by O(metadata_timeout)
+    in total, so the module never hangs when metadata is unreachable.
+  - "A C(product_uuid) starting with C(ec2) counts for AWS only when corroborated (as cloud-init's
+    ds-identify does): equal to C(product_serial), or beside another AWS clue."
   - Answers that look wrong (HTML, missing header, absurd zone or region) are ignored
     with a warning.
 version_added: "0.1.0"
@@ -62,7 +70,9 @@ options:
     type: str
     default: http://169.254.169.254
   metadata_timeout:
-    description: Total time budget in seconds for all metadata requests.
+    description:
+      - Total time budget in seconds for the whole detection, local reads and metadata
+        requests together (more than 0, at most 60).
     type: float
     default: 2.0
 attributes:
@@ -131,31 +141,95 @@ PCI_IDS: dict[str, tuple[str | None, str]] = {
 }
 DRIVERS: dict[str, str | None] = {"ena": AWS, "gve": GCP, "virtio_net": None, "vif": None}
 
-AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
-AWS_ZONE_SUFFIX_RE = re.compile(r"^([a-z]|-[a-z]{3}-\d[a-z])$")  # us-east-1a, us-west-2-lax-1a
-AWS_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-GCP_ZONE_RE = re.compile(r"^([a-z]+-[a-z]+\d{1,2})-[a-z]$")
-GCP_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-AWS_INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{1,17}$")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_=+/.-]{1,512}$")
-PCI_ADDR_RE = re.compile(r"^[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+# Every pattern is used with re.fullmatch: "$" would let a trailing newline through.
+AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
+AWS_ZONE_SUFFIX_RE = re.compile(r"[a-z]|-[a-z]{3}-[0-9][a-z]")  # us-east-1a, us-west-2-lax-1a
+# family (m5, m7i-flex, u-6tb1, mac2-m2pro) "." size (large, 24xlarge, metal, metal-24xl)
+AWS_TYPE_RE = re.compile(
+    r"[a-z][a-z0-9]{0,15}(?:-[a-z0-9]{1,15}){0,2}"
+    r"\.(?:nano|micro|small|medium|large|xlarge|[0-9]{1,3}xlarge|metal(?:-[0-9]{1,3}xl)?)"
+)
+GCP_ZONE_RE = re.compile(r"([a-z]+-[a-z]+[0-9]{1,2})-[a-z]")
+GCP_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+GCP_ID_RE = re.compile(r"[0-9]{1,20}")
+AWS_INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{1,17}")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_=+/.-]{1,512}")
+PCI_ADDR_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# ASCII digits only: str.isdigit() accepts "²", which int() refuses
+INT_RE = re.compile(r"[0-9]{1,10}")
 
 CONNECT_TIMEOUT = 0.5
 MAX_BODY = 64 * 1024
-JOIN_GRACE = 0.2  # seconds past the deadline before a stuck request is abandoned
+MAX_JSON_DEPTH = 16  # the identity document is 2 levels deep
+MAX_SYSFS = 64 * 1024  # DMI and PCI attributes are a line
+MAX_INTERRUPTS = 16 * 1024 * 1024  # many CPUs x many IRQs
+MAX_INT = 2**31 - 1
+ETHTOOL_TIMEOUT = 1.0  # ethtool waits for the RTNL lock, which a stuck driver can hold
 AWS_TOKEN_TTL = "60"
+_JSON_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _small_int(text: str | None, limit: int = MAX_INT) -> int | None:
+    """A non-negative decimal of ASCII digits up to limit, else None (no exception)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not INT_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= limit else None
+
+
+def _show(value: object, limit: int = 80) -> str:
+    """A value for a line of evidence: quoted, control characters escaped, cut at limit."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:limit]
+    shown = cut.encode("unicode_escape").decode("ascii")
+    return f"'{shown}'" + ("..." if len(text) > limit else "")
+
+
+# --------------------------------------------------------------------------- time budget
+
+
+class Deadline:
+    """One deadline for the whole detection, computed when it starts.
+
+    Requests aim at `soft` (a little before the end) so that the worker has
+    returned by the time the caller stops waiting at `hard`.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+        if seconds is None:
+            self.hard = self.soft = math.inf
+        else:
+            self.hard = self.start + seconds
+            self.soft = self.hard - min(0.1, seconds / 10)
+
+    def remaining(self) -> float:
+        """Seconds left before the soft deadline (never negative)."""
+        return max(self.soft - time.monotonic(), 0.0)
+
+    def spent(self, reserve: float = 0.0) -> bool:
+        return time.monotonic() + reserve >= self.soft
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
 
 
 # --------------------------------------------------------------------------- sysfs
 
 
-def _read(path: str) -> str | None:
-    """First line of a sysfs/DMI file, stripped; None when absent or unreadable."""
+def _read(path: str, limit: int = MAX_SYSFS) -> str | None:
+    """A sysfs/DMI file (at most limit bytes), stripped; None when absent or unreadable."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
+        with open(path, "rb") as handle:
+            data = handle.read(limit)
+    except (OSError, ValueError):
         return None
+    return data.decode("utf-8", errors="replace").strip()
 
 
 def _link_basename(path: str) -> str | None:
@@ -188,9 +262,15 @@ def _swapped_uuid(uuid: str) -> str:
 
 @dataclass
 class Clues:
-    """Local evidence: (provider or None, text) in the order found."""
+    """Local evidence: (provider or None, text) in the order found.
+
+    `uuid_clue` holds an `ec2` product_uuid until it is corroborated (see
+    settle_uuid): a random UUID starts with ec2 once in 4096.
+    """
 
     items: list[tuple[str | None, str]] = field(default_factory=list)
+    uuid_clue: str | None = None
+    uuid_serial_match: bool = False
 
     def add(self, provider: str | None, text: str) -> None:
         self.items.append((provider, text))
@@ -214,29 +294,35 @@ def read_dmi(root: str, clues: Clues) -> dict[str, str | None]:
         if not value:
             continue
         if value == "Amazon EC2":
-            clues.add(AWS, f"dmi {name}='{value}' -> aws")
+            clues.add(AWS, f"dmi {name}={_show(value)} -> aws")
         elif value.startswith("Google"):
-            clues.add(GCP, f"dmi {name}='{value}' -> gcp")
+            clues.add(GCP, f"dmi {name}={_show(value)} -> gcp")
         elif name == "sys_vendor" and value in ("Xen", "QEMU", "Red Hat"):
-            clues.add(None, f"dmi {name}='{value}' (hypervisor, no cloud implied)")
+            clues.add(None, f"dmi {name}={_show(value)} (hypervisor, no cloud implied)")
     product = dmi["product_name"]
     if product == "Google Compute Engine":
-        clues.add(GCP, f"dmi product_name='{product}' -> gcp")
-    elif product and dmi["sys_vendor"] == "Amazon EC2" and AWS_TYPE_RE.match(product):
-        clues.add(AWS, f"dmi product_name='{product}' (EC2 instance type) -> aws")
+        clues.add(GCP, f"dmi product_name={_show(product)} -> gcp")
+    elif product and dmi["sys_vendor"] == "Amazon EC2" and AWS_TYPE_RE.fullmatch(product):
+        clues.add(AWS, f"dmi product_name={_show(product)} (EC2 instance type) -> aws")
     bios_version = dmi["bios_version"] or ""
     if "amazon" in bios_version.lower():
-        clues.add(AWS, f"dmi bios_version='{bios_version}' -> aws")
+        clues.add(AWS, f"dmi bios_version={_show(bios_version)} -> aws")
     uuid = (dmi["product_uuid"] or "").lower()
-    if uuid:
+    if UUID_RE.fullmatch(uuid):
         if uuid.startswith("ec2"):
-            clues.add(AWS, "dmi product_uuid starts with ec2 -> aws")
+            clues.uuid_clue = "dmi product_uuid starts with ec2"
         elif _swapped_uuid(uuid).startswith("ec2"):
-            clues.add(AWS, "dmi product_uuid starts with ec2 once byte-swapped -> aws")
+            clues.uuid_clue = "dmi product_uuid starts with ec2 once byte-swapped"
+        # ds-identify: on EC2 Xen the serial is the uuid again
+        serial = (dmi["product_serial"] or "").lower()
+        clues.uuid_serial_match = serial == uuid
+    elif uuid:
+        clues.add(None, f"dmi product_uuid {_show(uuid)} is not a UUID (ignored)")
     elif os.path.exists(os.path.join(base, "product_uuid")):
         clues.add(None, "dmi product_uuid unreadable (needs root)")
     hv_uuid = (_read(os.path.join(root, "sys/hypervisor/uuid")) or "").lower()
-    if hv_uuid.startswith("ec2"):
+    if UUID_RE.fullmatch(hv_uuid) and hv_uuid.startswith("ec2"):
+        # the Xen toolstack sets it; ds-identify takes it alone as AWS
         clues.add(AWS, "xen hypervisor uuid starts with ec2 -> aws")
     serial = dmi["product_serial"] or ""
     if serial.startswith("GoogleCloud-"):
@@ -244,11 +330,38 @@ def read_dmi(root: str, clues: Clues) -> dict[str, str | None]:
     return dmi
 
 
+def settle_uuid(clues: Clues) -> None:
+    """Count an ec2 product_uuid only when something else says AWS too.
+
+    As cloud-init's ds-identify: the uuid equal to the serial, or the Xen
+    hypervisor uuid starting with ec2; or any other AWS clue already found
+    (DMI vendor, bios, ENA PCI id or driver). Call after the NICs are read.
+    """
+    if clues.uuid_clue is None:
+        return
+    why = None
+    others = clues.score(AWS)
+    if clues.uuid_serial_match:
+        why = "product_serial equals it"
+    elif any(text.startswith("xen hypervisor uuid") for _, text in clues.items):
+        why = "xen hypervisor uuid starts with ec2"
+    elif others:
+        why = f"{others} other aws clue(s)"
+    if why is None:
+        clues.add(None, f"{clues.uuid_clue}, uncorroborated (no equal product_serial, no ec2 "
+                        "hypervisor uuid, no other aws clue): not counted")
+        return
+    clues.add(AWS, f"{clues.uuid_clue} -> aws")
+    clues.add(None, f"dmi product_uuid corroborated: {why}")
+    clues.uuid_clue = None
+
+
 # --------------------------------------------------------------------------- NICs
 
 
 def parse_interrupts(text: str) -> dict[int, str]:
-    """IRQ number -> action name(s) from /proc/interrupts."""
+    """IRQ number -> action name(s) from /proc/interrupts. Lines that are not an
+    IRQ line (NMI, LOC, garbage, absurd numbers) are skipped, never raised on."""
     lines = text.splitlines()
     if not lines:
         return {}
@@ -256,19 +369,20 @@ def parse_interrupts(text: str) -> dict[int, str]:
     result: dict[int, str] = {}
     for line in lines[1:]:
         head, sep, rest = line.partition(":")
-        if not sep or not head.strip().isdigit():
+        irq = _small_int(head) if sep else None
+        if irq is None:
             continue
         fields = rest.split()
         tail = fields[ncpu:]
         if len(tail) < 2:
             continue
         # chip, [hwirq,] [type,] name(s): the name is the last field
-        result[int(head)] = tail[-1]
+        result[irq] = tail[-1]
     return result
 
 
 def parse_ethtool_channels(text: str) -> dict[str, int | None] | None:
-    """The 'Pre-set maximums' block of `ethtool -l`."""
+    """The 'Pre-set maximums' block of `ethtool -l` (None when there is none)."""
     maxima: dict[str, int | None] = {}
     section = None
     for line in text.splitlines():
@@ -285,11 +399,14 @@ def parse_ethtool_channels(text: str) -> dict[str, int | None] | None:
         key = key.strip().lower()
         if key not in ("rx", "tx", "other", "combined"):
             continue
-        value = value.strip()
-        maxima[key] = int(value) if value.isdigit() else None
+        maxima[key] = _small_int(value)  # "n/a", garbage or absurd: None
     if not maxima:
         return None
     return {k: maxima.get(k) for k in ("rx", "tx", "other", "combined")}
+
+
+# queue numbers in IRQ names: ASCII and bounded (\d also takes other scripts' digits)
+_Q = r"([0-9]{1,6})"
 
 
 def _queue_irq(driver: str | None, ifname: str, devname: str, irq_name: str,
@@ -302,29 +419,29 @@ def _queue_irq(driver: str | None, ifname: str, devname: str, irq_name: str,
     esc_if = re.escape(ifname)
     if driver == "ena":
         prefix = r".+" if restricted else esc_if
-        match = re.fullmatch(prefix + r"-Tx-Rx-(\d+)", irq_name)
+        match = re.fullmatch(prefix + r"-Tx-Rx-" + _Q, irq_name)
         return (int(match.group(1)), "rxtx") if match else None
     if driver == "virtio_net":
-        prefix = r"virtio\d+" if restricted else re.escape(devname)
-        match = re.fullmatch(prefix + r"-(input|output)\.(\d+)", irq_name)
+        prefix = r"virtio[0-9]{1,6}" if restricted else re.escape(devname)
+        match = re.fullmatch(prefix + r"-(input|output)\." + _Q, irq_name)
         if match:
             return int(match.group(2)), "rx" if match.group(1) == "input" else "tx"
         if re.fullmatch(prefix + r"-virtqueues", irq_name):
             return None, "shared"
         return None
     if driver == "gve":
-        match = re.fullmatch(r"gve-ntfy-blk(\d+)@pci:.*", irq_name) or re.fullmatch(
-            r".+-ntfy-block\.(\d+)", irq_name
+        match = re.fullmatch(r"gve-ntfy-blk" + _Q + r"@pci:.*", irq_name) or re.fullmatch(
+            r".+-ntfy-block\." + _Q, irq_name
         )
         return (int(match.group(1)), "block") if match else None
     # Xen netfront and generic naming ("eth0-q0-tx", "eth0-TxRx-3", "eth0-rx-1")
-    match = re.fullmatch(esc_if + r"-q(\d+)-(tx|rx)", irq_name)
+    match = re.fullmatch(esc_if + r"-q" + _Q + r"-(tx|rx)", irq_name)
     if match:
         return int(match.group(1)), match.group(2)
-    match = re.fullmatch(esc_if + r"-(?:Tx-Rx|TxRx|txrx|rxtx)-(\d+)", irq_name)
+    match = re.fullmatch(esc_if + r"-(?:Tx-Rx|TxRx|txrx|rxtx)-" + _Q, irq_name)
     if match:
         return int(match.group(1)), "rxtx"
-    match = re.fullmatch(esc_if + r"-(rx|tx)-(\d+)", irq_name)
+    match = re.fullmatch(esc_if + r"-(rx|tx)-" + _Q, irq_name)
     if match:
         return int(match.group(2)), match.group(1)
     match = re.fullmatch(esc_if + r"-(tx|rx)", irq_name)
@@ -337,14 +454,19 @@ def _pci_device(device_path: str) -> str | None:
     """The PCI function that backs a net device (itself or, for virtio, its parent)."""
     path = device_path
     for _ in range(3):
-        if PCI_ADDR_RE.match(os.path.basename(path)):
+        if PCI_ADDR_RE.fullmatch(os.path.basename(path)):
             return path
         path = os.path.dirname(path)
     return None
 
 
+class EthtoolTimeout(Exception):
+    """Raised by an ethtool runner that gave up waiting (its NIC's max stays null)."""
+
+
 def read_nics(root: str, clues: Clues, interrupts: dict[int, str],
-              ethtool: Callable[[str], str | None] | None) -> list[dict[str, Any]]:
+              ethtool: Callable[[str], str | None] | None,
+              deadline: Deadline | None = None) -> list[dict[str, Any]]:
     """Describe every NIC backed by a device (lo, bridges, veths are skipped)."""
     net = os.path.join(root, "sys/class/net")
     try:
@@ -366,13 +488,13 @@ def read_nics(root: str, clues: Clues, interrupts: dict[int, str],
             vendor = _hexid(_read(os.path.join(pci, "vendor")))
             devid = _hexid(_read(os.path.join(pci, "device")))
             pci_id = f"{vendor}:{devid}" if vendor and devid else None
-            raw_numa = _read(os.path.join(pci, "numa_node"))
-            if raw_numa and raw_numa.lstrip("-").isdigit() and int(raw_numa) >= 0:
-                numa = int(raw_numa)
+            numa = _small_int(_read(os.path.join(pci, "numa_node")), 4096)  # -1: None
             try:
-                msi = {int(n) for n in os.listdir(os.path.join(pci, "msi_irqs")) if n.isdigit()}
+                entries = os.listdir(os.path.join(pci, "msi_irqs"))
             except OSError:
                 msi = None
+            else:
+                msi = {irq for irq in map(_small_int, entries) if irq is not None}
         if pci_id in PCI_IDS:
             provider, label = PCI_IDS[pci_id]
             suffix = f"-> {provider}" if provider else "(generic KVM NIC, no cloud implied)"
@@ -392,9 +514,17 @@ def read_nics(root: str, clues: Clues, interrupts: dict[int, str],
             "tx": sum(1 for q in qentries if q.startswith("tx-")),
         }
         maximum = None
-        if ethtool is not None:
-            out = ethtool(name)
-            maximum = parse_ethtool_channels(out) if out else None
+        if ethtool is not None and not name.startswith("-"):
+            if deadline is not None and deadline.spent():
+                clues.add(None, f"ethtool -l {name}: skipped, time budget spent")
+            else:
+                try:
+                    out = ethtool(name)
+                except EthtoolTimeout:
+                    clues.add(None, f"ethtool -l {name}: timed out; not run for later NICs")
+                    ethtool = None
+                    out = None
+                maximum = parse_ethtool_channels(out) if out else None
 
         irqs: list[dict[str, Any]] = []
         devname = os.path.basename(device)
@@ -447,25 +577,90 @@ class Answer:
     text: str
 
 
+def load_json_bounded(text: str, max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, str | None]:
+    """(value, None), or (None, why) for text that is not JSON or is nested deeper than
+    max_depth (the C scanner recurses: deep nesting would raise RecursionError).
+    Bodies are already capped at MAX_BODY; integers over 40 digits are refused."""
+    depth = 0
+    for token in _JSON_TOKEN_RE.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return None, f"JSON nested deeper than {max_depth} levels"
+        elif char in "]}":
+            depth -= 1
+
+    def bounded_int(digits: str) -> int:
+        if len(digits) > 40:
+            raise ValueError("integer too long")
+        return int(digits)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(text, parse_int=bounded_int, parse_constant=no_constant), None
+    except RecursionError:  # belt and braces: the depth scan should have refused it
+        return None, "JSON too deeply nested"
+    except ValueError as exc:
+        return None, f"not JSON ({_show(str(exc), 60)})"
+
+
+def aws_identity(doc: Any) -> tuple[MetadataResult | None, list[str]]:
+    """The AWS identity document's placement: (result or None, what was wrong).
+
+    region and zone must have AWS's format or the document is refused; a bad
+    instance type or id is dropped (null) and reported."""
+    problems: list[str] = []
+    if not isinstance(doc, dict):
+        return None, [f"identity document is a {type(doc).__name__}, not an object"]
+    region = doc.get("region")
+    zone = doc.get("availabilityZone")
+    itype = doc.get("instanceType")
+    iid = doc.get("instanceId")
+    if not (isinstance(region, str) and AWS_REGION_RE.fullmatch(region)):
+        return None, [f"region {_show(region)}"]
+    if not (isinstance(zone, str) and zone.startswith(region)
+            and AWS_ZONE_SUFFIX_RE.fullmatch(zone[len(region):])):
+        return None, [f"zone {_show(zone)} for region {region}"]
+    if not (isinstance(itype, str) and AWS_TYPE_RE.fullmatch(itype)):
+        problems.append(f"instance type {_show(itype)}")
+        itype = None
+    if not (isinstance(iid, str) and AWS_INSTANCE_ID_RE.fullmatch(iid)):
+        iid = None
+    return MetadataResult(AWS, region, zone, itype, iid), problems
+
+
 @dataclass
 class MetadataProbe:
-    """Bounded metadata queries: every request shares one deadline."""
+    """Bounded metadata queries: every request shares the detection's one deadline."""
 
     base_url: str
     budget: float = 2.0
     evidence: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reachable: bool = False  # a service answered in its cloud's protocol (token / header)
-    _deadline: float = 0.0
+    deadline: Deadline = field(init=False)
     _down: bool = False
+    _closed: bool = False  # set when the caller stopped waiting: the worker says no more
     _session: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self._deadline = time.monotonic() + self.budget
+        self.deadline = Deadline(self.budget)
+
+    def _note(self, text: str, warn: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self.evidence.append(text)
+            if warn:
+                self.warnings.append(f"vpsnet_facts: {text}")
 
     def _timeout(self) -> tuple[float, float] | None:
-        remaining = self._deadline - time.monotonic()
+        remaining = self.deadline.remaining()
         if remaining <= 0.05:
             return None
         return (min(CONNECT_TIMEOUT, remaining), remaining)
@@ -474,74 +669,99 @@ class MetadataProbe:
                  headers: dict[str, str]) -> Answer | None:
         """One request within the budget, or None (evidence says why).
 
-        The body is streamed and the deadline checked between chunks, so a server
-        that drips bytes cannot stretch the budget; bodies over MAX_BODY are refused.
+        Connect and read timeouts come from the time left; the body is read in
+        pieces as they arrive and the deadline checked between them, so a
+        server that drips bytes is cut off; bodies over MAX_BODY are refused.
         """
         if self._down:
             return None
         timeout = self._timeout()
         if timeout is None:
-            self.evidence.append(f"metadata {cloud}: time budget spent before {method} {path}")
+            self._note(f"metadata {cloud}: time budget spent before {method} {path}")
             return None
         if self._session is None:
             self._session = requests.Session()
             self._session.trust_env = False  # never a proxy for a link-local service
+        # identity: a compressed body could expand past MAX_BODY after the check
+        headers = {**headers, "Accept-Encoding": "identity"}
         try:
             with self._session.request(method, self.base_url + path, headers=headers,
                                        timeout=timeout, allow_redirects=False,
                                        stream=True) as response:
+                encoding = response.headers.get("Content-Encoding", "identity").lower()
+                if encoding not in ("", "identity"):
+                    self._garbage(cloud, f"{path}: Content-Encoding {_show(encoding)}")
+                    return None
+                length = _small_int(response.headers.get("Content-Length"), 2**62)
+                if length is not None and length > MAX_BODY:
+                    self._garbage(cloud, f"{path}: body over {MAX_BODY} bytes")
+                    return None
+                raw = response.raw
+                # read1 returns what has arrived; read(n) would wait for all n bytes
+                read = getattr(raw, "read1", None) or raw.read
                 body = b""
-                for chunk in response.iter_content(1024):
+                while True:
+                    chunk = read(4096)
+                    if not chunk:
+                        break
                     body += chunk
                     if len(body) > MAX_BODY:
                         self._garbage(cloud, f"{path}: body over {MAX_BODY} bytes")
                         return None
-                    if time.monotonic() > self._deadline:
-                        self.evidence.append(f"metadata {cloud}: {method} {path} "
-                                             "failed (budget spent while reading)")
+                    if self.deadline.spent():
+                        self._note(f"metadata {cloud}: {method} {path} failed "
+                                   "(budget spent while reading)")
                         return None
                 text = body.decode("utf-8", errors="replace")
                 return Answer(response.status_code, response.headers, text)
         except requests.exceptions.ConnectionError as exc:
             # refused, unroutable or ConnectTimeout: nobody answers at that address
             self._down = True
-            kind = type(exc).__name__
-            self.evidence.append(f"metadata {cloud}: {method} {path} failed ({kind})")
+            self._note(f"metadata {cloud}: {method} {path} failed ({type(exc).__name__})")
             return None
-        except requests.exceptions.RequestException as exc:
-            kind = type(exc).__name__
-            self.evidence.append(f"metadata {cloud}: {method} {path} failed ({kind})")
+        except (requests.exceptions.RequestException, Urllib3Error, http.client.HTTPException,
+                OSError, ValueError) as exc:
+            # reading response.raw raises urllib3's own errors (ReadTimeoutError, ...)
+            self._note(f"metadata {cloud}: {method} {path} failed ({type(exc).__name__})")
             return None
 
     def run(self, order: list[str]) -> tuple[MetadataResult | None, list[str], bool]:
-        """Ask the clouds in order; (result, evidence, reachable) within the budget.
+        """Ask the clouds in order; (result, evidence, reachable) by the deadline.
 
-        Socket timeouts bound each wait, but not a server that drips bytes or a
-        slow name lookup, so the queries run in a worker thread that is abandoned
-        (daemon) once the budget is spent: the caller never waits much longer.
+        Socket timeouts bound each wait, but not a server that drips header
+        bytes or a slow name lookup, so the queries run in a worker thread the
+        caller stops waiting for at the hard deadline (it is a daemon thread,
+        and says nothing more once abandoned).
         """
         box: list[MetadataResult] = []
 
         def work() -> None:
-            for cloud in order:
-                result = self.aws() if cloud == AWS else self.gcp()
-                if result is not None:
-                    box.append(result)
-                    return
+            try:
+                for cloud in order:
+                    result = self.aws() if cloud == AWS else self.gcp()
+                    if result is not None:
+                        box.append(result)
+                        return
+            except Exception as exc:
+                self._note(f"metadata: internal error ({type(exc).__name__}); no metadata used")
 
+        if self.deadline.spent(0.05):
+            self.evidence.append("metadata: not queried, time budget spent on local reads")
+            return None, list(self.evidence), False
         worker = threading.Thread(target=work, name="vpsnet-facts-metadata", daemon=True)
         worker.start()
-        worker.join(max(self._deadline - time.monotonic(), 0.0) + JOIN_GRACE)
-        evidence = list(self.evidence)
-        if worker.is_alive():
+        worker.join(max(self.deadline.hard - time.monotonic() - 0.01, 0.0))
+        with self._lock:
+            self._closed = True
+            evidence = list(self.evidence)
+            abandoned = worker.is_alive()
+        if abandoned:
             evidence.append("metadata: gave up, time budget spent with a request still running")
             return None, evidence, False
         return (box[0] if box else None), evidence, self.reachable
 
     def _garbage(self, cloud: str, what: str) -> None:
-        msg = f"metadata {cloud}: ignored a garbage answer ({what})"
-        self.evidence.append(msg)
-        self.warnings.append(f"vpsnet_facts: {msg}")
+        self._note(f"metadata {cloud}: ignored a garbage answer ({what})", warn=True)
 
     @staticmethod
     def _looks_html(response: Answer) -> bool:
@@ -556,10 +776,10 @@ class MetadataProbe:
             return None
         token = response.text.strip()
         if response.status_code != 200:
-            self.evidence.append(f"metadata aws: IMDSv2 token refused (HTTP "
-                                 f"{response.status_code}); IMDSv1 not tried by design")
+            self._note(f"metadata aws: IMDSv2 token refused (HTTP {response.status_code}); "
+                       "IMDSv1 not tried by design")
             return None
-        if self._looks_html(response) or not TOKEN_RE.match(token):
+        if self._looks_html(response) or not TOKEN_RE.fullmatch(token):
             self._garbage(AWS, "token is not a token")
             return None
         self.reachable = True
@@ -568,34 +788,20 @@ class MetadataProbe:
         if response is None:
             return None
         if response.status_code != 200:
-            self.evidence.append(f"metadata aws: identity document HTTP {response.status_code}")
+            self._note(f"metadata aws: identity document HTTP {response.status_code}")
             return None
-        try:
-            doc = json.loads(response.text)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            self._garbage(AWS, "identity document is not JSON")
+        doc, why = load_json_bounded(response.text)
+        if why is not None:
+            self._garbage(AWS, f"identity document: {why}")
             return None
-        region = doc.get("region")
-        zone = doc.get("availabilityZone")
-        itype = doc.get("instanceType")
-        iid = doc.get("instanceId")
-        if not (isinstance(region, str) and AWS_REGION_RE.match(region)):
-            self._garbage(AWS, f"region {region!r}")
+        result, problems = aws_identity(doc)
+        for problem in problems:
+            self._garbage(AWS, problem)
+        if result is None:
             return None
-        if not (isinstance(zone, str) and zone.startswith(region)
-                and AWS_ZONE_SUFFIX_RE.match(zone[len(region):])):
-            self._garbage(AWS, f"zone {zone!r} for region {region}")
-            return None
-        if not (isinstance(itype, str) and AWS_TYPE_RE.match(itype)):
-            self._garbage(AWS, f"instance type {itype!r}")
-            itype = None
-        if not (isinstance(iid, str) and AWS_INSTANCE_ID_RE.match(iid)):
-            iid = None
-        self.evidence.append(f"metadata aws: IMDSv2 identity document says region={region} "
-                             f"zone={zone} instance_type={itype} -> aws")
-        return MetadataResult(AWS, region, zone, itype, iid)
+        self._note(f"metadata aws: IMDSv2 identity document says region={result.region} "
+                   f"zone={result.zone} instance_type={result.instance_type} -> aws")
+        return result
 
     def _gcp_get(self, key: str) -> str | None:
         response = self._request(GCP, "GET", f"/computeMetadata/v1/instance/{key}",
@@ -606,12 +812,12 @@ class MetadataProbe:
             if response.status_code == 200:
                 self._garbage(GCP, f"{key}: answer lacks the Metadata-Flavor: Google header")
             else:
-                self.evidence.append(f"metadata gcp: not a GCP metadata service (HTTP "
-                                     f"{response.status_code} without Metadata-Flavor: Google)")
+                self._note(f"metadata gcp: not a GCP metadata service (HTTP "
+                           f"{response.status_code} without Metadata-Flavor: Google)")
             return None
         self.reachable = True
         if response.status_code != 200:
-            self.evidence.append(f"metadata gcp: {key} HTTP {response.status_code}")
+            self._note(f"metadata gcp: {key} HTTP {response.status_code}")
             return None
         if self._looks_html(response):
             self._garbage(GCP, f"{key}: HTML body")
@@ -624,22 +830,22 @@ class MetadataProbe:
         if zone_path is None:
             return None
         zone = zone_path.rsplit("/", 1)[-1]
-        match = GCP_ZONE_RE.match(zone)
+        match = GCP_ZONE_RE.fullmatch(zone)
         if not match:
-            self._garbage(GCP, f"zone {zone_path!r}")
+            self._garbage(GCP, f"zone {_show(zone_path)}")
             return None
         itype = None
         type_path = self._gcp_get("machine-type")
         if type_path is not None:
             candidate = type_path.rsplit("/", 1)[-1]
-            if GCP_TYPE_RE.match(candidate):
+            if GCP_TYPE_RE.fullmatch(candidate):
                 itype = candidate
             else:
-                self._garbage(GCP, f"machine-type {type_path!r}")
+                self._garbage(GCP, f"machine-type {_show(type_path)}")
         iid = self._gcp_get("id")
-        if iid is not None and not iid.isdigit():
+        if iid is not None and not GCP_ID_RE.fullmatch(iid):
             iid = None
-        self.evidence.append(f"metadata gcp: zone={zone} machine_type={itype} -> gcp")
+        self._note(f"metadata gcp: zone={zone} machine_type={itype} -> gcp")
         return MetadataResult(GCP, match.group(1), zone, itype, iid)
 
 
@@ -648,18 +854,30 @@ class MetadataProbe:
 
 def _dmi_instance_type(provider: str, dmi: dict[str, str | None]) -> str | None:
     product = dmi.get("product_name") or ""
-    if provider == AWS and dmi.get("sys_vendor") == "Amazon EC2" and AWS_TYPE_RE.match(product):
+    if (provider == AWS and dmi.get("sys_vendor") == "Amazon EC2"
+            and AWS_TYPE_RE.fullmatch(product)):
         return product
     return None
 
 
 def detect(root: str = "/", probe: MetadataProbe | None = None,
-           ethtool: Callable[[str], str | None] | None = None) -> dict[str, Any]:
-    """Build the vpsnet_cloud fact. `probe` None means no metadata queries."""
+           ethtool: Callable[[str], str | None] | None = None,
+           deadline: Deadline | None = None) -> dict[str, Any]:
+    """Build the vpsnet_cloud fact. `probe` None means no metadata queries.
+
+    One deadline covers all of it, local reads included: `deadline`, else one
+    started now from the probe's budget (no limit without a probe).
+    """
+    if deadline is None:
+        deadline = Deadline(probe.budget if probe is not None else None)
+    if probe is not None:
+        probe.deadline = deadline
     clues = Clues()
     dmi = read_dmi(root, clues)
-    interrupts = parse_interrupts(_read(os.path.join(root, "proc/interrupts")) or "")
-    nics = read_nics(root, clues, interrupts, ethtool)
+    interrupts = parse_interrupts(
+        _read(os.path.join(root, "proc/interrupts"), MAX_INTERRUPTS) or "")
+    nics = read_nics(root, clues, interrupts, ethtool, deadline)
+    settle_uuid(clues)
 
     aws_score, gcp_score = clues.score(AWS), clues.score(GCP)
     if aws_score > gcp_score:
@@ -685,7 +903,12 @@ def detect(root: str = "/", probe: MetadataProbe | None = None,
     if meta is not None:
         if local not in (UNKNOWN, meta.provider):
             evidence.append(f"metadata says {meta.provider}, overriding local clues ({local})")
+        if meta.provider == AWS and clues.uuid_clue is not None:
+            evidence.append("metadata aws corroborates the ec2 product_uuid")
         provider = meta.provider
+    if deadline.seconds is not None:
+        evidence.append(f"timing: detection took {deadline.elapsed():.2f} s of its "
+                        f"{deadline.seconds:g} s budget")
     evidence.append(f"decision: {provider}")
 
     instance_type = meta.instance_type if meta else None
@@ -708,6 +931,59 @@ def detect(root: str = "/", probe: MetadataProbe | None = None,
 
 # --------------------------------------------------------------------------- module
 
+MAX_TIMEOUT = 60.0  # a bigger budget would hold every play for minutes on hosts without metadata
+
+
+def check_params(params: Mapping[str, Any]) -> str | None:
+    """The first bad parameter as a one-line message naming it, or None."""
+    timeout = params["metadata_timeout"]
+    if not (isinstance(timeout, float) and math.isfinite(timeout)
+            and 0 < timeout <= MAX_TIMEOUT):
+        return (f"metadata_timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], "
+                f"got {_show(timeout)}")
+    url = params["metadata_url"]
+    problem = None
+    if not isinstance(url, str) or any(not c.isprintable() or c.isspace() for c in url):
+        problem = "control characters or spaces"
+    else:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port, problem = None, None, "not a URL"
+        if parts is not None:
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problem = "not an http:// or https:// URL with a host"
+            elif parts.username is not None or parts.query or parts.fragment:
+                problem = "credentials, a query or a fragment"
+            elif port == 0:
+                problem = "port 0"
+    if problem:
+        return f"metadata_url must be a plain http(s) URL ({problem}), got {_show(url)}"
+    root = params["root"]
+    if not os.path.isdir(root):
+        return f"root must be an existing directory, got {_show(root)}"
+    return None
+
+
+def ethtool_runner(binary: str, deadline: Deadline) -> Callable[[str], str | None]:
+    """`ethtool -l NAME` bounded by ETHTOOL_TIMEOUT and the time left (killed past it)."""
+
+    def run(name: str) -> str | None:
+        wait = min(ETHTOOL_TIMEOUT, deadline.remaining())
+        try:
+            proc = subprocess.run([binary, "-l", name], capture_output=True, timeout=wait,
+                                  check=False, env={"LC_ALL": "C"})
+        except subprocess.TimeoutExpired as exc:
+            raise EthtoolTimeout(name) from exc
+        except OSError:
+            return None
+        if proc.returncode != 0:
+            return None
+        return proc.stdout[:MAX_SYSFS].decode("utf-8", errors="replace")
+
+    return run
+
 
 def main() -> None:
     module = AnsibleModule(
@@ -719,27 +995,29 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    problem = check_params(module.params)
+    if problem:
+        module.fail_json(msg=f"vpsnet_facts: {problem}")
     root = module.params["root"]
-    timeout = module.params["metadata_timeout"]
-    if timeout <= 0:
-        module.fail_json(msg=f"metadata_timeout must be positive, got {timeout}")
+    deadline = Deadline(module.params["metadata_timeout"])
 
     probe = None
     if module.params["metadata"]:
         if HAS_REQUESTS:
-            probe = MetadataProbe(module.params["metadata_url"], timeout)
+            probe = MetadataProbe(module.params["metadata_url"], deadline.seconds or 2.0)
         else:
             module.warn("vpsnet_facts: python requests is missing; metadata not queried")
 
     ethtool = None
     ethtool_bin = module.get_bin_path("ethtool") if os.path.realpath(root) == "/" else None
     if ethtool_bin:
+        ethtool = ethtool_runner(ethtool_bin, deadline)
 
-        def ethtool(name: str) -> str | None:
-            rc, out, _ = module.run_command([ethtool_bin, "-l", name])
-            return out if rc == 0 else None
-
-    facts = detect(root, probe, ethtool)
+    try:
+        facts = detect(root, probe, ethtool, deadline)
+    except Exception as exc:
+        module.fail_json(msg=f"vpsnet_facts: detection failed ({type(exc).__name__}: "
+                             f"{_show(str(exc))})")
     for warning in probe.warnings if probe else []:
         module.warn(warning)
     module.exit_json(changed=False, ansible_facts={"vpsnet_cloud": facts})

@@ -59,10 +59,22 @@ def test_module_warns_about_garbage_under_ansible(tmp_path, html_port):
         proc.stderr)
 
 
-def test_module_rejects_a_bad_budget(tmp_path):
-    proc, result = adhoc(tmp_path, f"root={FIXTURES / 'kvm-plain'} metadata_timeout=0")
+@pytest.mark.parametrize(("args", "message"), [
+    ("metadata_timeout=0", "metadata_timeout must be a number of seconds in (0, 60], got '0.0'"),
+    ("metadata_timeout=nan", "metadata_timeout must be a number of seconds in (0, 60], got 'nan'"),
+    ("metadata_timeout=1e9", "metadata_timeout must be a number of seconds in (0, 60]"),
+    ("metadata_url=ftp://169.254.169.254", "metadata_url must be a plain http(s) URL (not an"),
+    ("metadata_url=http://u:p@169.254.169.254", "metadata_url must be a plain http(s) URL (cred"),
+    ("root=/nonexistent/vpsnet", "root must be an existing directory, got '/nonexistent/vpsnet'"),
+])
+def test_module_rejects_bad_parameters(tmp_path, args, message):
+    """One line naming the parameter and its value, no traceback, nothing queried."""
+    if not args.startswith("root="):
+        args = f"root={FIXTURES / 'kvm-plain'} {args}"
+    proc, result = adhoc(tmp_path, args)
     assert proc.returncode != 0
-    assert "metadata_timeout must be positive" in result["msg"]
+    assert result["msg"].startswith("vpsnet_facts: " + message), result["msg"]
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 PLAYBOOK = """\

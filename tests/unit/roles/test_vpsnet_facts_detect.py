@@ -109,15 +109,18 @@ def test_kvm_plain_is_unknown(vf):
 
 
 def test_byte_swapped_ec2_uuid(vf, tmp_path: Path):
-    """Some firmware reports the SMBIOS UUID little-endian (cloud-init checks both forms)."""
+    """Some firmware reports the SMBIOS UUID little-endian (cloud-init checks both forms);
+    on EC2 Xen the serial repeats the uuid, which corroborates it (ds-identify)."""
     root = tmp_path / "swapped"
     shutil.copytree(FIXTURES / "kvm-plain", root, symlinks=True)
     dmi = root / "sys/class/dmi/id"
     (dmi / "sys_vendor").write_text("Xen\n")
-    (dmi / "product_uuid").write_text("45e12aec-dcd1-b213-94ed-012345abcdef\n")
+    (dmi / "product_uuid").write_text("45E12AEC-DCD1-B213-94ED-012345ABCDEF\n")
+    (dmi / "product_serial").write_text("45e12aec-dcd1-b213-94ed-012345abcdef\n")
     facts = vf.detect(str(root))
     assert facts["provider"] == "aws"
     assert "dmi product_uuid starts with ec2 once byte-swapped -> aws" in facts["evidence"]
+    assert "dmi product_uuid corroborated: product_serial equals it" in facts["evidence"]
 
 
 def test_not_a_cloud_when_nothing_is_there(vf, tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -95,3 +96,58 @@ def http_server(respond: Callable[[str, str], Response]) -> Iterator[int]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# handler(method, path, send, stop): writes the answer with send(bytes); stop is set on exit
+RawHandler = Callable[[str, str, Callable[[bytes], None], threading.Event], None]
+
+
+@contextmanager
+def raw_http_server(handler: RawHandler) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that reads each request's head and lets handler write
+    whatever bytes it likes, as slowly as it likes (tricklers, silent servers); yields its
+    port. Connections are closed and handler threads told to stop on exit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    head += data
+                words = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+                method, path = words[0], words[1] if len(words) > 1 else ""
+                handler(method, path, conn.sendall, stop)
+                stop.wait()  # keep the connection open until the test is done
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        listener.close()
+
+
+def trickle(send: Callable[[bytes], None], stop: threading.Event, data: bytes,
+            interval: float) -> None:
+    """Send data one byte every interval until it is all sent or stop is set."""
+    for i in range(len(data)):
+        if stop.wait(interval):
+            return
+        send(data[i : i + 1])
