@@ -90,10 +90,12 @@ PLAYBOOK = """\
 """
 
 
-def play(tmp_path: Path, root: Path, port: int, expected: str) -> subprocess.CompletedProcess[str]:
+def play(tmp_path: Path, root: Path, port: int, expected: str,
+         extra: dict | None = None) -> subprocess.CompletedProcess[str]:
     book = tmp_path / "play.yml"
     book.write_text(PLAYBOOK.format(root=root, port=port, expected=expected))
-    return subprocess.run([str(BIN / "ansible-playbook"), "--check", str(book)],
+    args = ["-e", json.dumps(extra)] if extra else []
+    return subprocess.run([str(BIN / "ansible-playbook"), "--check", *args, str(book)],
                           capture_output=True, text=True, env=facts_env(tmp_path),
                           timeout=120, check=False)
 
@@ -117,3 +119,21 @@ def test_role_argument_spec_rejects_unknown_provider(tmp_path, closed_port, expe
     proc = play(tmp_path, FIXTURES / "aws-xen", closed_port, expected)
     assert proc.returncode != 0
     assert "vpsnet_facts_expected_provider" in proc.stdout
+
+
+@pytest.mark.parametrize(("extra", "shown"), [
+    ({"vpsnet_facts_metadata_timeout": "nan"}, "vpsnet_facts_metadata_timeout="),
+    ({"vpsnet_facts_metadata_timeout": 600}, "vpsnet_facts_metadata_timeout="),
+    ({"vpsnet_facts_metadata_url": "http://169.254.169.254\nX-Evil: 1"},
+     "vpsnet_facts_metadata_url="),
+    ({"vpsnet_facts_root": "relative/tree"}, "vpsnet_facts_root="),
+])
+def test_role_refuses_bad_input_before_asking_the_host(tmp_path, aws_server, extra, shown):
+    """Validation runs on the controller first: the module never runs, so the metadata
+    service sees no request, and the message names the variable."""
+    srv, seen = aws_server
+    proc = play(tmp_path, FIXTURES / "aws-nitro-ena", srv.port, "", extra)
+    assert proc.returncode != 0
+    assert shown in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert seen.requests == []
