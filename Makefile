@@ -20,9 +20,12 @@ demo: setup
 # The suite CI runs: unit, lint, host packaging and build checks, containers,
 # real guests. The layers marked heavy (DKMS builds in TCG guests) are left to
 # test-all so CI stays well inside its 90 minutes on 2 cores.
+# The unit layer (no guests, no root state) runs on both cores first; the
+# guest layers then run one at a time, as they share one booted lab.
 test: setup lint
 	@bash scripts/dockerd.sh
-	pytest -p no:cacheprovider -ra -m "not heavy" $(PYTEST_ARGS) tests
+	pytest -p no:cacheprovider -ra -n 2 --dist loadfile $(PYTEST_ARGS) tests/unit
+	pytest -p no:cacheprovider -ra -m "not heavy" --durations=25 $(PYTEST_ARGS) --ignore=tests/unit tests
 
 # Everything, heavy layers included (apt/DKMS upgrade paths, molecule/kvm).
 test-all: setup lint
@@ -33,7 +36,7 @@ test-all: setup lint
 test-fast: setup lint unit
 
 unit:
-	pytest -p no:cacheprovider -q tests/unit
+	pytest -p no:cacheprovider -q -n 2 --dist loadfile tests/unit
 
 PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout molecule/rollout-core
 
