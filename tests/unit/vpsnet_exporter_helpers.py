@@ -88,3 +88,65 @@ def metrics_text(nics: int = 2, queues: int = 4, cpus: int = 2, seed: int = 1,
         elif name.startswith(("softnet_", "softirq_")):
             out += [f'{full}{{cpu="{c}"}} {seed * 100 + c}' for c in range(cpus)]
     return "\n".join(out) + "\n"
+
+
+# --- the web server (tests/unit/test_exporter_web*.py, bench/exporter_load.py) -----------
+
+
+def self_signed(directory: Path, name: str = "server", cn: str = "localhost") -> tuple[Path, Path]:
+    """A P-256 certificate for CN/127.0.0.1 and its key, made with the openssl CLI."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", f"/CN={cn}", "-addext",
+         "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def hold(port: int, n: int,
+         first_bytes: bytes = b"GET /metrics HTTP/1.1\r\n") -> list[socket.socket]:
+    """N slow clients: connected, part of a request sent, never finished."""
+    held = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if first_bytes:
+            s.sendall(first_bytes)
+        held.append(s)
+    return held
+
+
+def closed_by_peer(s: socket.socket, timeout: float) -> bool:
+    """True if the server closed S (EOF or reset) within TIMEOUT seconds."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            if not s.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def http_get(port: int, path: str = "/metrics", headers: dict[str, str] | None = None,
+             timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection: (status, headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -24,9 +24,11 @@ list nor in /etc/services.
 from __future__ import annotations
 
 import argparse
-import http.server
+import ipaddress
 import logging
+import math
 import os
+import re
 import signal
 import socket
 import ssl
@@ -47,7 +49,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from vpsnet_tools import __version__, handoff
+from vpsnet_tools import __version__, handoff, web
 
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 DEFAULT_PORT = 19462
@@ -190,65 +192,82 @@ def write_textfile(registry: CollectorRegistry, directory: Path) -> Path:
     return target
 
 
-def _handler(registry: CollectorRegistry) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = f"vpsnet-exporter/{__version__}"
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                try:
-                    body = render(registry)
-                except Exception:  # never a half-written answer
-                    log.exception("rendering metrics failed")
-                    self.send_error(500, "rendering metrics failed")
-                    return
-                ctype = CONTENT_TYPE_LATEST
-            elif path == "/":
-                body = (
-                    b"<html><head><title>vpsnet exporter</title></head><body>"
-                    b'<h1>vpsnet exporter</h1><p><a href="/metrics">Metrics</a></p>'
-                    b"</body></html>\n"
-                )
-                ctype = "text/html; charset=utf-8"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s " + format, self.address_string(), *args)
-
-    return Handler
+INDEX_HTML = (
+    b"<html><head><title>vpsnet exporter</title></head><body>"
+    b'<h1>vpsnet exporter</h1><p><a href="/metrics">Metrics</a></p>'
+    b"</body></html>\n"
+)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    # server_close() waits for scrapes in hand: a reload loses none of them
-    daemon_threads = False
-    ssl_context: ssl.SSLContext | None = None
+def _responder(registry: CollectorRegistry) -> web.Responder:
+    """The answer for a path (run by a worker, never by the event loop)."""
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs in the connection's own thread, with a
-        # timeout, so a slow or broken client cannot block the accept loop.
-        request.settimeout(30)
-        if self.ssl_context is not None:
-            request = self.ssl_context.wrap_socket(request, server_side=True)
-        super().finish_request(request, client_address)
+    def respond(path: str) -> tuple[int, str, bytes]:
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, render(registry)  # rendered whole, then sent
+        if path == "/":
+            return 200, "text/html; charset=utf-8", INDEX_HTML
+        return 404, "text/plain; charset=utf-8", b"404 page not found\n"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s failed: %s", client_address, sys.exc_info()[1])
+    return respond
+
+
+# Hosts: an IP literal or a DNS name; never whitespace, quotes or control characters
+# (the address reaches a systemd command line through the role).
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
     """'HOST:PORT', '[V6]:PORT' or ':PORT' (all addresses) -> (host, port)."""
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen address {addr!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {addr!r} is not HOST:PORT (port 1-65535)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"listen address {addr!r}: {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"listen address {addr!r}: write an IPv6 address in brackets")
+    elif host:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(host):
+                raise ValueError(
+                    f"listen address {addr!r}: {host!r} is neither an IP address nor a host name"
+                ) from None
+    return host, int(port)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    def sock(family: socket.AddressFamily, v6only: int | None) -> socket.socket:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if v6only is not None:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+            s.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            # a long backlog: what waits there during a reload or at the fd limit is not refused
+            s.listen(socket.SOMAXCONN)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    if host in ("", "::"):
+        # All addresses: dual-stack IPv6 socket, else IPv4 only.
+        try:
+            return sock(socket.AF_INET6, 0)
+        except OSError:
+            if host == "::":
+                raise
+            return sock(socket.AF_INET, None)
+    if ":" in host:
+        return sock(socket.AF_INET6, None)
+    return sock(socket.AF_INET, None)
 
 
 def make_server(
@@ -257,45 +276,33 @@ def make_server(
     certfile: str | None = None,
     keyfile: str | None = None,
     inherited: socket.socket | None = None,
-) -> http.server.ThreadingHTTPServer:
+    *,
+    web_config: web.WebConfig | None = None,
+    max_connections: int | None = None,
+    request_timeout: float = web.DEFAULT_REQUEST_TIMEOUT_S,
+    evict_after: float = web.EVICT_AFTER_S,
+    workers: int = web.DEFAULT_WORKERS,
+) -> web.Server:
     """Listen on LISTEN, or serve on INHERITED, the socket a predecessor
     already listens on (handoff.py)."""
     host, port = parse_listen(listen)
-    handler = _handler(registry)
-    srv: http.server.ThreadingHTTPServer
-    if inherited is not None:
-        srv = _Server(inherited.getsockname()[:2], handler, bind_and_activate=False)
-        srv.socket.close()
-        srv.socket = inherited
-    elif host in ("", "::"):
-        # All addresses: dual-stack IPv6 socket, else IPv4 only.
-        try:
-
-            class _V6(_Server):
-                address_family = socket.AF_INET6
-
-                def server_bind(self) -> None:
-                    self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                    super().server_bind()
-
-            srv = _V6(("::", port), handler)
-        except OSError:
-            if host == "::":
-                raise
-            srv = _Server(("0.0.0.0", port), handler)
-    elif ":" in host:
-
-        class _V6Only(_Server):
-            address_family = socket.AF_INET6
-
-        srv = _V6Only((host, port), handler)
-    else:
-        srv = _Server((host, port), handler)
+    ctx = web_config.ssl_context if web_config else None
     if certfile:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(certfile, keyfile)
-        srv.ssl_context = ctx
+        ctx = web.tls_context_from_files(certfile, keyfile)
+    auth = web.BasicAuth(web_config.users) if web_config and web_config.users else None
+    sock = inherited if inherited is not None else _bind(host, port)
+    srv = web.Server(
+        sock,
+        _responder(registry),
+        ssl_context=ctx,
+        auth=auth,
+        max_connections=max_connections or web.default_max_connections(),
+        request_timeout=request_timeout,
+        evict_after=evict_after,
+        workers=workers,
+        server_name=f"vpsnet-exporter/{__version__}",
+    )
+    registry.register(srv.stats)
     return srv
 
 
@@ -308,6 +315,29 @@ def _announce_ready() -> bool:
     return True
 
 
+def _number(kind: type[int] | type[float], low: float, high: float) -> Any:
+    """argparse type: a finite number in [low, high] (no nan, inf or 1e999)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not in {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
+def _listen_arg(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="vpsnet-exporter",
@@ -317,8 +347,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", default=DEFAULT_FILE, help=f"metrics file (default {DEFAULT_FILE})")
     ap.add_argument(
         "--listen",
+        "--web.listen-address",
+        dest="listen",
+        type=_listen_arg,
         default=f":{DEFAULT_PORT}",
-        help=f"HOST:PORT to listen on; ':PORT' means all addresses (default :{DEFAULT_PORT})",
+        help=f"HOST:PORT to listen on; ':PORT' means all addresses, as node_exporter does "
+        f"(default :{DEFAULT_PORT})",
+    )
+    ap.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="exporter-toolkit web config (YAML): tls_server_config (cert_file, key_file, "
+        "client_auth_type, client_ca_file, min_version, max_version) and basic_auth_users "
+        "(user: bcrypt hash); relative file names are relative to FILE's directory",
+    )
+    ap.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_number(int, 1, 1_000_000),
+        help=f"connections open at most; at the cap the oldest slow client makes room, else "
+        f"the new connection is closed at once (default {web.DEFAULT_MAX_CONNECTIONS}, less "
+        f"if the open-files limit is lower)",
+    )
+    ap.add_argument(
+        "--web.request-timeout",
+        dest="request_timeout",
+        type=_number(float, 0.1, 3600),
+        default=web.DEFAULT_REQUEST_TIMEOUT_S,
+        help="seconds a client has from connecting to the end of its request, TLS handshake "
+        f"included (default {web.DEFAULT_REQUEST_TIMEOUT_S:g})",
+    )
+    ap.add_argument(
+        "--web.evict-after",
+        dest="evict_after",
+        type=_number(float, 0.1, 3600),
+        default=web.EVICT_AFTER_S,
+        help="at the cap or the open-files limit, a client still sending its request after "
+        f"this many seconds may be closed to make room (default {web.EVICT_AFTER_S:g})",
     )
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     ap.add_argument("--tls-key", help="private key for --tls-cert (default: in the cert file)")
@@ -329,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         "(atomically) instead of serving HTTP",
     )
     ap.add_argument(
-        "--interval", type=float, default=15.0, help="seconds between textfile writes (default 15)"
+        "--interval", type=_number(float, 0.1, 86400), default=15.0,
+        help="seconds between textfile writes (default 15)",
     )
     ap.add_argument("--once", action="store_true", help="with --textfile: write once and exit")
     ap.add_argument(
@@ -342,6 +409,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.tls_key and not args.tls_cert:
         ap.error("--tls-key needs --tls-cert")
+    if args.textfile and args.web_config:
+        ap.error("--web.config.file is for HTTP: not with --textfile")
+    web_config = None
+    if args.web_config:
+        # checked whole (YAML, hashes, certificates) before anything listens
+        try:
+            web_config = web.load_web_config(args.web_config, tls_from_flags=bool(args.tls_cert))
+        except web.WebConfigError as e:
+            log.error("%s", e)
+            return 1
+    max_connections = args.max_connections
+    if max_connections is None:
+        max_connections = web.default_max_connections()
+    elif max_connections > web.nofile_limit() - web.FD_RESERVE:
+        log.warning("--web.max-connections %d is above the open-files limit (%d) less %d: at "
+                    "the limit accepting pauses and slow clients are closed first",
+                    max_connections, web.nofile_limit(), web.FD_RESERVE)
     registry, _ = make_registry(args.file)
     try:
         inherited = handoff.inherited_socket()
@@ -372,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        srv = make_server(registry, args.listen, args.tls_cert, args.tls_key, inherited)
+        srv = make_server(registry, args.listen, args.tls_cert, args.tls_key, inherited,
+                          web_config=web_config, max_connections=max_connections,
+                          request_timeout=args.request_timeout, evict_after=args.evict_after)
     except (OSError, ValueError, ssl.SSLError) as e:
         log.error("cannot listen on %s: %s", args.listen, e)
         return 1
@@ -380,13 +466,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, successor.request)
     host, port = srv.server_address[:2]
     log.info(
-        "vpsnet-exporter %s serving %s on %s://%s:%s/metrics%s",
+        "vpsnet-exporter %s serving %s on %s://%s:%s/metrics%s%s (at most %d connections, "
+        "%g s per request)",
         __version__,
         args.file,
-        "https" if args.tls_cert else "http",
+        "https" if srv.ssl_context else "http",
         host,
         port,
+        " with basic auth" if srv.auth else "",
         " (taken over)" if inherited else "",
+        max_connections,
+        args.request_timeout,
     )
     try:
         if not _announce_ready():
