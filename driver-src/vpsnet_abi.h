@@ -2,10 +2,11 @@
 /*
  * vpsnet interface ABI: the one source of truth.
  *
- * The constants below, the metric family table (vpsnet_families.h) and
- * the health state table (vpsnet_states.h) drive both the module's
- * behaviour and output and the interface manifest embedded in the
- * .vpsnet_abi ELF section, so the two cannot drift apart.
+ * The constants below, the parameter table (vpsnet_params.h), the
+ * metric family table (vpsnet_families.h) and the health state table
+ * (vpsnet_states.h) drive both the module's behaviour and output and
+ * the interface manifest embedded in the .vpsnet_abi ELF section, so
+ * the two cannot drift apart.
  */
 #ifndef VPSNET_ABI_H
 #define VPSNET_ABI_H
@@ -43,37 +44,43 @@
 #define VPSNET_LS_TXQ		VPSNET_LS_DEV ",\"queue\""
 #define VPSNET_LS_CPU		"\"cpu\""
 
-#define VPSNET_JPARAM(name, type, min, max, def, desc)			\
-	"{\"name\":\"" name "\",\"type\":\"" type "\",\"min\":" min	\
-	",\"max\":" max ",\"default\":" def ",\"description\":\"" desc "\"}"
+/*
+ * Per module_param() type (see vpsnet_params.h): the variable, the
+ * default as JSON, and the range and default MODULE_PARM_DESC() adds.
+ * A type without these does not compile.
+ */
+#define VPSNET_PT_VAR_charp(name, def)	static char *(name) = def
+#define VPSNET_PT_VAR_uint(name, def)	static unsigned int name = def
+#define VPSNET_PT_VAR_bool(name, def)	static bool name = def
+#define VPSNET_PT_JSON_charp(def)	"\"" def "\""
+#define VPSNET_PT_JSON_uint(def)	__stringify(def)
+#define VPSNET_PT_JSON_bool(def)	__stringify(def)
+#define VPSNET_PT_DESC_charp(def, ...)	" (default " def ")"
+#define VPSNET_PT_DESC_uint(def, min, max)				\
+	" (" __stringify(min) ".." __stringify(max) ", default "	\
+	__stringify(def) ")"
+#define VPSNET_PT_DESC_bool(def, ...)	" (default " __stringify(def) ")"
 
-#define VPSNET_JPARAMS							\
-	VPSNET_JPARAM("drivers", "charp", "null", "null",		\
-		      "\"" VPSNET_DRIVERS_DEFAULT "\"",			\
-		      "Comma-separated driver names to attach to") ","	\
-	VPSNET_JPARAM("interval_ms", "uint",				\
-		      __stringify(VPSNET_INTERVAL_MS_MIN),		\
-		      __stringify(VPSNET_INTERVAL_MS_MAX),		\
-		      __stringify(VPSNET_INTERVAL_MS_DEFAULT),		\
-		      "Health sampling interval in milliseconds") ","	\
-	VPSNET_JPARAM("stall_intervals", "uint",			\
-		      __stringify(VPSNET_STALL_MIN),			\
-		      __stringify(VPSNET_STALL_MAX),			\
-		      __stringify(VPSNET_STALL_DEFAULT),		\
-		      "Samples without progress before a stall is reported") "," \
-	VPSNET_JPARAM("uevents", "bool", "null", "null", "true",	\
-		      "Send a KOBJ_CHANGE uevent on every health transition")
+/* One manifest "parameters" entry of vpsnet_params.h */
+#define VPSNET_PARAM_JSON(name, type, def, min, max, desc)		\
+	"{\"name\":\"" #name "\",\"type\":\"" #type "\",\"min\":"	\
+	__stringify(min) ",\"max\":" __stringify(max)			\
+	",\"default\":" VPSNET_PT_JSON_##type(def)			\
+	",\"description\":\"" desc "\"}"
 
 #define VPSNET_PROC_PATH(f)	"/proc/net/" VPSNET_PROC_DIR "/" f
 
-/* The manifest is HEAD states MID families TAIL (see vpsnet_main.c) */
+/*
+ * The manifest is HEAD parameters STATES states MID families TAIL (see
+ * vpsnet_main.c)
+ */
 #define VPSNET_MANIFEST_HEAD						\
 	"{\"format\":" __stringify(VPSNET_MANIFEST_FORMAT)		\
 	",\"module\":\"vpsnet\",\"version\":\"" VPSNET_VERSION "\""	\
 	",\"abi_major\":" __stringify(VPSNET_ABI_MAJOR)			\
 	",\"exposition\":\"text/plain; version=0.0.4\""			\
-	",\"parameters\":[" VPSNET_JPARAMS "]"				\
-	",\"health_states\":["
+	",\"parameters\":["
+#define VPSNET_MANIFEST_STATES	"],\"health_states\":["
 #define VPSNET_MANIFEST_MID	"],\"metrics\":["
 #define VPSNET_MANIFEST_TAIL						\
 	"],\"uevent\":{\"action\":\"change\",\"subsystem\":\"net\""	\

@@ -18,42 +18,72 @@
 #include <linux/workqueue.h>
 #include "vpsnet.h"
 
-static char *drivers = VPSNET_DRIVERS_DEFAULT;
-module_param(drivers, charp, 0444);
-static unsigned int interval_ms = VPSNET_INTERVAL_MS_DEFAULT;
-module_param(interval_ms, uint, 0444);
-static unsigned int stall_intervals = VPSNET_STALL_DEFAULT;
-module_param(stall_intervals, uint, 0444);
-static bool uevents = true;
-module_param(uevents, bool, 0444);
+/* Module parameters, from the one table (vpsnet_params.h) */
+#define VPSNET_PARAM_SEP(end)	end
+#define VPSNET_PARAM_END(end)	end
+#define VPSNET_PARAM(pname, ptype, pdef, ...)				\
+	VPSNET_PT_VAR_##ptype(pname, pdef)
+#include "vpsnet_params.h"
+#undef VPSNET_PARAM
+#define VPSNET_PARAM(pname, ptype, ...)	module_param(pname, ptype, 0444)
+#include "vpsnet_params.h"
+#undef VPSNET_PARAM
+#define VPSNET_PARAM(pname, ptype, pdef, pmin, pmax, pdesc)		\
+	MODULE_PARM_DESC(pname, pdesc VPSNET_PT_DESC_##ptype(pdef, pmin, pmax))
+#include "vpsnet_params.h"
+#undef VPSNET_PARAM
+#undef VPSNET_PARAM_SEP
+#undef VPSNET_PARAM_END
 
-MODULE_PARM_DESC(drivers, "Comma-separated driver names to attach to (default "
-		 VPSNET_DRIVERS_DEFAULT ")");
-MODULE_PARM_DESC(interval_ms, "Health sampling interval in milliseconds ("
-		 __stringify(VPSNET_INTERVAL_MS_MIN) ".."
-		 __stringify(VPSNET_INTERVAL_MS_MAX) ", default "
-		 __stringify(VPSNET_INTERVAL_MS_DEFAULT) ")");
-MODULE_PARM_DESC(stall_intervals, "Samples without progress before a stall is reported ("
-		 __stringify(VPSNET_STALL_MIN) ".."
-		 __stringify(VPSNET_STALL_MAX) ", default "
-		 __stringify(VPSNET_STALL_DEFAULT) ")");
-MODULE_PARM_DESC(uevents, "Send a KOBJ_CHANGE uevent on every health transition (default true)");
+/* The range of every uint parameter, checked before anything happens */
+struct vpsnet_uint_param {
+	const char *name;
+	const unsigned int *val;
+	unsigned int def;
+	unsigned int min;
+	unsigned int max;
+};
+
+#define VPSNET_RANGE_charp(...)
+#define VPSNET_RANGE_bool(...)
+#define VPSNET_RANGE_uint(pname, pdef, pmin, pmax)			\
+	{ .name = #pname, .val = &(pname), .def = (pdef),		\
+	  .min = (pmin), .max = (pmax) },
+#define VPSNET_PARAM_SEP(...)
+#define VPSNET_PARAM_END(...)
+#define VPSNET_PARAM(pname, ptype, pdef, pmin, pmax, ...)		\
+	VPSNET_RANGE_##ptype(pname, pdef, pmin, pmax)
+static const struct vpsnet_uint_param vpsnet_uint_params[] = {
+#include "vpsnet_params.h"
+};
+
+#undef VPSNET_PARAM
+#undef VPSNET_PARAM_SEP
+#undef VPSNET_PARAM_END
 
 /*
  * The interface manifest, readable from the .ko file alone: a
  * NUL-terminated JSON document in its own ELF section.
  */
 #define VPSNET_SEP	","
+#define VPSNET_PARAM_SEP(...)	VPSNET_SEP
+#define VPSNET_PARAM_END(...)
+#define VPSNET_PARAM	VPSNET_PARAM_JSON
 #define VPSNET_STATE(name)	"\"" #name "\""
 #define VPSNET_FAMILY(name, type, labels, help)				\
 	"{\"name\":\"vpsnet_" #name "\",\"type\":\"" #type		\
 	"\",\"labels\":[" labels "],\"help\":\"" help "\"}"
 const char vpsnet_manifest[] __used __section(".vpsnet_abi") =
 	VPSNET_MANIFEST_HEAD
+#include "vpsnet_params.h"
+	VPSNET_MANIFEST_STATES
 #include "vpsnet_states.h"
 	VPSNET_MANIFEST_MID
 #include "vpsnet_families.h"
 	VPSNET_MANIFEST_TAIL;
+#undef VPSNET_PARAM
+#undef VPSNET_PARAM_SEP
+#undef VPSNET_PARAM_END
 #undef VPSNET_STATE
 #undef VPSNET_FAMILY
 #undef VPSNET_SEP
@@ -109,18 +139,16 @@ bad:
 
 static int vpsnet_check_params(void)
 {
-	if (interval_ms < VPSNET_INTERVAL_MS_MIN ||
-	    interval_ms > VPSNET_INTERVAL_MS_MAX) {
-		pr_err("invalid parameter interval_ms=%u: must be %d..%d\n",
-		       interval_ms, VPSNET_INTERVAL_MS_MIN,
-		       VPSNET_INTERVAL_MS_MAX);
-		return -EINVAL;
-	}
-	if (stall_intervals < VPSNET_STALL_MIN ||
-	    stall_intervals > VPSNET_STALL_MAX) {
-		pr_err("invalid parameter stall_intervals=%u: must be %d..%d\n",
-		       stall_intervals, VPSNET_STALL_MIN, VPSNET_STALL_MAX);
-		return -EINVAL;
+	const struct vpsnet_uint_param *p;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(vpsnet_uint_params); i++) {
+		p = &vpsnet_uint_params[i];
+		if (*p->val < p->min || *p->val > p->max) {
+			pr_err("invalid parameter %s=%u: must be %u..%u (default %u)\n",
+			       p->name, *p->val, p->min, p->max, p->def);
+			return -EINVAL;
+		}
 	}
 	return vpsnet_parse_drivers();
 }
