@@ -19,7 +19,7 @@ from typing import Any
 from . import paths
 from .accel import CHOICES as ACCELS
 from .paths import KERNEL_HELP, KERNEL_SERIES, LabError
-from .specfile import SpecFileError, YamlFloat, join, short
+from .specfile import SpecFileError, YamlFloat, YamlInt, join, short
 from .specfile import read as read_file
 
 CLOUDS = ("aws", "gcp")
@@ -160,8 +160,8 @@ def port_in_use(port: int) -> bool:
 
 def shown(value: Any) -> str:
     """A bad value in a message: short, on one line, as the user wrote it."""
-    if isinstance(value, YamlFloat):
-        return value.text
+    if isinstance(value, YamlFloat | YamlInt):
+        return value.text if len(value.text) <= 60 else value.text[:57] + "..."
     if isinstance(value, list | tuple | dict | set):
         return _kind(value)  # repr() of a deep structure recurses without bound
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
@@ -174,8 +174,6 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return f"the boolean {value} (YAML reads unquoted yes/no/on/off/true/false so)"
-    if isinstance(value, YamlFloat):
-        return f"the number {value.text} (YAML reads it as {float(value)!r})"
     if isinstance(value, int | float):
         return f"the number {shown(value)}"
     if isinstance(value, list | tuple | set):
@@ -253,7 +251,8 @@ class _Checker:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             text = shown(value)
-            read = f" (YAML reads it as {float(value)!r})" if text != repr(float(value)) else ""
+            number = int(value) if isinstance(value, int) else float(value)
+            read = f" (YAML reads it as {number!r})" if text != repr(number) else ""
             self.add(where, f"the number {text}{read}: kernel versions must be strings, "
                             f"quote it: kernel: \"{text}\"")
         elif value is None:

@@ -42,6 +42,12 @@ class YamlFloat(float):
     text: str = ""
 
 
+class YamlInt(int):
+    """An int as written in the file, for messages: YAML 1.1 reads `010` as 8."""
+
+    text: str = ""
+
+
 def label(key: str) -> str:
     """A mapping key as it appears in a field path: plain, else quoted and short."""
     return key if _PLAIN_KEY.fullmatch(key) else short(key)
@@ -122,7 +128,8 @@ def _key(loader: _BoundedLoader, node: Node, path: str) -> str:
         raise SpecFileError(f"{_where(path, node)}: key {short(node.value)} is {kind}, not a "
                             "string: keys must be strings (quote it)")
     kind = "a list" if isinstance(node, SequenceNode) else "a mapping"
-    raise SpecFileError(f"{_where(path, node)}: a key is {kind}: keys must be strings")
+    raise SpecFileError(f"{_where(path, node)}: a key is {kind}, not a string: keys must be "
+                        "strings")
 
 
 def _scalar(loader: _BoundedLoader, node: ScalarNode, path: str) -> Any:
@@ -134,12 +141,13 @@ def _scalar(loader: _BoundedLoader, node: ScalarNode, path: str) -> Any:
                             "(quote it if it is a string)")
     try:
         value = loader.construct_object(node)
-    except (ValueError, OverflowError, KeyError, yaml.YAMLError):
-        # e.g. `!!int abc`, `!!bool maybe`, an integer of more than 4300 digits
+    except (ValueError, OverflowError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        # PyYAML's constructors on explicitly tagged junk: `!!int abc` (ValueError),
+        # `!!int ""` (IndexError), `!!bool maybe` (KeyError), 5000 digits (ValueError)
         raise SpecFileError(f"{_where(path, node)}: {short(node.value)} is not a valid "
                             f"{node.tag.removeprefix(_TAG)}") from None
-    if isinstance(value, float):
-        kept = YamlFloat(value)
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        kept = YamlFloat(value) if isinstance(value, float) else YamlInt(value)
         kept.text = str(node.value)
         return kept
     return value

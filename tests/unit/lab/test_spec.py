@@ -167,6 +167,9 @@ def billion_laughs(levels: int = 9) -> str:
     ("name: !!python/object:os.system x\n", "is a YAML python/object:os.system"),
     ("guests: !!set {a}\n", "guests (line 1): a YAML set"),
     ("name: !!int abc\n", "name (line 1): 'abc' is not a valid int"),
+    ("name: !!int\n", "name (line 1): '' is not a valid int"),  # found by the fuzzer
+    ("name: !!float ''\n", "name (line 1): '' is not a valid float"),
+    ("name: !!bool maybe\n", "name (line 1): 'maybe' is not a valid bool"),
     ("base_port: " + "9" * 5000 + "\n", "base_port (line 1): '99999"),
     ("guests: [\n", "line 2, column 1: invalid YAML: while parsing a flow node"),
     ("a: b: c\n", "line 1, column 5: invalid YAML: mapping values are not allowed here"),
