@@ -26,10 +26,20 @@ from typing import Any
 from elftools.elf.elffile import ELFFile
 
 from vpsnet_tools import __version__, modsig
-from vpsnet_tools.manifest import SECTION, ManifestError, parse_manifest
+from vpsnet_tools.manifest import (
+    SECTION,
+    ElfError,
+    ManifestError,
+    elf_sections,
+    manifest_from_elf,
+    parse_manifest,
+    parse_modinfo,
+    unique_section,
+)
 
 PROG = "vpsnet-abi"
 LOADED_MANIFEST = "/proc/net/vpsnet/manifest"
+LOADED_PARAMETERS = Path("/sys/module/vpsnet/parameters")
 
 # exit codes
 EXIT_OK = 0  # diff: compatible or additive; check: loads
@@ -84,19 +94,38 @@ def load_manifest(spec: str) -> tuple[dict[str, Any], str]:
         raise InputError(f"{spec}: {e.strerror or e}") from e
     if head.startswith(b"\x7fELF"):
         return _manifest_from_elf(head, spec), spec
-    return _parse(head, spec), spec
+    doc = _parse(head, spec)
+    if str(path) == LOADED_MANIFEST:
+        _check_loaded_parameters(doc, spec)
+    return doc, spec
 
 
 def _manifest_from_elf(data: bytes, where: str) -> dict[str, Any]:
-    """The .vpsnet_abi section of an (already decompressed) ELF image."""
+    """The checked manifest of an (already decompressed) ELF image: one
+    .vpsnet_abi section, one document, parameters matching .modinfo."""
     try:
-        sec = ELFFile(io.BytesIO(data)).get_section_by_name(SECTION)
-        raw = None if sec is None else sec.data()
-    except Exception as e:  # pyelftools raises its own errors on malformed input
+        doc = manifest_from_elf(data)
+    except ElfError as e:
         raise InputError(f"{where}: malformed ELF file: {e}") from e
-    if raw is None:
-        raise InputError(f"{where}: no {SECTION} section (not a vpsnet module?)")
-    return _parse(raw, where)
+    except ManifestError as e:
+        raise InputError(f"{where}: {e}") from e
+    _validate(doc, where)
+    return doc
+
+
+def _check_loaded_parameters(doc: dict[str, Any], where: str) -> None:
+    """The running module's parameters (all 0444, so all in sysfs) are the manifest's."""
+    try:
+        have = {p.name for p in LOADED_PARAMETERS.iterdir()}
+    except OSError:
+        return  # sysfs not there (a copied file, a container): nothing to compare
+    _validate(doc, where)
+    declared = {p["name"] for p in doc["parameters"]}
+    if have != declared:
+        extra, missing = sorted(have - declared), sorted(declared - have)
+        raise InputError(f"{where}: manifest disagrees with {LOADED_PARAMETERS}: "
+                         f"not in the manifest: {', '.join(extra) or '-'}; "
+                         f"not a module parameter: {', '.join(missing) or '-'}")
 
 
 def _parse(raw: bytes, where: str) -> dict[str, Any]:
@@ -118,12 +147,16 @@ def _validate(doc: dict[str, Any], where: str) -> None:
     for key, typ in checks:
         if not isinstance(doc.get(key), typ):
             raise InputError(f"{where}: manifest has no valid {key!r}")
-    for p in doc["parameters"]:
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise InputError(f"{where}: manifest has a parameter without a name")
+    for what, items in (("parameter", doc["parameters"]), ("metric family", doc["metrics"])):
+        seen: set[str] = set()
+        for p in items:
+            if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+                raise InputError(f"{where}: manifest has a {what} without a name")
+            if p["name"] in seen:
+                # diff matches by name: a second entry would hide the first
+                raise InputError(f"{where}: manifest declares {what} {p['name']} twice")
+            seen.add(p["name"])
     for m in doc["metrics"]:
-        if not isinstance(m, dict) or not isinstance(m.get("name"), str):
-            raise InputError(f"{where}: manifest has a metric family without a name")
         if not isinstance(m.get("labels", []), list):
             raise InputError(f"{where}: metric family {m['name']} has no label list")
 
@@ -233,8 +266,9 @@ def diff_manifests(old: dict[str, Any], new: dict[str, Any]) -> DiffResult:
         q = np_.get(name)
         if q is None:
             f.append(Finding(BREAKING, "parameter", name,
-                             f"parameter {name} removed (a modprobe.d option setting it "
-                             "fails the load)"))
+                             f"parameter {name} removed (a modprobe.d option setting it is "
+                             "ignored: the kernel logs 'unknown parameter' and loads "
+                             "without it)"))
             continue
         if p.get("type") != q.get("type"):
             f.append(Finding(BREAKING, "parameter", name,
@@ -355,17 +389,22 @@ def read_ko(path: str | Path) -> KoInfo:
         raise InputError(f"{path}: {e.strerror or e}") from e
     if not data.startswith(b"\x7fELF"):
         raise InputError(f"{path}: not an ELF file (not a kernel module)")
+    # the structure first: pyelftools reads whatever the headers point at
+    try:
+        sections = elf_sections(data)
+        mi = unique_section(sections, ".modinfo")
+        if any(s.name == SECTION for s in sections):
+            manifest_from_elf(data)  # one manifest, agreeing with .modinfo
+    except ElfError as e:
+        raise InputError(f"{path}: malformed ELF file: {e}") from e
+    except ManifestError as e:
+        raise InputError(f"{path}: {e}") from e
+    if mi is None:
+        raise InputError(f"{path}: no .modinfo section (not a kernel module)")
+    modinfo = parse_modinfo(data[mi.offset:mi.offset + mi.size])
     try:
         elf = ELFFile(io.BytesIO(data))
         machine = str(elf["e_machine"])
-        sec = elf.get_section_by_name(".modinfo")
-        if sec is None:
-            raise InputError(f"{path}: no .modinfo section (not a kernel module)")
-        modinfo: dict[str, list[str]] = {}
-        for entry in sec.data().split(b"\0"):
-            if b"=" in entry:
-                k, v = entry.decode("utf-8", "replace").split("=", 1)
-                modinfo.setdefault(k, []).append(v)
         versions = _versions(elf)
         undefined: set[str] = set()
         symtab = elf.get_section_by_name(".symtab")
