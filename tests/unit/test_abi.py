@@ -369,3 +369,55 @@ def test_parse_symvers_and_config() -> None:
     assert cfg == {"CONFIG_SMP": "y", "CONFIG_X": "a b"}
     assert abi.expected_vermagic_flags({"CONFIG_SMP": "y", "CONFIG_PREEMPT_RT": "y"}) == [
         "SMP", "preempt_rt"]
+
+
+# ---------------------------------------------------------------- one manifest, real parameters
+
+
+def test_removed_parameter_message_says_what_the_kernel_does() -> None:
+    new = _new()
+    new["parameters"].pop(1)
+    (f,) = diff_manifests(BASE, new).findings
+    assert f.severity == BREAKING
+    assert "ignored: the kernel logs 'unknown parameter' and loads without it" in f.message
+    assert "fails the load" not in f.message
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (json.dumps({**BASE, "parameters": BASE["parameters"] + [BASE["parameters"][0]]}),
+     "manifest declares parameter drivers twice"),
+    (json.dumps({**BASE, "metrics": BASE["metrics"] + [BASE["metrics"][0]]}),
+     "manifest declares metric family vpsnet_link_up twice"),
+    (json.dumps(BASE)[:-1] + ', "parameters": []}', "the key 'parameters' twice"),
+    (json.dumps(BASE) + "\0" + json.dumps(BASE), "(a second manifest)"),
+    (json.dumps(BASE) + "\0\n", "(trailing bytes)"),
+])
+def test_decoys_and_duplicates_are_refused(tmp_path: Path, raw: str, needle: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(raw)
+    good = _write(tmp_path, "good.json", BASE)
+    for argv in (["manifest", str(bad)], ["diff", good, str(bad)], ["diff", str(bad), good]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+
+
+def test_loaded_manifest_checked_against_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    proc = tmp_path / "manifest"
+    proc.write_text(json.dumps(BASE) + "\n")  # as procfs serves it
+    params = tmp_path / "parameters"
+    params.mkdir()
+    for p in BASE["parameters"]:
+        (params / p["name"]).write_text("x\n")
+    monkeypatch.setattr(abi, "LOADED_MANIFEST", str(proc))
+    monkeypatch.setattr(abi, "LOADED_PARAMETERS", params)
+    assert main(["diff", "loaded", "loaded"]) == 0
+    capsys.readouterr()
+    (params / "extra_knob").write_text("1\n")
+    (params / "uevents").unlink()
+    assert main(["diff", "loaded", _write(tmp_path, "b.json", BASE)]) == 2
+    err = capsys.readouterr().err
+    assert ("manifest disagrees with" in err and "not in the manifest: extra_knob" in err
+            and "not a module parameter: uevents" in err), err
