@@ -154,6 +154,7 @@ def billion_laughs(levels: int = 9) -> str:
      "levels"),
     (b"name: caf\xe9\nguests: []\n", "line 1: not UTF-8 (byte 0xe9)"),
     (b"\xff\xfen\x00a\x00", "line 1: not UTF-8 (byte 0xff)"),
+    ("guests: [" + "{}, " * 6000 + "]\n", "guests[4997] (line 1): more than 5000 values"),
     ("1: x\nguests: []\n", "top level (line 1): key '1' is a number, not a string"),
     ("guests:\n  - {name: a1, true: 1}\n", "guests[0] (line 2): key 'true' is a boolean"),
     ("guests:\n  - {name: a1, null: 1}\n", "key 'null' is null"),

@@ -269,7 +269,7 @@ def test_alias_bombs_are_refused_at_their_first_anchor(spec_file: Path, text: st
 
 @st.composite
 def deep_documents(draw: st.DrawFn) -> tuple[str, int]:
-    depth = draw(st.integers(1, 3000))
+    depth = draw(st.integers(1, 2000))
     style = draw(st.sampled_from(["flow-seq", "flow-map", "mixed", "block-map", "block-seq"]))
     if style.startswith("block"):
         depth = min(depth, 120)  # indentation grows as depth squared
@@ -290,6 +290,20 @@ def test_deep_nesting_is_refused_before_it_is_walked(spec_file: Path,
     problems = rejected(file_outcome("deep nesting (file)", spec_file, text))
     deep = any("nested deeper than 16 levels" in p for p in problems)
     assert deep == (depth > specfile.MAX_DEPTH), (depth, problems)
+
+
+@settings(FUZZ, max_examples=30)  # up to 5000 nodes each: the slowest inputs here
+@given(n=st.one_of(st.integers(1, 200), st.integers(2490, 2510), st.integers(4990, 5010),
+                   st.integers(5011, 6000)), shape=st.sampled_from(["flow", "block", "keys"]))
+def test_too_many_values_are_refused_before_they_are_built(spec_file: Path, n: int,
+                                                           shape: str) -> None:
+    text, nodes = {  # nodes: the top mapping, its key(s), the list, the items
+        "flow": ("extra: [" + "1, " * n + "]\n", n + 3),
+        "block": ("extra:\n" + "  - 1\n" * n, n + 3),
+        "keys": ("".join(f"k{i}: 1\n" for i in range(n)), 2 * n + 1)}[shape]
+    problems = rejected(file_outcome("too many values", spec_file, text))
+    many = any(f"more than {specfile.MAX_NODES} values" in p for p in problems)
+    assert many == (nodes > specfile.MAX_NODES), (n, shape, problems)
 
 
 @FUZZ
