@@ -37,6 +37,7 @@ MAX_MEMORY_MB = 1 << 20
 # 198.19.(8 * guest + nic): at most 32 guests of 7 extra NICs each.
 MAX_GUESTS = 32
 MAX_NICS = 7
+MAX_SERVICES = 16  # at 10.0.2.101 and up
 HOST_MEMORY_RESERVE_MB = 2048
 DEFAULT_BASE_PORT = 10022
 
@@ -184,12 +185,13 @@ class _Parser(Checker):
         if name:
             where = f"guests[{i}] ({name})"
         self.keys(raw, GUEST_KEYS, where)
-        cloud = self.choice(raw.get("cloud"), f"{where}.cloud", CLOUDS, "cloud") or "aws"
+        known_cloud = self.choice(raw.get("cloud"), f"{where}.cloud", CLOUDS, "cloud")
+        cloud = known_cloud or "aws"
         region = self.string(raw.get("region"), f"{where}.region")
-        if region and not _region_ok(cloud, region):
+        if known_cloud and region and not _region_ok(cloud, region):
             self.add(f"{where}.region", f"{shown(region)} is not a {cloud} region name")
         zone = self.string(raw.get("zone"), f"{where}.zone")
-        if zone and region and not _zone_ok(cloud, region, zone):
+        if known_cloud and zone and region and not _zone_ok(cloud, region, zone):
             self.add(f"{where}.zone", f"{shown(zone)} is not a zone of region {region!r}")
         itype = self.string(raw.get("instance_type"), f"{where}.instance_type",
                             INSTANCE_TYPE_RE, "an instance type ([a-z0-9.-], e.g. m5.large)")
@@ -272,8 +274,11 @@ class _Parser(Checker):
 
     def services(self, value: Any) -> list[Service]:
         out: list[Service] = []
-        for k, svc in enumerate(self.items([] if value is None else value, "services",
-                                           "services")):
+        items = self.items([] if value is None else value, "services", "services")
+        if len(items) > MAX_SERVICES:
+            self.add("services", f"{len(items)} services: at most {MAX_SERVICES}")
+            return out
+        for k, svc in enumerate(items):
             swhere = f"services[{k}]"
             if self.mapping(svc, swhere, "a mapping with name, guest_port, host_port") is None:
                 continue

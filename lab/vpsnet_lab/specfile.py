@@ -76,8 +76,9 @@ def _where(path: str, node: Node | Any) -> str:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases and nesting deeper than MAX_DEPTH
-    while composing, so nothing is expanded or recursed into first."""
+    """SafeLoader that refuses anchors/aliases, more than MAX_NODES values and
+    nesting deeper than MAX_DEPTH while composing, so nothing is expanded,
+    built or recursed into first."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)

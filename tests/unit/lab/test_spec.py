@@ -243,6 +243,8 @@ def test_files_that_cannot_be_read_are_refused(tmp_path: Path,
     (("services",), [{"name": "repo", "host_port": False}], "host_port: False is not an int"),
     (("guests", 1, "mok_certs"), ["/x\n.der"], "mok_certs[0]: '/x\\n.der' holds control"),
     (("guests",), [{"name": f"g{i}"} for i in range(33)], "guests: 33 guests: at most 32"),
+    (("services",), [{"name": "s", "host_port": 2000 + i} for i in range(17)],
+     "services: 17 services: at most 16"),
 ])
 def test_field_types_full_matches_and_ranges(path: tuple[Any, ...], value: Any,
                                              expected: str) -> None:
