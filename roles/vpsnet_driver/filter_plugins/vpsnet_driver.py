@@ -55,7 +55,7 @@ def validate(params: dict[str, Any]) -> list[str]:
          "elements": {"check": "identifier", "pattern": DRIVER_RE.pattern,
                       "what": "a kernel driver name"}},
         {"name": "vpsnet_driver_method", "value": params.get("method", "auto"), "check": "choice",
-         "choices": list(METHODS), "what": "method"},
+         "choices": list(METHODS)},
         {"name": "vpsnet_driver_dkms_signing_key", "value": key, "check": "string",
          "pattern": SIGNING_KEY_RE.pattern, "max_len": 1024,
          "what": "an absolute path on the host or a pkcs11: URI"},

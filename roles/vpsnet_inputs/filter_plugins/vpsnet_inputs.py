@@ -102,6 +102,8 @@ def control_char(text: str) -> int | None:
 
 def _string_base(name: str, value: Any, max_len: int, min_len: int) -> str | None:
     """Errors common to every string check, as one message (None: fine)."""
+    if value is None:
+        return f"{name} is not set"
     if not isinstance(value, str):
         return f"{name}={show(value)} is not a string ({type(value).__name__})"
     bad = control_char(value)
@@ -142,8 +144,10 @@ def check_string(name: str, value: Any, *, pattern: str | None = None, what: str
 def check_choice(name: str, value: Any, *, choices: Sequence[Any], what: str = "") -> Errors:
     """One of CHOICES exactly (strings compared as they are: no stripping)."""
     if isinstance(value, bool) or value not in list(choices):
-        return [f"{name}={show(value)} is not a known {what or 'value'} "
-                f"(one of {', '.join(map(str, choices))})"]
+        listed = ", ".join(map(str, choices))
+        if what:
+            return [f"{name}={show(value)} is not a known {what} (one of {listed})"]
+        return [f"{name}={show(value)} is not one of {listed}"]
     return []
 
 
@@ -253,6 +257,8 @@ def check_list(name: str, value: Any, *, min_len: Any = 0, max_len: Any = LIST_M
     """A real list (not a string, not a mapping) of MIN_LEN..MAX_LEN elements,
     each passing ELEMENTS (a spec without name/value); MAX_JOINED bounds the
     length of the elements joined with JOINER (a module parameter)."""
+    if value is None:
+        return [f"{name} is not set"]
     if not isinstance(value, list):
         return [f"{name}={show(value)} is not a list ({type(value).__name__})"]
     min_len, max_len = int(_bound(min_len) or 0), int(_bound(max_len) or 0)
@@ -346,7 +352,9 @@ def check_url(name: str, value: Any, *, schemes: Sequence[str] = ("http", "https
     hostport = authority.rsplit("@", 1)[-1]
     host, port = hostport, ""
     if hostport.startswith("["):
-        host, _, port = hostport[1:].partition("]")
+        host, bracket, port = hostport[1:].partition("]")
+        if not bracket:
+            return [f"{name}={show(value)} has an unclosed '[' in its host"]
         port = port[1:] if port.startswith(":") else ("x" if port else "")
         try:
             ipaddress.IPv6Address(host)
@@ -437,7 +445,8 @@ def check_all_or_none(name: str, value: Any) -> Errors:
         raise SpecError(f"all_or_none for {name} needs a list of values")
     set_ = [bool(v) for v in value]
     if any(set_) and not all(set_):
-        return [f"{name}: set all of them or none (got {', '.join(show(v) for v in value)})"]
+        which = "both or neither" if len(value) == 2 else "all of them or none"
+        return [f"{name}: set {which} (got {', '.join(show(v) for v in value)})"]
     return []
 
 

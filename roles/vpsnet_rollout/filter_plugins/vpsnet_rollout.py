@@ -11,7 +11,9 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-BATCH_RE = re.compile(r"^(100|[1-9][0-9]?)%$")
+# Full-string match only: with `$` a trailing newline would pass the plan and
+# crash the batch play after the canary changed.
+BATCH_RE = re.compile(r"(100|[1-9][0-9]?)%")
 
 
 def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
@@ -31,12 +33,13 @@ def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
     else:
         for b in batches:
             ok = (isinstance(b, int) and not isinstance(b, bool) and b >= 1) or \
-                 (isinstance(b, str) and bool(BATCH_RE.match(b)))
+                 (isinstance(b, str) and bool(BATCH_RE.fullmatch(b)))
             if not ok:
                 errors.append(f"vpsnet_rollout_batches: {b!r} is neither a host count >= 1 "
                               f"nor a percentage 1%..100%")
     for h in hosts:
         region = hostvars.get(h, {}).get("vpsnet_region")
+        h = h if str(h).isprintable() else repr(h)
         if not region:
             errors.append(f"host {h} has no vpsnet_region")
         elif regions and region not in regions:

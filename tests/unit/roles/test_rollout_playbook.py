@@ -107,8 +107,8 @@ def test_rollback_pins_a_region(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["-e", "vpsnet_version=1.x"], 'vpsnet_version="1.x" (want a version such as 1.1.0'),
-    ([], 'vpsnet_version="(not set)"'),
+    (["-e", "vpsnet_version=1.x"], "vpsnet_version='1.x' is not a version string (like 1.0.0)"),
+    ([], "vpsnet_version is not set"),
     (["-e", "vpsnet_version=1.1.0", "-e", '{"vpsnet_rollout_batches": ["0%"]}'],
      "'0%' is neither a host count"),
     (["-e", "vpsnet_version=1.1.0", "-e", '{"vpsnet_rollout_regions": ["r2"]}'],
@@ -267,9 +267,10 @@ def test_a_prometheus_that_does_not_answer_fails_the_step(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("extra", "needle"), [
     ({"vpsnet_rollout_prometheus_url": "prometheus:9090"},
-     'vpsnet_rollout_prometheus_url="prometheus:9090" (want http(s)://host:port'),
-    ({"vpsnet_rollout_prometheus_url": "http://p:9090\nx"}, 'vpsnet_rollout_prometheus_url="http://p:9090\\nx"'),
-    ({"vpsnet_rollout_soak_seconds": -1}, 'vpsnet_rollout_soak_seconds="-1" (whole seconds'),
+     "vpsnet_rollout_prometheus_url='prometheus:9090' is not a URL (http/https://...)"),
+    ({"vpsnet_rollout_prometheus_url": "http://p:9090\nx"},
+     "vpsnet_rollout_prometheus_url='http://p:9090\\nx' contains a control character"),
+    ({"vpsnet_rollout_soak_seconds": -1}, "vpsnet_rollout_soak_seconds=-1 is outside 0..999999"),
 ])
 def test_bad_step_settings_touch_no_host(tmp_path: Path, extra: dict[str, Any],
                                          needle: str) -> None:
