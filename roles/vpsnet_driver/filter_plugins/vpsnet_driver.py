@@ -28,7 +28,8 @@ def _inputs() -> ModuleType:
     cannot import another role's plugin by name."""
     name = "vpsnet_inputs_shared"
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "vpsnet_inputs" / "filter_plugins" / "vpsnet_inputs.py"
+        roles = Path(__file__).resolve().parents[2]
+        path = roles / "vpsnet_inputs" / "filter_plugins" / "vpsnet_inputs.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import itertools
 import math
 import os
 import re
@@ -42,7 +43,8 @@ KEY_FILE_MAX = 1 << 20
 
 # Debian/RPM upstream version as vpsnet uses it, with an optional Debian revision:
 # 1.0.0, 10.2, 1.1.0~rc1, 2.0.0+git3, 1.0.0-1
-VERSION_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){1,3}([~+][0-9A-Za-z.~+]{1,64})?(-[0-9A-Za-z.~+]{1,32})?")
+VERSION_RE = re.compile(
+    r"[0-9]{1,9}(\.[0-9]{1,9}){1,3}([~+][0-9A-Za-z.~+]{1,64})?(-[0-9A-Za-z.~+]{1,32})?")
 IDENTIFIER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 INT_RE = re.compile(r"[+-]?[0-9]{1,19}")
 NUMBER_RE = re.compile(r"[+-]?([0-9]{1,16}(\.[0-9]{0,12})?|\.[0-9]{1,12})")
@@ -56,7 +58,8 @@ HOSTNAME_RE = re.compile(
 )
 IFNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,14}")
 URL_CHARS_RE = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
-URL_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>[/?#].*)?", re.S)
+URL_RE = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>[/?#].*)?", re.S)
 BOOL_STRINGS = {"true": True, "yes": True, "on": True, "1": True,
                 "false": False, "no": False, "off": False, "0": False}
 
@@ -74,7 +77,7 @@ def show(value: Any) -> str:
     """The value as an error shows it: repr (control characters escaped), truncated."""
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not raise here
+    except Exception:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= SHOW_MAX else text[: SHOW_MAX - 3] + "..."
 
@@ -219,8 +222,8 @@ def _range(name: str, number: float, minimum: Any, maximum: Any, greater_than: A
     return [f"{name}={_num(number)} is outside {lo}..{hi}"]
 
 
-def check_int(name: str, value: Any, *, min: int | None = None,  # noqa: A002
-              max: int | None = None, greater_than: int | None = None) -> Errors:  # noqa: A002
+def check_int(name: str, value: Any, *, min: int | None = None,
+              max: int | None = None, greater_than: int | None = None) -> Errors:
     """An integer (int, integral float, or a decimal string) in MIN..MAX."""
     parsed = parse_number(value, integer=True)
     if isinstance(parsed, str):
@@ -230,8 +233,8 @@ def check_int(name: str, value: Any, *, min: int | None = None,  # noqa: A002
     return _range(name, parsed, lo, hi, greater_than)
 
 
-def check_number(name: str, value: Any, *, min: float | None = None,  # noqa: A002
-                 max: float | None = None,  # noqa: A002
+def check_number(name: str, value: Any, *, min: float | None = None,
+                 max: float | None = None,
                  greater_than: float | None = None) -> Errors:
     """A finite number (int, float, or a plain decimal string) in MIN..MAX
     (or above GREATER_THAN): no NaN, no infinity, no bool."""
@@ -296,7 +299,8 @@ def check_dict(name: str, value: Any, *, max_len: int = LIST_MAX,
     errors: Errors = []
     for key, item in value.items():
         key_name = f"{name} key {show(key)}"
-        errors.extend(_element_errors(key_name, key, keys or {"check": "string", "allow_empty": False}))
+        key_spec = keys or {"check": "string", "allow_empty": False}
+        errors.extend(_element_errors(key_name, key, key_spec))
         if allowed_keys is not None and key not in allowed_keys:
             errors.append(f"{key_name} is not one of {', '.join(allowed_keys)}")
         errors.extend(_element_errors(f"{name}[{show(key)}]", item, values))
@@ -397,7 +401,8 @@ def check_address(name: str, value: Any, *, allow_empty: bool = False,
         pass
     if allow_hostname and HOSTNAME_RE.fullmatch(value) and not value.replace(".", "").isdigit():
         return []
-    return [f"{name}={show(value)} is not an IP address{' or a host name' if allow_hostname else ''}"]
+    what = "an IP address or a host name" if allow_hostname else "an IP address"
+    return [f"{name}={show(value)} is not {what}"]
 
 
 def check_ifname(name: str, value: Any) -> Errors:
@@ -467,7 +472,7 @@ def check_ordered(name: str, value: Any, *, msg: str = "") -> Errors:
     numbers = [parse_number(v, integer=False) for v in value]
     if any(isinstance(n, str) for n in numbers):
         return []
-    if all(float(a) < float(b) for a, b in zip(numbers, numbers[1:])):
+    if all(float(a) < float(b) for a, b in itertools.pairwise(numbers)):
         return []
     return [f"{name}: {msg or 'must increase'} (got {', '.join(_num(float(n)) for n in numbers)})"]
 
@@ -709,9 +714,10 @@ def check(specs: Any, role: str = "") -> Errors:
     """Every error of SPECS, a list of {name, value, check, **options}
     (a mapping name -> spec works too); ROLE prefixes nothing, it only names a bad spec."""
     if isinstance(specs, Mapping):
-        specs = [{"name": k, **dict(v)} for k, v in specs.items()]
+        specs = [{"name": k, **v} if isinstance(v, Mapping) else v for k, v in specs.items()]
     if not isinstance(specs, list):
-        return [f"vpsnet_inputs: {role or 'a role'} passed {type(specs).__name__}, not a list of specs"]
+        return [f"vpsnet_inputs: {role or 'a role'} passed {type(specs).__name__}, "
+                "not a list of specs"]
     errors: Errors = []
     for spec in specs:
         if not isinstance(spec, Mapping) or "name" not in spec or "check" not in spec:

@@ -14,6 +14,7 @@ from ansible.errors import AnsibleFilterError
 # Full-string match only: with `$` a trailing newline would pass the plan and
 # crash the batch play after the canary changed.
 BATCH_RE = re.compile(r"(100|[1-9][0-9]?)%")
+MAX_BATCH = 1_000_000
 
 
 def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
@@ -32,7 +33,7 @@ def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
         errors.append(f"vpsnet_rollout_batches must be a non-empty list, got {batches!r}")
     else:
         for b in batches:
-            ok = (isinstance(b, int) and not isinstance(b, bool) and b >= 1) or \
+            ok = (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= MAX_BATCH) or \
                  (isinstance(b, str) and bool(BATCH_RE.fullmatch(b)))
             if not ok:
                 errors.append(f"vpsnet_rollout_batches: {b!r} is neither a host count >= 1 "
