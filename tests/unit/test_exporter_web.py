@@ -137,6 +137,42 @@ def test_at_the_cap_a_scrape_replaces_the_oldest_slow_client(tmp_path: Path) -> 
             close_all(held)
 
 
+def test_a_flood_reconnecting_at_the_cap_does_not_lock_scrapes_out(tmp_path: Path) -> None:
+    """Slow clients that reconnect as soon as they are closed: every new scrape
+    still gets in (it replaces the oldest of them) and is answered at once."""
+    with serving(tmp_path, max_connections=20) as (srv, port):
+        stop = threading.Event()
+        flood_opened = [0]
+
+        def flood() -> None:
+            socks: list[socket.socket] = []
+            while not stop.is_set():
+                for s in list(socks):
+                    if closed_by_peer(s, 0.001):
+                        socks.remove(s)
+                        s.close()
+                while len(socks) < 40 and not stop.is_set():
+                    try:
+                        socks.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+                        flood_opened[0] += 1
+                    except OSError:
+                        pass
+            close_all(socks)
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        try:
+            time.sleep(0.5)
+            for _ in range(5):
+                start = time.monotonic()
+                assert http_get(port, timeout=3)[0] == 200
+                assert time.monotonic() - start < 1.0
+        finally:
+            stop.set()
+            t.join(10)
+        assert flood_opened[0] > 40 and closed(srv, "evicted") > 20
+
+
 def test_the_deadline_closes_a_trickling_client(tmp_path: Path) -> None:
     """A byte every 0.1 s keeps a per-recv timeout happy forever; the whole
     request has 1 s here."""
@@ -433,14 +469,14 @@ def test_bad_arguments_one_line_no_traceback(args: list[str]) -> None:
 FD_LIMIT = 64
 
 
-@pytest.mark.parametrize("evict_after", ["3600", "1"], ids=["backoff-only", "evicting"])
+@pytest.mark.parametrize("evict_after", ["3600", "0"], ids=["backoff-only", "evicting"])
 def test_at_the_fd_limit_no_busy_loop_and_scrapes_come_back(tmp_path: Path,
                                                              evict_after: str) -> None:
     """RLIMIT_NOFILE 64 in the exporter's process, 150 clients held: accept()
     fails with EMFILE. The exporter must not spin (CPU time over a 2 s window,
     and accept attempts counted by its own metric) and must answer again once
     fds free up. backoff-only: slow clients are never evicted, so the limit
-    holds for the whole window; evicting (the default 1 s): slow clients make
+    holds for the whole window; evicting (the default): slow clients make
     room, so a scrape is answered even while they are held."""
     metrics = tmp_path / "metrics"
     metrics.write_text(metrics_text())
@@ -472,7 +508,7 @@ def test_at_the_fd_limit_no_busy_loop_and_scrapes_come_back(tmp_path: Path,
         # on this loaded 2-core machine (1.0 when idle)
         assert ratio < 0.1, ratio
         during = None
-        if evict_after == "1":
+        if evict_after == "0":
             t = time.monotonic()
             assert http_get(port, timeout=20)[0] == 200
             during = time.monotonic() - t
@@ -490,7 +526,7 @@ def test_at_the_fd_limit_no_busy_loop_and_scrapes_come_back(tmp_path: Path,
         # bounded: a spinning loop counts millions in these seconds
         assert 1 <= fd_errors < (100 if evict_after == "3600" else 2000), fd_errors
         evicted = 'vpsnet_exporter_connections_closed_total{reason="evicted"} 0.0' not in text
-        assert evicted == (evict_after == "1")
+        assert evicted == (evict_after == "0")
         print(f"\nfd limit {FD_LIMIT}, evict after {evict_after} s: cpu ratio {ratio:.3f}, "
               f"accept errors {fd_errors:.0f}, scrape while held {during}, after "
               f"{after:.3f} s")

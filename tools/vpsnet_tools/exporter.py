@@ -381,10 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--web.evict-after",
         dest="evict_after",
-        type=_number(float, 0.1, 3600),
+        type=_number(float, 0, 3600),
         default=web.EVICT_AFTER_S,
-        help="at the cap or the open-files limit, a client still sending its request after "
-        f"this many seconds may be closed to make room (default {web.EVICT_AFTER_S:g})",
+        help="at the cap or the open-files limit, the oldest client still sending its request "
+        "is closed to make room if it has been connected this many seconds (default "
+        f"{web.EVICT_AFTER_S:g}: any); else the new connection is closed at once",
     )
     ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     ap.add_argument("--tls-key", help="private key for --tls-cert (default: in the cert file)")

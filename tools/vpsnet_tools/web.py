@@ -11,9 +11,11 @@ its accept loop spins. Here one thread owns every socket (selectors, epoll):
   answer (read + parse the metrics file) and check bcrypt passwords; they
   never touch a socket, so a slow reader of the answer holds no worker;
 * at most ``max_connections`` are open: at the cap (and at the fd limit) the
-  oldest connection that has been sending its request for more than
-  ``evict_after`` seconds is closed to make room (a slow client: a scrape
-  sends its request at once), else the new connection is closed at once;
+  oldest connection still sending its request is closed to make room (a slow
+  client: a scrape sends its request at once, so a new scrape is the last one
+  this picks, even while a flood reconnects as fast as it is closed); only when
+  every connection is past its request (being answered) is the new one closed
+  at once. ``evict_after`` (default 0) spares connections younger than that;
 * accept() failing with EMFILE/ENFILE pauses accepting with a backoff (the
   pending connection stays in the kernel's backlog) instead of spinning.
 
@@ -59,7 +61,7 @@ DEFAULT_WORKERS = 4
 FD_RESERVE = 24  # fds kept free for the listener, the wake pipe, workers' files, logging
 MAX_HEAD_BYTES = 8192
 MAX_HEADERS = 64
-EVICT_AFTER_S = 1.0
+EVICT_AFTER_S = 0.0  # see the module docstring: a grace here helps a flood, not a scrape
 DRAIN_S = 1.0  # after the answer: read what the client still sends, so close() sends no RST
 ACCEPT_BATCH = 64
 BACKOFF_MIN_S = 0.05
@@ -595,9 +597,16 @@ class Server:
                 fd_limit = e.errno in FD_LIMIT_ERRNOS
                 with self.stats.lock:
                     self.stats.accept_errors["fd_limit" if fd_limit else "other"] += 1
+                now = time.monotonic()
+                if now - self._fd_warned > 60:
+                    self._fd_warned = now
+                    log.warning("accept failed (%s) with %d connections open: closing the "
+                                "oldest slow client or pausing accept up to %.1f s at a time, "
+                                "still serving (logged once a minute)",
+                                e.strerror or e, len(self._conns), BACKOFF_MAX_S)
                 if fd_limit and self._evict():
                     continue  # a slow client's fd is free now: try again
-                self._pause(e)
+                self._pause()
                 return
             self._backoff = BACKOFF_MIN_S
             if len(self._conns) >= self.max_connections and not self._evict():
@@ -606,21 +615,16 @@ class Server:
                 continue
             self._add(sock, addr)
 
-    def _pause(self, e: OSError) -> None:
+    def _pause(self) -> None:
         """accept() failed (fd limit): leave the connection in the backlog, stop
         polling the listener for a while instead of spinning on it."""
-        now = time.monotonic()
         self._listen(False)
-        self._accept_resume = now + self._backoff
+        self._accept_resume = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
-        if now - self._fd_warned > 60:
-            self._fd_warned = now
-            log.warning("accept failed (%s) with %d connections open; pausing accept up to "
-                        "%.1f s at a time, still serving (logged once a minute)",
-                        e.strerror or e, len(self._conns), BACKOFF_MAX_S)
 
     def _evict(self) -> bool:
-        """Close the oldest connection still sending its request after evict_after."""
+        """Close the oldest connection still sending its request (and older than
+        evict_after); False when there is none."""
         limit = time.monotonic() - self.evict_after
         for c in self._conns:
             if c.accepted > limit:
