@@ -498,9 +498,7 @@ def test_malformed_module_never_loads(kos: dict[str, Path], kver: str, tmp_path:
 
 FUZZ: collections.Counter[str] = collections.Counter()
 FUZZ_SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                         suppress_health_check=[HealthCheck.too_slow,
-                                                HealthCheck.function_scoped_fixture])
-# function-scoped fixtures are not used per example: kos and tmp_path_factory are session-wide
+                         suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module", autouse=True)
