@@ -228,7 +228,14 @@ class Lab:
         self.state_file = self.dir / "state.json"
         self.state: dict[str, Any] = {}
         if self.state_file.exists():
-            self.state = json.loads(self.state_file.read_text())
+            try:
+                self.state = json.loads(self.state_file.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                raise LabError(f"{self.state_file}: unreadable lab state ({e}); "
+                               f"stop what it ran by hand and remove it") from None
+            if not isinstance(self.state, dict):
+                raise LabError(f"{self.state_file}: unreadable lab state (not an object)")
+        self._spec: tuple[object, Spec] | None = None
         self._ssh: dict[str, paramiko.SSHClient] = {}
         self._lock = threading.Lock()
 
@@ -243,7 +250,12 @@ class Lab:
     def spec(self) -> Spec:
         if not self.state:
             raise LabError(f"no lab is up (no state in {self.dir})")
-        return parse(self.state["spec"], self.state.get("source", "<state>"), check_host=False)
+        # Parsed once per recorded spec: every ssh, qmp and status call asks for it.
+        raw = self.state["spec"]
+        if self._spec is None or self._spec[0] is not raw:
+            self._spec = (raw, parse(raw, self.state.get("source", "<state>"),
+                                     check_host=False))
+        return self._spec[1]
 
     def is_up(self) -> bool:
         procs = [*self.state.get("guests", {}).values(), self.state.get("helper") or {}]
