@@ -78,8 +78,16 @@ def show(value: Any) -> str:
     try:
         text = repr(value)
     except Exception:
-        text = f"<{type(value).__name__}>"
+        text = f"<{_type(value)}>"
     return text if len(text) <= SHOW_MAX else text[: SHOW_MAX - 3] + "..."
+
+
+def _type(value: Any) -> str:
+    """The plain type name (Ansible wraps values in tagged subclasses of str, list...)."""
+    for base in type(value).__mro__:
+        if base.__module__ == "builtins" and base is not object:
+            return base.__name__
+    return type(value).__name__
 
 
 def _num(number: float) -> str:
@@ -108,7 +116,7 @@ def _string_base(name: str, value: Any, max_len: int, min_len: int) -> str | Non
     if value is None:
         return f"{name} is not set"
     if not isinstance(value, str):
-        return f"{name}={show(value)} is not a string ({type(value).__name__})"
+        return f"{name}={show(value)} is not a string ({_type(value)})"
     bad = control_char(value)
     if bad is not None:
         return f"{name}={show(value)} contains a control character ({value[bad]!r} at {bad})"
@@ -194,7 +202,7 @@ def parse_number(value: Any, integer: bool) -> float | int | str:
         if NUMBER_RE.fullmatch(value):
             return float(value)
         return "is not a number"
-    return f"is not a number ({type(value).__name__})"
+    return f"is not a number ({_type(value)})"
 
 
 def _bound(bound: Any) -> float | None:
@@ -263,7 +271,7 @@ def check_list(name: str, value: Any, *, min_len: Any = 0, max_len: Any = LIST_M
     if value is None:
         return [f"{name} is not set"]
     if not isinstance(value, list):
-        return [f"{name}={show(value)} is not a list ({type(value).__name__})"]
+        return [f"{name}={show(value)} is not a list ({_type(value)})"]
     min_len, max_len = int(_bound(min_len) or 0), int(_bound(max_len) or 0)
     if len(value) > max_len:
         return [f"{name} has {len(value)} elements, more than the {max_len} it may have"]
@@ -293,7 +301,7 @@ def check_dict(name: str, value: Any, *, max_len: int = LIST_MAX,
     """A mapping of at most MAX_LEN entries; each key passes KEYS (default: a
     string without control characters) and each value VALUES."""
     if not isinstance(value, Mapping):
-        return [f"{name}={show(value)} is not a mapping ({type(value).__name__})"]
+        return [f"{name}={show(value)} is not a mapping ({_type(value)})"]
     if len(value) > max_len:
         return [f"{name} has {len(value)} entries, more than the {max_len} it may have"]
     errors: Errors = []
@@ -431,7 +439,7 @@ def check_batches(name: str, value: Any, *, max_len: int = 100,
                   max_count: int = 1_000_000) -> Errors:
     """Ansible serial batches: a non-empty list of host counts >= 1 or percentages 1%..100%."""
     if not isinstance(value, list):
-        return [f"{name}={show(value)} is not a list ({type(value).__name__})"]
+        return [f"{name}={show(value)} is not a list ({_type(value)})"]
     if not value or len(value) > max_len:
         return [f"{name}={show(value)} must list 1 to {max_len} batches"]
     errors: Errors = []
@@ -613,7 +621,7 @@ def check_openpgp_public_key(name: str, value: Any, *, allow_empty: bool = False
         if bad is not None:
             return [f"{name}={show(value)} contains a control character"]
     elif not isinstance(value, bytes):
-        return [f"{name}={show(value)} is not key text ({type(value).__name__})"]
+        return [f"{name}={show(value)} is not key text ({_type(value)})"]
     error = openpgp_key_error(value)
     return [f"{name}={show(value)}: {error}"] if error else []
 
@@ -645,7 +653,7 @@ def check_pem(name: str, value: Any, *, labels: Sequence[str] = ("CERTIFICATE",)
     if allow_empty and value == "":
         return []
     if not isinstance(value, str):
-        return [f"{name}={show(value)} is not PEM text ({type(value).__name__})"]
+        return [f"{name}={show(value)} is not PEM text ({_type(value)})"]
     lines = [line.rstrip(" \t\r") for line in value.strip().split("\n")]
     blocks = 0
     label = None
@@ -716,7 +724,7 @@ def check(specs: Any, role: str = "") -> Errors:
     if isinstance(specs, Mapping):
         specs = [{"name": k, **v} if isinstance(v, Mapping) else v for k, v in specs.items()]
     if not isinstance(specs, list):
-        return [f"vpsnet_inputs: {role or 'a role'} passed {type(specs).__name__}, "
+        return [f"vpsnet_inputs: {role or 'a role'} passed {_type(specs)}, "
                 "not a list of specs"]
     errors: Errors = []
     for spec in specs:
