@@ -634,7 +634,8 @@ def check_openpgp_public_key_file(name: str, value: Any, *, allow_empty: bool = 
     if error:
         return [error]
     if not os.path.isabs(value):
-        return [f"{name}={show(value)} is not an absolute path on the controller"]
+        return [f"{name}={show(value)} is not found on the controller (give an absolute path, "
+                "or a file in the role's or the playbook's files/)"]
     try:
         with open(value, "rb") as handle:
             data = handle.read(KEY_FILE_MAX + 1)

@@ -132,6 +132,11 @@ def test_bad_input_fails_before_the_host_is_touched(tmp_path: Path, role: str) -
     hosts: dict[str, Any] = {"good": {}}
     for host, (_klass, name, value) in bad.items():
         hosts[host] = {name: value}
+    if role == "vpsnet_repo":  # a key file on the controller that holds a secret key
+        (tmp_path / "secret.asc").write_text(SECRET_KEY)
+        bad = {**bad, "key_src_private": ("private key", "vpsnet_repo_key_src", "secret.asc")}
+        hosts["key_src_private"] = {"vpsnet_repo_key": "",
+                                    "vpsnet_repo_key_src": str(tmp_path / "secret.asc")}
     inventory = {"all": {"hosts": hosts, "vars": {
         "ansible_connection": "vpsnet_refuse", "ansible_python_interpreter": "/usr/bin/python3",
         **common}}}
