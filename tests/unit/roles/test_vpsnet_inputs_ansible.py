@@ -194,6 +194,49 @@ def test_bad_rollout_input_fails_the_plan_before_any_canary(tmp_path: Path, klas
     assert all(s["changed"] == 0 and s["unreachable"] == 0 for s in report["stats"].values())
 
 
+def test_bad_upgrade_input_of_one_host_fails_the_plan(tmp_path: Path) -> None:
+    """The real roles: a host whose vpsnet_upgrade settings are bad stops the
+    rollout in the plan play, before any canary (no host contacted)."""
+    inventory = json.loads(json.dumps(ROLLOUT_INVENTORY))
+    inventory["all"]["hosts"]["a3"]["vpsnet_upgrade_ping_targets"] = ["-f"]
+    inventory["all"]["vars"]["vpsnet_upgrade_report_dir"] = str(tmp_path / "report")
+    proc, report, attempts = run(
+        tmp_path,
+        (REPO / "deploy.yml").read_text().replace("playbooks/", str(REPO / "playbooks") + "/"),
+        inventory, "-e", "vpsnet_version=1.1.0")
+    assert proc.returncode != 0
+    failed = failures(report)
+    assert "vpsnet_upgrade_ping_targets[0]='-f'" in failed.get("a3", ""), failed
+    assert attempts == [] and not (tmp_path / "report").exists(), attempts
+    assert all(s["changed"] == 0 and s["unreachable"] == 0 for s in report["stats"].values())
+    COUNTS["option injection"] += 1
+
+
+def test_provision_checks_every_role_before_any_changes(tmp_path: Path) -> None:
+    """provision.yml in check mode on localhost: a bad input of the last role
+    (vpsnet_exporter) fails the play before the first role (vpsnet_facts,
+    vpsnet_repo) runs."""
+    env = ansible_env(tmp_path, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    (tmp_path / "extra.yml").write_text(yaml.safe_dump({
+        "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "vpsnet_exporter_listen_address": "0.0.0.0\nExecStartPre=+/bin/sh",
+        "vpsnet_repo_key": GOOD_KEY}))
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           "--check", "--diff", "-e", "@" + str(tmp_path / "extra.yml"),
+                           str(REPO / "provision.yml")],
+                          capture_output=True, text=True, env=env, timeout=300, check=False,
+                          cwd=tmp_path)
+    start = proc.stdout.find("{")
+    report = json.loads(proc.stdout[start:])
+    assert proc.returncode != 0
+    msg = failures(report)["localhost"]
+    assert "vpsnet_exporter_listen_address='0.0.0.0\\nExecStartPre=+/bin/sh'" in msg, msg
+    tasks = [t["task"]["name"] for p in report["plays"] for t in p["tasks"]]
+    assert not [t for t in tasks if "OS family" in t or "cloud" in t.lower()], tasks
+    assert report["stats"]["localhost"]["changed"] == 0
+    COUNTS["control character"] += 1
+
+
 def test_zz_counts(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\nbad inputs refused before any host operation (ansible-playbook runs):")
