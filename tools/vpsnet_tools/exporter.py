@@ -18,7 +18,15 @@ per ``open()``) parsed without error, so a family is never half-exposed.
 
 Default port 19462: the Prometheus exporter block 9100-9999 is fully
 allocated, and 19462 is neither in the project's default port allocations
-list nor in /etc/services.
+list nor in /etc/services. Default address: all (``:19462``), as node_exporter:
+Prometheus scrapes from another host and the exporter cannot know which
+address is the management one; the role restricts sources with systemd's
+IPAddressAllow= and can bind one address.
+
+HTTP is served by web.py: one event loop with a bounded worker pool, a
+whole-request deadline, a connection cap and no busy loop at the fd limit,
+and the exporter-toolkit web config (``--web.config.file``: TLS, client
+certificates, basic auth).
 """
 
 from __future__ import annotations
