@@ -417,6 +417,31 @@ def test_after_the_fuzz_the_server_still_serves(fuzz_server: tuple[web.Server, i
     assert closed(srv, "error") == 0
 
 
+def test_oversized_head_methods_and_versions(fuzz_server: tuple[web.Server, int]) -> None:
+    _srv, port = fuzz_server
+    cases = {
+        b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000: b"431",  # no end: refused at 8 KiB
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc": b"405",
+        b"GET /metrics HTTP/2.0\r\n\r\n": b"505",
+        b"GET /metrics\r\n\r\n": b"400",  # HTTP/0.9
+        b"GET /nope HTTP/1.0\r\n\r\n": b"404",
+    }
+    for request, code in cases.items():
+        assert _exchange(port, request)[9:12] == code, request[:40]
+        BAD["http_request"] += 1
+    head = _exchange(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+
+
+def test_listen_forms() -> None:
+    assert exporter.parse_listen(":::19462") == ("::", 19462)
+    assert exporter.parse_listen("exporter.example.net:1") == ("exporter.example.net", 1)
+    for bad in ("[nope]:1", "1:2:3:x:80", "-h:80", "a..b:80"):
+        with pytest.raises(ValueError):
+            exporter.parse_listen(bad)
+        BAD["listen_address"] += 1
+
+
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.binary(max_size=200))
 def test_parse_head_raises_only_bad_request(data: bytes) -> None:

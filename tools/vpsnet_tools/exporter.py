@@ -238,7 +238,11 @@ def parse_listen(addr: str) -> tuple[str, int]:
         except ValueError:
             raise ValueError(f"listen address {addr!r}: {host!r} is not an IPv6 address") from None
     elif ":" in host:
-        raise ValueError(f"listen address {addr!r}: write an IPv6 address in brackets")
+        try:  # ':::19462' (all, IPv6) was accepted before brackets were required
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(
+                f"listen address {addr!r}: write an IPv6 address in brackets") from None
     elif host:
         try:
             ipaddress.IPv4Address(host)

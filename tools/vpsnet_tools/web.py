@@ -404,7 +404,7 @@ class Stats:
 HANDSHAKE, READ, WORK, WRITE, DRAIN = "handshake", "read", "work", "write", "drain"
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout",
-           413: "Request Header Fields Too Large", 429: "Too Many Requests",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 503: "Service Unavailable",
            505: "HTTP Version Not Supported"}
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -467,7 +467,7 @@ def parse_head(head: bytes) -> Request:
         if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
             raise BadRequest(400, "control character in a header")
         if len(headers) >= MAX_HEADERS:
-            raise BadRequest(413, "too many headers")
+            raise BadRequest(431, "too many headers")
         headers[name.lower()] = value.strip()
     return Request(method, target, headers)
 
@@ -705,10 +705,10 @@ class Server:
         c.phase = READ
         self._want(c, selectors.EVENT_READ)
 
-    def _recv(self, c: Conn) -> bytes | None:
+    def _recv(self, c: Conn, size: int = 65536) -> bytes | None:
         """Bytes, b'' at EOF, None when nothing more is there now."""
         try:
-            return c.sock.recv(65536)
+            return c.sock.recv(size)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             self._want(c, selectors.EVENT_READ)
         except ssl.SSLWantWriteError:
@@ -719,7 +719,8 @@ class Server:
 
     def _read(self, c: Conn) -> None:
         while True:
-            data = self._recv(c)
+            # never more than a request head's worth buffered per connection
+            data = self._recv(c, MAX_HEAD_BYTES + 1 - len(c.buf))
             if data is None:
                 return
             if not data:  # the client went away before its request was complete
@@ -732,10 +733,10 @@ class Server:
                 end, sep = c.buf.find(b"\n\n"), 2
             if end < 0:
                 if len(c.buf) > MAX_HEAD_BYTES:
-                    raise BadRequest(413, "request head too large")
+                    raise BadRequest(431, "request head too large")
                 continue
             if end > MAX_HEAD_BYTES:
-                raise BadRequest(413, "request head too large")
+                raise BadRequest(431, "request head too large")
             self._dispatch(c, parse_head(bytes(c.buf[:end + sep])))
             return
 
