@@ -946,7 +946,10 @@ def _abort(sock: socket.socket, graceful: bool = False) -> None:
 def nofile_limit() -> int:
     import resource
 
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except OSError:  # prlimit64 is in older systemd's @resources, which the unit denies
+        return 1024  # systemd's default soft limit
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
