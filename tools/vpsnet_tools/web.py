@@ -613,7 +613,12 @@ class Server:
                 self.stats.count_closed("cap")
                 _abort(sock)
                 continue
-            self._add(sock, addr)
+            try:
+                self._add(sock, addr)
+            except Exception:  # one connection never takes the loop down
+                log.exception("accepting a connection from %s failed", addr)
+                self.stats.count_closed("error")
+                _abort(sock)
 
     def _pause(self) -> None:
         """accept() failed (fd limit): leave the connection in the backlog, stop
