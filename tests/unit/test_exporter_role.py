@@ -260,3 +260,35 @@ def test_whatever_the_checks_accept_adds_no_line_or_argument(
     line = next(x for x in options.splitlines() if x.startswith("VPSNET_EXPORTER_ARGS="))
     args = line.split("=", 1)[1].strip('"').split()
     assert args[::2] == ["--file", "--log-level", "--listen"]
+
+
+def test_ansible_stops_at_validation_before_any_change(tmp_path: Path) -> None:
+    """A real ansible-playbook run (check mode, localhost, gather_facts off): a newline in
+    an IPAddressAllow= entry and a NaN deadline fail at the first task, naming both
+    variables, with nothing changed and no other task run."""
+    import json
+    import subprocess
+
+    from vpsnet_facts_helpers import ansible_env
+
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n"
+                    "    - role: vpsnet_exporter\n")
+    bad = {"vpsnet_exporter_ip_address_allow": ["10.0.0.1\nIPAddressAllow=any"],
+           "vpsnet_exporter_request_timeout": "nan",
+           "vpsnet_exporter_web_config_file": "/etc/web config.yml"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c",
+         "local", "--check", "--diff", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", json.dumps(bad), str(play)],
+        capture_output=True, text=True, env=ansible_env(tmp_path), timeout=300, check=False,
+        cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "vpsnet_exporter_ip_address_allow[0]='10.0.0.1\\\\nIPAddressAllow=any'" in out, out
+    assert "vpsnet_exporter_request_timeout='nan' is not a number" in out, out
+    assert "vpsnet_exporter_web_config_file='/etc/web config.yml'" in out, out
+    # only the argument spec check ran before (it touches nothing)
+    assert "changed=0" in out and "failed=1" in out and "ok=1 " in out, out
+    assert "Traceback" not in out
+    BAD["ansible run refused"] += 3
