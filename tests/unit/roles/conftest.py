@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
-from vpsnet_facts_helpers import http_server, load_facts_module
+from vpsnet_facts_helpers import http_server, load_facts_module, raw_http_server, trickle
 
 from vpsnet_lab.metadata import Identity, MetadataServer
 
@@ -88,36 +88,16 @@ def silent_port() -> Iterator[int]:
 @pytest.fixture
 def dripping_port() -> Iterator[int]:
     """Answers 200 with a huge Content-Length, then drips one byte every 0.2 s."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    stop = threading.Event()
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            b"Metadata-Flavor: Google\r\nContent-Length: 100000\r\n\r\n")
 
-    def drip(conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                             b"Metadata-Flavor: Google\r\nContent-Length: 100000\r\n\r\n")
-                while not stop.wait(0.2):
-                    conn.sendall(b"x")
-            except OSError:
-                pass
+    def drip(_method: str, _path: str, send: Callable[[bytes], None],
+             stop: threading.Event) -> None:
+        send(head)
+        trickle(send, stop, b"x" * 100000, 0.2)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=drip, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        listener.close()
+    with raw_http_server(drip) as port:
+        yield port
 
 
 def _tiny_server(status: int, body: str, headers: dict[str, str]) -> Iterator[int]:
