@@ -20,24 +20,22 @@ with the reason when .cache/kernels.env or the headers are missing) and binutils
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import io
 import json
 import lzma
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from host_build import copy_driver_src, make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 
 from vpsnet_tools import abi
 from vpsnet_tools.manifest import ManifestError, elf_sections, parse_manifest, read_manifest
@@ -110,20 +108,12 @@ def other_kver(kver: str) -> str:
 def kos(kver: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every variant built once: name -> vpsnet.ko."""
     root = tmp_path_factory.mktemp("abi-variants")
-    env = {**os.environ, "MAKEFLAGS": "", "VPSNET_CACHE": str(TOP / ".cache")}
     out: dict[str, Path] = {}
     for name, (patch, flags) in VARIANTS.items():
-        src = root / name
-        shutil.copytree(TOP / "driver-src", src,
-                        ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd",
-                                                      "vpsnet_config.h", ".vpsnet_config.id",
-                                                      ".check.log", "modules.order",
-                                                      "Module.symvers"))
-        shutil.copy(TOP / "VERSION", src / "VERSION")
+        src = copy_driver_src(root / name)
         if patch:
             patch(src)
-        r = subprocess.run(["make", "-C", str(src), f"KVER={kver}", *flags],
-                           capture_output=True, text=True, timeout=600, env=env)
+        r = make(src, f"KVER={kver}", *flags)
         assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"
         out[name] = src / "vpsnet.ko"
     return out
@@ -318,21 +308,12 @@ def hand_param(kver: str, tmp_path_factory: pytest.TempPathFactory
     """A copy of driver-src with a module_param() outside the table: the
     Makefile build's result, whether it left a vpsnet.ko, and the module
     built with kbuild directly (no check step)."""
-    src = tmp_path_factory.mktemp("hand-param") / "driver-src"
-    shutil.copytree(TOP / "driver-src", src,
-                    ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd",
-                                                  "vpsnet_config.h", ".vpsnet_config.id",
-                                                  ".check.log", "modules.order",
-                                                  "Module.symvers"))
-    shutil.copy(TOP / "VERSION", src / "VERSION")
+    src = copy_driver_src(tmp_path_factory.mktemp("hand-param") / "driver-src")
     _sub(src / "vpsnet_main.c", "/* The range of every uint parameter",
          EXTRA_PARAM + "/* The range of every uint parameter")
-    env = {**os.environ, "MAKEFLAGS": "", "VPSNET_CACHE": str(TOP / ".cache")}
-    made = subprocess.run(["make", "-C", str(src), f"KVER={kver}"], capture_output=True,
-                          text=True, timeout=600, env=env)
+    made = make(src, f"KVER={kver}")
     left = (src / "vpsnet.ko").exists()
-    raw = subprocess.run(["make", "-C", f"/lib/modules/{kver}/build", f"M={src}", "modules"],
-                         capture_output=True, text=True, timeout=600, env=env)
+    raw = make(f"/lib/modules/{kver}/build", f"M={src}", "modules")
     assert raw.returncode == 0, raw.stdout + raw.stderr
     return made, left, src / "vpsnet.ko"
 
@@ -496,27 +477,10 @@ def test_malformed_module_never_loads(kos: dict[str, Path], kver: str, tmp_path:
 
 # --------------------------------------------------------------------------- fuzz (real module)
 
-FUZZ: collections.Counter[str] = collections.Counter()
+FUZZ = InputCounts("real-module fuzz")
+_print_fuzz_counts = FUZZ.report_fixture()
 FUZZ_SETTINGS = settings(max_examples=150, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fuzz_report() -> Iterator[None]:
-    yield
-    if FUZZ:
-        print("\nreal-module fuzz (generated / rejected per class):")
-        for cls in sorted({k.rsplit(":", 1)[0] for k in FUZZ}):
-            print(f"  {cls}: {FUZZ[cls + ':generated']} / {FUZZ[cls + ':rejected']}")
-
-
-def _try(cls: str, fn: Callable[..., Any], *args: Any) -> Any:
-    FUZZ[f"{cls}:generated"] += 1
-    try:
-        return fn(*args)
-    except ManifestError:
-        FUZZ[f"{cls}:rejected"] += 1
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -537,7 +501,7 @@ def test_fuzz_real_manifest(real_manifest: bytes, data: st.DataObject) -> None:
            "delete": real[:pos] + real[pos + len(blob):],
            "truncate": real[:pos], "append": real + blob,
            "random": blob}[kind]
-    doc = _try(f"real manifest ({kind})", parse_manifest, raw, True)
+    doc = FUZZ.call(f"real manifest ({kind})", ManifestError, parse_manifest, raw, True)
     if doc is not None:
         assert raw.count(b"\0") == 1 and raw.endswith(b"\0")
 
@@ -557,7 +521,7 @@ def test_fuzz_real_module_headers(kos: dict[str, Path], tmp_path_factory:
         out[pos:pos + width] = data.draw(st.binary(min_size=width, max_size=width))
     p = tmp_path_factory.getbasetemp() / "fuzz-vpsnet.ko"
     p.write_bytes(bytes(out))
-    doc = _try(f"real module ({region})", read_manifest, p)
+    doc = FUZZ.call(f"real module ({region})", ManifestError, read_manifest, p)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = abi.main(["manifest", str(p)])

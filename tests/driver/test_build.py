@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from host_build import copy_driver_src, make
 
 TOP = Path(__file__).resolve().parents[2]
 KERNELS_ENV = TOP / ".cache" / "kernels.env"
@@ -21,31 +20,14 @@ def _kernels() -> list[str]:
             if "=" in ln]
 
 
-def _copy_src(dst: Path) -> Path:
-    src = dst / "driver-src"
-    shutil.copytree(TOP / "driver-src", src,
-                    ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd",
-                                                  "vpsnet_config.h", ".vpsnet_config.id",
-                                                  ".check.log", "modules.order",
-                                                  "Module.symvers"))
-    shutil.copy(TOP / "VERSION", src / "VERSION")
-    return src
-
-
-def _make(src: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MAKEFLAGS": "", "VPSNET_CACHE": str(TOP / ".cache")}
-    return subprocess.run(["make", "-C", str(src), *args], capture_output=True, text=True,
-                          timeout=900, env=env)
-
-
 @pytest.mark.build
 @pytest.mark.parametrize("kver", _kernels() or ["<none>"])
 def test_build_and_check(kver: str, tmp_path: Path) -> None:
     if not Path(f"/lib/modules/{kver}/build/Makefile").exists():
         pytest.skip(f"headers for {kver} not installed (see {KERNELS_ENV})")
-    src = _copy_src(tmp_path)
+    src = copy_driver_src(tmp_path / "driver-src")
 
-    r = _make(src, f"KVER={kver}", "W=1")
+    r = make(src, f"KVER={kver}", "W=1", timeout=900)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert not re.search(r"\b(warning|error):", out), out
@@ -53,12 +35,12 @@ def test_build_and_check(kver: str, tmp_path: Path) -> None:
     assert f"vermagic:       {kver} " in subprocess.run(
         ["modinfo", str(src / "vpsnet.ko")], capture_output=True, text=True).stdout
 
-    r = _make(src, f"KVER={kver}", "check")
+    r = make(src, f"KVER={kver}", "check", timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "CHECK" in r.stdout  # sparse ran
     assert r.stdout.count("total: 0 errors, 0 warnings, 0 checks") >= 8
 
-    r = _make(src, f"KVER={kver}", "clean")
+    r = make(src, f"KVER={kver}", "clean", timeout=900)
     assert r.returncode == 0
     assert not (src / "vpsnet.ko").exists()
 
@@ -68,8 +50,8 @@ def test_test_only_flag_build(tmp_path: Path) -> None:
     kernels = [k for k in _kernels() if Path(f"/lib/modules/{k}/build/Makefile").exists()]
     if not kernels:
         pytest.skip("no kernel headers installed")
-    src = _copy_src(tmp_path)
-    r = _make(src, f"KVER={kernels[-1]}", "VPSNET_TEST_FORCE_UNHEALTHY=1")
+    src = copy_driver_src(tmp_path / "driver-src")
+    r = make(src, f"KVER={kernels[-1]}", "VPSNET_TEST_FORCE_UNHEALTHY=1", timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     from vpsnet_tools.manifest import read_manifest
 
@@ -78,7 +60,7 @@ def test_test_only_flag_build(tmp_path: Path) -> None:
 
 
 def test_make_without_headers_fails_clearly(tmp_path: Path) -> None:
-    src = _copy_src(tmp_path)
-    r = _make(src, "KVER=0.0.0-none")
+    src = copy_driver_src(tmp_path / "driver-src")
+    r = make(src, "KVER=0.0.0-none", timeout=900)
     assert r.returncode != 0
     assert "no kernel headers for '0.0.0-none'" in r.stderr

@@ -9,12 +9,10 @@ Jinja2 and the role's vars/main.yml. Generated bad inputs are counted per class.
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 from jinja2 import Environment, StrictUndefined
 from jinja2.nativetypes import NativeEnvironment
 
@@ -31,15 +30,9 @@ import vpsnet_inputs_helpers as vih
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "vpsnet_exporter"
 NEW = ["vpsnet_exporter_web_config_file", "vpsnet_exporter_ip_address_allow",
        "vpsnet_exporter_max_connections", "vpsnet_exporter_request_timeout"]
-BAD: collections.Counter[str] = collections.Counter()
+BAD = InputCounts("vpsnet_exporter role bad inputs")
+_print_bad_counts = BAD.report_fixture()
 PROPS = settings(max_examples=100, deadline=None, database=None)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_bad_inputs() -> Iterator[None]:
-    yield
-    print("\nrole bad inputs generated and rejected, per class:",
-          ", ".join(f"{k} {v}" for k, v in sorted(BAD.items())))
 
 
 @functools.cache
@@ -105,7 +98,7 @@ def test_bad_values_are_refused_naming_the_variable(name: str, value: Any) -> No
     errs = errors_for(name, value)
     assert errs and any(e.startswith(name) for e in errs), errs
     assert all("\n" not in e for e in errs)
-    BAD[f"{name} (listed)"] += 1
+    BAD.add(f"{name} (listed)", rejected=True)
 
 
 def test_web_config_with_textfile_is_refused() -> None:
@@ -124,7 +117,7 @@ INJECT = st.sampled_from(["\n", "\r", " ", "\t", "\x00", '"', "%", "$", "\x85", 
 def test_generated_paths_with_control_or_specials_are_refused(a: str, bad: str, b: str) -> None:
     errs = errors_for("vpsnet_exporter_web_config_file", f"/etc/{a}{bad}{b}")
     assert any(e.startswith("vpsnet_exporter_web_config_file") for e in errs)
-    BAD["web_config_file path"] += 1
+    BAD.add("web_config_file path", rejected=True)
 
 
 @PROPS
@@ -134,7 +127,7 @@ def test_generated_allow_entries_with_control_or_specials_are_refused(
     entries = [*entries[:-1], entries[-1] + bad + "10.0.0.1"]
     errs = errors_for("vpsnet_exporter_ip_address_allow", entries)
     assert any(e.startswith("vpsnet_exporter_ip_address_allow") for e in errs)
-    BAD["ip_address_allow entry"] += 1
+    BAD.add("ip_address_allow entry", rejected=True)
 
 
 @PROPS
@@ -146,7 +139,7 @@ def test_generated_allow_entries_with_control_or_specials_are_refused(
 def test_generated_bad_caps_are_refused(value: Any) -> None:
     errs = errors_for("vpsnet_exporter_max_connections", value)
     assert any(e.startswith("vpsnet_exporter_max_connections") for e in errs), (value, errs)
-    BAD["max_connections number"] += 1
+    BAD.add("max_connections number", rejected=True)
 
 
 # --- what the templates write ------------------------------------------------------------
@@ -249,9 +242,9 @@ def test_whatever_the_checks_accept_adds_no_line_or_argument(
             "vpsnet_exporter_ip_address_allow": allow,
             "vpsnet_exporter_listen_address": listen}
     if errors_for(*next(iter(over.items())), **dict(list(over.items())[1:])):
-        BAD["generated template inputs refused"] += 1
+        BAD.add("generated template inputs", rejected=True)
         return
-    BAD["generated template inputs accepted"] += 1  # not bad: shows both sides ran
+    BAD.add("generated template inputs", rejected=False)  # both sides ran
     dropin = render("override.conf.j2", over)
     keys = [x.split("=", 1)[0] for x in dropin.splitlines() if x and not x.startswith("#")]
     assert keys == ["[Service]", "ProtectProc", "ExecStart", "ExecStart", "LoadCredential",
@@ -291,4 +284,4 @@ def test_ansible_stops_at_validation_before_any_change(tmp_path: Path) -> None:
     # only the argument spec check ran before (it touches nothing)
     assert "changed=0" in out and "failed=1" in out and "ok=1 " in out, out
     assert "Traceback" not in out
-    BAD["ansible run refused"] += 3
+    BAD.add("ansible run", 3, rejected=True)

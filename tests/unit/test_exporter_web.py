@@ -8,7 +8,6 @@ at the end of the module (pytest -s) for the issue's closing note."""
 from __future__ import annotations
 
 import base64
-import collections
 import contextlib
 import logging
 import socket
@@ -24,6 +23,7 @@ import bcrypt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 
 from vpsnet_tools import exporter, web
 
@@ -37,17 +37,11 @@ from .vpsnet_exporter_helpers import (
     self_signed,
 )
 
-BAD: collections.Counter[str] = collections.Counter()  # class -> generated and rejected
+BAD = InputCounts("exporter server bad inputs")  # every one generated and rejected
+_print_bad_counts = BAD.report_fixture()
 FUZZ = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_bad_inputs() -> Iterator[None]:
-    yield
-    print("\nbad inputs generated and rejected, per class:",
-          ", ".join(f"{k} {v}" for k, v in sorted(BAD.items())))
 
 
 @contextlib.contextmanager
@@ -243,7 +237,7 @@ def test_basic_auth(tmp_path: Path, hashed: str) -> None:
             status, h, _ = http_get(port, headers=headers)
             assert status == 401, headers
             assert h["www-authenticate"].startswith("Basic ")
-            BAD["basic_auth"] += 1
+            BAD.add("basic_auth", rejected=True)
         assert http_get(port, "/", headers=basic("prometheus", "s3cret"))[0] == 200
         assert http_get(port, "/", headers={})[0] == 401
 
@@ -342,7 +336,7 @@ def test_bad_web_config_one_line_no_listener(tmp_path: Path, name: str) -> None:
     assert str(p) in lines[0] and field in lines[0], lines[0]
     with socket.socket() as s:  # nothing listened
         s.bind(("127.0.0.1", port))
-    BAD["web_config_file"] += 1
+    BAD.add("web_config_file", rejected=True)
 
 
 @FUZZ
@@ -358,7 +352,7 @@ def test_fuzzed_web_config_only_web_config_errors(tmp_path: Path, data: bytes) -
         cfg = web.load_web_config(str(p))
     except web.WebConfigError as e:
         assert str(p) in str(e) and "\n" not in str(e)
-        BAD["web_config_fuzz"] += 1
+        BAD.add("web_config_fuzz", rejected=True)
     else:
         assert cfg.ssl_context is None and not cfg.users  # only empty configs pass
 
@@ -408,7 +402,7 @@ def test_fuzzed_requests_answered_or_closed_never_a_traceback(
     assert out == b"" or (out[:9] == b"HTTP/1.1 " and out[9:12].isdigit()), out[:80]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     if not out.startswith(b"HTTP/1.1 200 "):
-        BAD["http_request"] += 1
+        BAD.add("http_request", rejected=True)
 
 
 def test_after_the_fuzz_the_server_still_serves(fuzz_server: tuple[web.Server, int]) -> None:
@@ -428,7 +422,7 @@ def test_oversized_head_methods_and_versions(fuzz_server: tuple[web.Server, int]
     }
     for request, code in cases.items():
         assert _exchange(port, request)[9:12] == code, request[:40]
-        BAD["http_request"] += 1
+        BAD.add("http_request", rejected=True)
     head = _exchange(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
 
@@ -439,7 +433,7 @@ def test_listen_forms() -> None:
     for bad in ("[nope]:1", "1:2:3:x:80", "-h:80", "a..b:80"):
         with pytest.raises(ValueError):
             exporter.parse_listen(bad)
-        BAD["listen_address"] += 1
+        BAD.add("listen_address", rejected=True)
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -466,7 +460,7 @@ def test_listen_with_control_or_shell_characters_is_refused(a: str, bad: str, b:
     with pytest.raises(ValueError) as e:
         exporter.parse_listen(addr)
     assert "listen address" in str(e.value)
-    BAD["listen_address"] += 1
+    BAD.add("listen_address", rejected=True)
 
 
 @pytest.mark.parametrize("args", [
@@ -486,7 +480,7 @@ def test_bad_arguments_one_line_no_traceback(args: list[str]) -> None:
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("vpsnet-exporter: error: argument ")
-    BAD["cli_argument"] += 1
+    BAD.add("cli_argument", rejected=True)
 
 
 # --- the fd limit ----------------------------------------------------------------------------
@@ -561,7 +555,7 @@ def test_at_the_fd_limit_no_busy_loop_and_scrapes_come_back(tmp_path: Path,
         _, err = p.communicate(timeout=10)
     assert "Traceback" not in err
     assert err.count("accept failed") == 1  # logged once a minute, not per attempt
-    BAD["fd_exhaustion"] += 1
+    BAD.add("fd_exhaustion", rejected=True)
 
 
 def test_default_cap_fits_the_fd_limit() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import importlib.util
@@ -13,13 +12,13 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 from prometheus_client.parser import text_string_to_metric_families
 
 from vpsnet_tools import abi
@@ -350,33 +349,16 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 # Every input is counted per class; the counts are printed at the end of the
 # module (pytest -s) and each class must have produced rejected inputs.
 
-FUZZ: collections.Counter[str] = collections.Counter()
+FUZZ = InputCounts("manifest fuzz")
+_print_fuzz_counts = FUZZ.report_fixture()
 FUZZ_SETTINGS = settings(max_examples=300, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fuzz_report() -> Iterator[None]:
-    yield
-    if FUZZ:
-        print("\nmanifest fuzz (generated / rejected per class):")
-        for cls in sorted({k.rsplit(":", 1)[0] for k in FUZZ}):
-            print(f"  {cls}: {FUZZ[cls + ':generated']} / {FUZZ[cls + ':rejected']}")
-
-
-def _count(cls: str, fn: Any, *args: Any) -> Any:
-    FUZZ[f"{cls}:generated"] += 1
-    try:
-        return fn(*args)
-    except ManifestError:
-        FUZZ[f"{cls}:rejected"] += 1
-        return None
 
 
 @FUZZ_SETTINGS
 @given(raw=st.binary(max_size=600), section=st.booleans())
 def test_fuzz_parse_random_bytes(raw: bytes, section: bool) -> None:
-    doc = _count("random bytes", parse_manifest, raw, section)
+    doc = FUZZ.call("random bytes", ManifestError, parse_manifest, raw, section)
     assert doc is None or isinstance(doc, dict)
 
 
@@ -401,7 +383,7 @@ def _mutate(data: bytes, draw: Any) -> bytes:
 @given(data=st.data())
 def test_fuzz_parse_mutated_manifest(data: st.DataObject) -> None:
     raw = _mutate(MANIFEST, data.draw)
-    doc = _count("mutated manifest", parse_manifest, raw, True)
+    doc = FUZZ.call("mutated manifest", ManifestError, parse_manifest, raw, True)
     if doc is not None:  # what is accepted is exactly one document
         assert raw.count(b"\0") == 1 and raw.endswith(b"\0")
 
@@ -430,7 +412,7 @@ def test_fuzz_mutated_module(fuzz_dir: Path, data: st.DataObject) -> None:
     bad = bytes(out)
     p = fuzz_dir / "vpsnet.ko"
     p.write_bytes(bad)
-    doc = _count(f"mutated module ({region})", read_manifest, p)
+    doc = FUZZ.call(f"mutated module ({region})", ManifestError, read_manifest, p)
     if doc is not None:
         for s in elf_sections(bad)[1:]:  # accepted: every section inside the file
             assert s.type == 8 or s.offset + s.size <= len(bad)
@@ -440,8 +422,7 @@ def test_fuzz_mutated_module(fuzz_dir: Path, data: st.DataObject) -> None:
 
 
 def test_fuzz_counts_cover_every_class() -> None:
-    classes = {k.rsplit(":", 1)[0] for k in FUZZ}
-    if not classes:
+    if not FUZZ:
         pytest.skip("run with the fuzz tests")
-    for cls in classes:
-        assert FUZZ[cls + ":rejected"] > 0, cls
+    for cls in FUZZ.classes():
+        assert FUZZ[cls].rejected > 0, cls

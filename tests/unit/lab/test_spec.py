@@ -37,8 +37,9 @@ def problems(data: dict[str, Any], check_host: bool = False) -> list[str]:
     return exc.value.problems
 
 
-def mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    data = copy.deepcopy(GOOD)
+def mutate(path: tuple[Any, ...], value: Any, base: dict[str, Any] = GOOD) -> dict[str, Any]:
+    """A deep copy of BASE with the field at PATH set to VALUE."""
+    data = copy.deepcopy(base)
     node = data
     for key in path[:-1]:
         node = node[key]

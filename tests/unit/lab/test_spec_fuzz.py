@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 
 from vpsnet_lab import spec as spec_mod
 from vpsnet_lab import specfile
 from vpsnet_lab.paths import KERNEL_SERIES
 from vpsnet_lab.spec import Spec, SpecError, load, parse
 
-from .test_spec import GOOD
+from .test_spec import GOOD, mutate
 
 FUZZ = settings(max_examples=80, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -39,16 +39,8 @@ BASE["services"] = [{"name": "repo", "guest_port": 80, "host_port": 40300}]
 BASE["accel"] = "tcg"
 BASE["guests"][1].update(firmware="uefi-secureboot", mok_certs=["/etc/fleet.der"])
 
-COUNTS: Counter[tuple[str, str]] = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report() -> Iterator[None]:
-    yield
-    print("\nlab spec fuzz: inputs generated per class (accepted / rejected)")
-    for cls in sorted({c for c, _ in COUNTS}):
-        acc, rej = COUNTS[cls, "accepted"], COUNTS[cls, "rejected"]
-        print(f"  {cls:34} {acc + rej:5}  ({acc} / {rej})")
+COUNTS = InputCounts("lab spec fuzz")
+_print_counts = COUNTS.report_fixture()
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +78,10 @@ def outcome(cls: str, data: Any, source: str = "fuzz.yml") -> Spec | SpecError:
         spec = parse(data, source, check_host=False)
     except SpecError as exc:
         check_error(exc)
-        COUNTS[cls, "rejected"] += 1
+        COUNTS.add(cls, rejected=True)
         return exc
     check_valid(spec)
-    COUNTS[cls, "accepted"] += 1
+    COUNTS.add(cls, rejected=False)
     return spec
 
 
@@ -101,10 +93,10 @@ def file_outcome(cls: str, path: Path, content: bytes | str) -> Spec | SpecError
     except SpecError as exc:
         check_error(exc)
         assert exc.source == str(path)
-        COUNTS[cls, "rejected"] += 1
+        COUNTS.add(cls, rejected=True)
         return exc
     check_valid(spec)
-    COUNTS[cls, "accepted"] += 1
+    COUNTS.add(cls, rejected=False)
     return spec
 
 
@@ -187,12 +179,7 @@ CONTROL = ["\n", "\r", "\r\n", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028", "
 
 
 def mutated(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    data = copy.deepcopy(BASE)
-    node = data
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return data
+    return mutate(path, value, BASE)
 
 
 def names_field(problems: list[str], path: tuple[Any, ...]) -> bool:

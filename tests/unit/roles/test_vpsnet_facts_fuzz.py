@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -28,22 +27,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 from requests.structures import CaseInsensitiveDict
 from vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
-COUNTS: Counter[str] = Counter()
+COUNTS = InputCounts("vpsnet_facts fuzz (rejected: refused, nothing taken from them)")
+_print_counts = COUNTS.report_fixture()
 MAX_INT = 2**31 - 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_counts() -> Iterator[None]:
-    yield
-    print("\nvpsnet_facts fuzz: generated inputs per class (refused = nothing taken from them)")
-    for key in sorted(COUNTS):
-        print(f"  {key:<40} {COUNTS[key]}")
 
 
 @functools.cache
@@ -165,8 +158,7 @@ def test_fuzz_metadata_json(vf, case):
     assert why is None or (isinstance(why, str) and value is None and "\n" not in why)
     result, problems = vf.aws_identity(value) if why is None else (None, [why])
     check_identity(vf, result, problems)
-    COUNTS[f"metadata JSON: {kind}"] += 1
-    COUNTS["metadata JSON: refused" if result is None else "metadata JSON: accepted (checked)"] += 1
+    COUNTS.add(f"metadata JSON: {kind}", rejected=result is None)  # accepted: checked above
 
 
 # --------------------------------------------------------------------------- metadata answers
@@ -226,8 +218,7 @@ def test_fuzz_metadata_answers(vf, case):
     result = probe.aws() if cloud == "aws" else probe.gcp()
     assert all(isinstance(e, str) and "\n" not in e for e in probe.evidence), probe.evidence
     assert all(isinstance(w, str) and "\n" not in w for w in probe.warnings)
-    COUNTS[f"metadata answers: {cloud}"] += 1
-    COUNTS["metadata answers: refused" if result is None else "metadata answers: accepted"] += 1
+    COUNTS.add(f"metadata answers: {cloud}", rejected=result is None)
     if result is None:
         return
     assert isinstance(result, vf.MetadataResult) and result.provider == cloud
@@ -308,8 +299,8 @@ def test_fuzz_dmi_pci_sysfs(vf, host_tree, contents, msi_names, ethtool_out):
         facts = vf.detect(str(host_tree), None, lambda _name: ethtool_out)
         check_facts(facts)
         for rel in contents:
-            COUNTS[f"dmi/pci/sysfs file: {rel.rsplit('/', 1)[-1]}"] += 1
-        COUNTS["dmi/pci/sysfs: trees"] += 1
+            COUNTS.add(f"dmi/pci/sysfs file: {rel.rsplit('/', 1)[-1]}")
+        COUNTS.add("dmi/pci/sysfs: trees")
     finally:
         for path, data in originals.items():
             if data is None:
@@ -367,9 +358,7 @@ def test_fuzz_ethtool_parsers(vf, text):
     # what the role does next with it must not raise either
     target = tune.ethtool_target("ena", parsed, parsed, 4)
     tune.ethtool_diff(target, parsed, parsed, None)
-    COUNTS["ethtool text"] += 1
-    if channels is None:
-        COUNTS["ethtool text: refused (no maxima)"] += 1
+    COUNTS.add("ethtool text", rejected=channels is None)  # refused: no maxima
 
 
 # --------------------------------------------------------------------------- /proc/interrupts
@@ -422,9 +411,7 @@ def test_fuzz_interrupts_parsers(vf, tmp_path, text, driver):
     for name in mine.values():
         found = script.queue_of(driver or "", "ens5", name)
         assert found is None or 0 <= found[0] < 10**6
-    COUNTS["interrupts text"] += 1
-    if not table:
-        COUNTS["interrupts text: refused (no IRQ lines)"] += 1
+    COUNTS.add("interrupts text", rejected=not table)  # refused: no IRQ lines
 
 
 def test_interrupts_of_non_utf8_bytes(vf, tmp_path):
@@ -438,4 +425,4 @@ def test_interrupts_of_non_utf8_bytes(vf, tmp_path):
 def test_fuzz_counts_are_reported():
     if not COUNTS:
         pytest.skip("the fuzz tests did not run in this session")
-    assert all(count > 0 for count in COUNTS.values())
+    assert all(COUNTS[cls].generated > 0 for cls in COUNTS.classes())

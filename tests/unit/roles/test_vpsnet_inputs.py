@@ -13,7 +13,6 @@ import math
 import re
 import shutil
 import subprocess
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from input_counts import InputCounts
 from vpsnet_inputs_helpers import (
     GOOD_KEY,
     ROLES,
@@ -34,7 +34,8 @@ from vpsnet_inputs_helpers import (
 )
 
 V = inputs_module()
-COUNTS: Counter[str] = Counter()
+COUNTS = InputCounts("roles' bad inputs (in-process)")
+_print_counts = COUNTS.report_fixture()
 SETTINGS = settings(max_examples=150, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -84,7 +85,7 @@ def rejected(role: str, name: str, value: Any, klass: str,
     assert any(name in e for e in errs), errs
     for e in errs:
         assert V.control_char(e) is None, e
-    COUNTS[klass] += 1
+    COUNTS.add(klass, rejected=True)
     return errs
 
 
@@ -372,7 +373,7 @@ def test_key_files_must_hold_a_public_key(key: bytes,
     errs = errors("vpsnet_repo", {"vpsnet_repo_key": "", "vpsnet_repo_key_src": str(path),
                                   "__vpsnet_repo_key_path": str(path)})
     assert any("vpsnet_repo_key_src" in e for e in errs), errs
-    COUNTS["garbage/secret key file"] += 1
+    COUNTS.add("garbage/secret key file", rejected=True)
 
 
 def test_real_gpg_keys(gpg_keys: dict[str, bytes], tmp_path: Path) -> None:
@@ -425,7 +426,7 @@ def test_safe_filename() -> None:
         assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", name), (host, name)
         assert name not in seen
         seen.add(name)
-        COUNTS["unsafe host name in a path"] += 1
+        COUNTS.add("unsafe host name in a path", rejected=True)
 
 
 @SETTINGS
@@ -434,7 +435,8 @@ def test_safe_filename_property(host: str) -> None:
     name = V.safe_filename(host)
     assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", name)
     assert name == host or V.safe_filename(host + "x") != name
-    COUNTS["unsafe host name in a path"] += name != host
+    if name != host:
+        COUNTS.add("unsafe host name in a path", rejected=True)
 
 
 @SETTINGS
@@ -452,15 +454,11 @@ def test_a_wrong_spec_or_value_never_raises(spec: Any, value: Any) -> None:
     assert isinstance(V.check(spec), list)
 
 
-def test_zz_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs last in this file: every class produced bad inputs, all rejected."""
-    with capsys.disabled():
-        print("\nbad inputs generated and rejected per class (in-process):")
-        for klass, count in sorted(COUNTS.items()):
-            print(f"  {klass:34} {count}")
-        print(f"  {'total':34} {sum(COUNTS.values())}")
+def test_zz_counts() -> None:
+    """Runs last in this file: every class produced bad inputs, all rejected
+    (the table is printed after it, with -s)."""
     for klass in ["control character", "trailing newline", "NaN/inf/not a plain number",
                   "huge number", "negative number", "bool for a number", "string for a list",
                   "too long a list", "path outside prefix / with ..", "bad version", "bad URL",
                   "bad batch", "private/secret key", "garbage key", "unsafe host name in a path"]:
-        assert COUNTS[klass] > 0, klass
+        assert COUNTS[klass].rejected > 0, klass

@@ -15,18 +15,19 @@ import json
 import math
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from input_counts import InputCounts
 from vpsnet_facts_helpers import REPO, ansible_env
 from vpsnet_inputs_helpers import GOOD_KEY, armor, packet
 
 BIN = Path(sys.executable).parent
 FIXTURES = Path(__file__).parent / "fixtures"
-COUNTS: Counter[str] = Counter()
+COUNTS = InputCounts("bad inputs refused before any host operation (ansible-playbook runs)")
+_print_counts = COUNTS.report_fixture()
 
 SECRET_KEY = armor(packet(5, b"\x04" + bytes(40)), "PRIVATE " "KEY BLOCK")
 SECRET_AS_PUBLIC = armor(packet(6, b"\x04" + bytes(8)) + packet(7, b"\x04" + bytes(20)),
@@ -150,7 +151,7 @@ def test_bad_input_fails_before_the_host_is_touched(tmp_path: Path, role: str) -
         assert stats[host]["failures"] == 1 and stats[host]["changed"] == 0, (host, stats[host])
         assert stats[host]["unreachable"] == 0, (host, stats[host])
         assert not [a for a in attempts if a.split()[0] == host], (host, attempts)
-        COUNTS[klass] += 1
+        COUNTS.add(klass, rejected=True)
     # the good host got past the checks and was refused at its first operation
     assert stats["good"]["unreachable"] == 1, stats["good"]
     assert [a for a in attempts if a.split()[0] == "good"], attempts
@@ -189,7 +190,7 @@ def test_bad_rollout_input_fails_the_plan_before_any_canary(tmp_path: Path, klas
     message = " ".join(failures(report).values())
     for name in names:
         assert name in message, (name, message)
-        COUNTS[klass if klass != "several at once" else "rollout input"] += 1
+        COUNTS.add(klass if klass != "several at once" else "rollout input", rejected=True)
     assert not steps.exists() and attempts == [], (attempts, proc.stdout[-2000:])
     assert all(s["changed"] == 0 and s["unreachable"] == 0 for s in report["stats"].values())
 
@@ -209,7 +210,7 @@ def test_bad_upgrade_input_of_one_host_fails_the_plan(tmp_path: Path) -> None:
     assert "vpsnet_upgrade_ping_targets[0]='-f'" in failed.get("a3", ""), failed
     assert attempts == [] and not (tmp_path / "report").exists(), attempts
     assert all(s["changed"] == 0 and s["unreachable"] == 0 for s in report["stats"].values())
-    COUNTS["option injection"] += 1
+    COUNTS.add("option injection", rejected=True)
 
 
 def test_provision_checks_every_role_before_any_changes(tmp_path: Path) -> None:
@@ -234,13 +235,9 @@ def test_provision_checks_every_role_before_any_changes(tmp_path: Path) -> None:
     tasks = [t["task"]["name"] for p in report["plays"] for t in p["tasks"]]
     assert not [t for t in tasks if "OS family" in t or "cloud" in t.lower()], tasks
     assert report["stats"]["localhost"]["changed"] == 0
-    COUNTS["control character"] += 1
+    COUNTS.add("control character", rejected=True)
 
 
-def test_zz_counts(capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print("\nbad inputs refused before any host operation (ansible-playbook runs):")
-        for klass, count in sorted(COUNTS.items()):
-            print(f"  {klass:24} {count}")
-        print(f"  {'total':24} {sum(COUNTS.values())}")
-    assert sum(COUNTS.values()) >= 30
+def test_zz_counts() -> None:
+    """Runs last in this file (the table is printed after it, with -s)."""
+    assert sum(COUNTS[klass].rejected for klass in COUNTS.classes()) >= 30
