@@ -163,9 +163,19 @@ def _scalar(loader: _BoundedLoader, node: ScalarNode, path: str) -> Any:
     return value
 
 
+_QUIET_BREAKS = re.compile("[\x80-\x9f\u2028\u2029]")
+
+
 def _data(loader: _BoundedLoader, node: Node, path: str) -> Any:
     """Plain Python data from a composed node (depth is already bounded)."""
     if isinstance(node, ScalarNode):
+        # As written, not as read: YAML 1.1 folds NEL and the Unicode line and
+        # paragraph separators in a quoted value into a space ("/x<NEL>" reads "/x ").
+        written = loader.buffer[node.start_mark.index:node.end_mark.index]
+        bad = _QUIET_BREAKS.search(written)
+        if bad is not None:
+            raise SpecFileError(f"{_where(path, node)}: character {short(bad.group())} is not "
+                                "allowed in a lab spec (control character)")
         return _scalar(loader, node, path)
     if isinstance(node, SequenceNode) and node.tag == _SEQ:
         return [_data(loader, item, join(path, i)) for i, item in enumerate(node.value)]

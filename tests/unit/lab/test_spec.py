@@ -176,6 +176,10 @@ def billion_laughs(levels: int = 9) -> str:
     ("guests: [\n", "line 2, column 1: invalid YAML: while parsing a flow node"),
     ("a: b: c\n", "line 1, column 5: invalid YAML: mapping values are not allowed here"),
     ("name: a\x07\n", "line 1: character '\\x07' is not allowed in YAML"),
+    # YAML reads NEL and U+2028 in a quoted value as a space (found by the fuzzer)
+    ("guests: []\nname: 'a\x85'\n",
+     "name (line 2): character '\\x85' is not allowed in a lab spec"),
+    ("name: 'a\u2028b'\n", "name (line 1): character '\\u2028' is not allowed in a lab spec"),
     ("--- {}\n--- {}\n", "invalid YAML: expected a single document"),
     (good_text(kernel=6.10).replace("6.1\n", "6.10\n"),
      'guests[0] (a1).kernel: the number 6.10 (YAML reads it as 6.1): kernel versions must be '

@@ -183,9 +183,10 @@ def mutated(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
 
 
 def names_field(problems: list[str], path: tuple[Any, ...]) -> bool:
-    """Whether a problem names the field at PATH: guests[0] (a1).nics[1].link."""
+    """Whether a problem names the field at PATH: guests[0] (a1).nics[1].link, or as
+    the file reader says it: guests[0].nics[1].link (line 7)."""
     if len(path) == 1:
-        return any(p.startswith(f"{path[0]}:") for p in problems)
+        return any(re.match(re.escape(path[0]) + r"(?: \(line \d+\))?:", p) for p in problems)
     parts, i = [], 0
     while i < len(path):
         if i + 1 < len(path) and isinstance(path[i + 1], int):
@@ -195,7 +196,7 @@ def names_field(problems: list[str], path: tuple[Any, ...]) -> bool:
             parts.append(str(path[i]))
             i += 1
     pattern = r"(?: \([a-z0-9-]+\))?\.".join(re.escape(p) for p in parts)
-    return any(re.match(pattern + ":", p) for p in problems)
+    return any(re.match(pattern + r"(?: \(line \d+\))?:", p) for p in problems)
 
 
 def test_base_spec_is_valid() -> None:
