@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
 
 from . import ansible_env, image, inventory, spec
+from .fieldcheck import CONTROL_RE
 from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
-from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError
-from .spec import FIRMWARES, SpecError
+from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError, kernel_syntax_ok
+from .spec import FIRMWARES, NAME_RE, SpecError
 
 # Read inside a guest: what the machine itself says it is (DMI, metadata).
 IDENTIFY_SCRIPT = r"""
@@ -133,16 +136,64 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- argument types: every value checked by the parser, before any state is read
+# or written; a refusal is argparse's one `error: argument X: ...` line, exit 2.
+
+
+def _path(text: str) -> str:
+    # "" would be the current directory; a control character would end up in a
+    # file name and split the one-line error naming it
+    if not text or CONTROL_RE.search(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
+    return text
+
+
+def _state_dir(text: str) -> Path:
+    return Path(_path(text))
+
+
+def _guest_name(text: str) -> str:
+    # the spec's own rule: a name becomes a directory under the state dir
+    if not NAME_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a guest name ({NAME_RE.pattern})")
+    return text
+
+
+def _nic(text: str) -> str:
+    if not re.fullmatch(r"(eth|nic)?[0-9]{1,2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a NIC (eth0, eth1, ...)")
+    return text
+
+
+def _kernel(text: str) -> str:
+    if text != "all" and not kernel_syntax_ok(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel: all, {KERNEL_HELP}")
+    return text
+
+
+def _timeout(text: str) -> float:
+    try:
+        if CONTROL_RE.search(text):  # float() would skip "\r" or "\x1c" around the number
+            raise ValueError(text)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    # nan compares false everywhere: a boot wait with it would never end
+    if not (math.isfinite(value) and 0 < value <= 86_400):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 86400]")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vpsnet-lab", description=__doc__)
-    p.add_argument("--state", type=Path, default=STATE,
+    p.add_argument("--state", type=_state_dir, default=STATE,
                    help=f"lab state directory (default {STATE}, or $VPSNET_LAB_STATE)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     img = sub.add_parser("image", help="guest images")
     img_sub = img.add_subparsers(dest="image_cmd", required=True)
     b = img_sub.add_parser("build", help="build (or reuse the cached) image for a kernel")
-    b.add_argument("--kernel", default="all", metavar="KERNEL",
+    b.add_argument("--kernel", default="all", metavar="KERNEL", type=_kernel,
                    help=f"all (default), {KERNEL_HELP}")
     b.add_argument("--firmware", choices=FIRMWARES, default="bios",
                    help="uefi-secureboot: a GPT disk whose ESP boots shim, grub and the "
@@ -151,10 +202,11 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_image)
 
     up = sub.add_parser("up", help="boot the guests of a lab spec and wait for SSH")
-    up.add_argument("spec", help="lab spec YAML, e.g. lab/specs/default.yml")
-    up.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT,
+    up.add_argument("spec", type=_path, help="lab spec YAML, e.g. lab/specs/default.yml")
+    up.add_argument("--timeout", type=_timeout, default=DEFAULT_BOOT_TIMEOUT,
                     help="seconds to wait for every guest's SSH")
-    up.add_argument("--inventory", default=str(INVENTORY), help="where to write the inventory")
+    up.add_argument("--inventory", type=_path, default=str(INVENTORY),
+                    help="where to write the inventory")
     up.add_argument("--no-inventory", action="store_true")
     up.set_defaults(func=cmd_up)
 
@@ -165,23 +217,23 @@ def parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     ssh = sub.add_parser("ssh", help="SSH into a guest, or run a command there")
-    ssh.add_argument("name")
+    ssh.add_argument("name", type=_guest_name)
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ssh.set_defaults(func=cmd_ssh)
 
     inv = sub.add_parser("inventory", help="write the Ansible inventory of the running lab")
-    inv.add_argument("--output", default=str(INVENTORY))
+    inv.add_argument("--output", type=_path, default=str(INVENTORY))
     inv.set_defaults(func=cmd_inventory)
 
     link = sub.add_parser("link", help="set a guest NIC's link (carrier) up or down")
-    link.add_argument("name")
-    link.add_argument("nic", help="eth0, eth1, ...")
+    link.add_argument("name", type=_guest_name)
+    link.add_argument("nic", type=_nic, help="eth0, eth1, ...")
     link.add_argument("updown", choices=["up", "down"])
     link.set_defaults(func=cmd_link)
 
     for verb in ("pause", "resume"):
         v = sub.add_parser(verb, help=f"{verb} a guest's vCPUs")
-        v.add_argument("name")
+        v.add_argument("name", type=_guest_name)
         v.set_defaults(func=cmd_pause)
 
     aenv = sub.add_parser("ansible-env",

@@ -19,7 +19,9 @@ KERNEL_SERIES = ("6.1", "6.12")
 # An exact Debian 12 cloud kernel release (an ABI): 6.1.0-47-cloud-amd64,
 # 6.12.107+deb12-cloud-amd64. Only these two forms come from the suites the
 # guest images install from (bookworm, -updates, -security).
-RELEASE_RE = re.compile(r"^(?P<series>\d+\.\d+)\.\d+(?:-\d+|\+deb\d+)-cloud-amd64$")
+# Used with fullmatch ($ would let a trailing newline through); [0-9], not \d,
+# which takes other scripts' digits.
+RELEASE_RE = re.compile(r"(?P<series>[0-9]+\.[0-9]+)\.[0-9]+(?:-[0-9]+|\+deb[0-9]+)-cloud-amd64")
 KERNEL_HELP = f"{', '.join(KERNEL_SERIES)} or an exact release such as 6.1.0-47-cloud-amd64"
 
 
@@ -62,7 +64,7 @@ def oldest_abi(series: str) -> str:
 
 def release_series(value: str) -> str | None:
     """The series of an exact release name (6.1.0-47-cloud-amd64 -> 6.1), else None."""
-    m = RELEASE_RE.match(value)
+    m = RELEASE_RE.fullmatch(value)
     return m["series"] if m and m["series"] in KERNEL_SERIES else None
 
 

@@ -854,6 +854,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if loads else EXIT_WONT_LOAD
 
 
+# A kernel release as uname -r prints it (6.1.0-57-cloud-amd64,
+# 5.14.0-427.13.1.el9_4.x86_64; at most 64 bytes, the kernel's UTS length). It
+# becomes a file name under /lib/modules, /boot and /usr/share/vpsnet/kmod: no
+# '/', no '..' (first character alphanumeric), no control characters.
+_KERNEL_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _kernel_arg(text: str) -> str:
+    if not _KERNEL_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kernel release (uname -r form)")
+    return text
+
+
+def _path_arg(text: str) -> str:
+    """A file name: not empty (Path('') is the current directory), no control
+    characters (they would also split the one-line error that names the file)."""
+    if not text or _CONTROL_RE.search(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
+    return text
+
+
+def _cert_arg(text: str) -> Path:
+    return Path(_path_arg(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=PROG,
@@ -865,26 +891,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("manifest", help="print the interface manifest compiled into a module")
-    p.add_argument("module", help="vpsnet.ko, a manifest JSON file, or 'loaded'")
+    p.add_argument("module", type=_path_arg, help="vpsnet.ko, a manifest JSON file, or 'loaded'")
     p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("diff", help="compatible / additive / breaking between two manifests")
-    p.add_argument("old", help="vpsnet.ko, manifest JSON, 'loaded' (/proc/net/vpsnet/manifest), "
-                               "/sys/module/vpsnet or -")
-    p.add_argument("new", help="same forms as OLD")
+    p.add_argument("old", type=_path_arg,
+                   help="vpsnet.ko, manifest JSON, 'loaded' (/proc/net/vpsnet/manifest), "
+                        "/sys/module/vpsnet or -")
+    p.add_argument("new", type=_path_arg, help="same forms as OLD")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_cmd_diff)
 
     p = sub.add_parser("check", help="will the module load on kernel K")
-    p.add_argument("module", help="a .ko file (.ko.xz/.ko.gz too)")
-    p.add_argument("--kernel", required=True, metavar="K", help="kernel release (uname -r form)")
-    p.add_argument("--kdir", help="K's build tree (default /lib/modules/K/build, then "
-                                  "/usr/src/linux-headers-K)")
-    p.add_argument("--symvers", help="Module.symvers to use (default: build tree, "
-                                     "/boot/symvers-K.gz, /usr/share/vpsnet/kmod/K/Module.symvers)")
-    p.add_argument("--config", help="kernel config to use (default: build tree, /boot/config-K)")
-    p.add_argument("--modules-dir", help="K's module directory (default /lib/modules/K)")
-    p.add_argument("--trusted-cert", type=Path, metavar="FILE",
+    p.add_argument("module", type=_path_arg, help="a .ko file (.ko.xz/.ko.gz too)")
+    p.add_argument("--kernel", required=True, metavar="K", type=_kernel_arg,
+                   help="kernel release (uname -r form)")
+    p.add_argument("--kdir", type=_path_arg,
+                   help="K's build tree (default /lib/modules/K/build, then "
+                        "/usr/src/linux-headers-K)")
+    p.add_argument("--symvers", type=_path_arg,
+                   help="Module.symvers to use (default: build tree, "
+                        "/boot/symvers-K.gz, /usr/share/vpsnet/kmod/K/Module.symvers)")
+    p.add_argument("--config", type=_path_arg,
+                   help="kernel config to use (default: build tree, /boot/config-K)")
+    p.add_argument("--modules-dir", type=_path_arg,
+                   help="K's module directory (default /lib/modules/K)")
+    p.add_argument("--trusted-cert", type=_cert_arg, metavar="FILE",
                    help="X.509 certificate (PEM or DER) the module must be signed with, "
                         "e.g. the fleet's; any other signer or none fails the check")
     p.add_argument("--json", action="store_true", help="JSON output")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -481,6 +482,53 @@ def check_next_boot(root: Path = Path("/"), run: Runner | None = None) -> NextBo
     return res
 
 
+# The module's version as the roles pass it (roles/vpsnet_inputs VERSION_RE):
+# full-string match, so a trailing newline or a control character is refused.
+_VERSION_RE = re.compile(
+    r"[0-9]{1,9}(\.[0-9]{1,9}){1,3}([~+][0-9A-Za-z.~+]{1,64})?(-[0-9A-Za-z.~+]{1,32})?")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _finite(kind: type[int] | type[float]) -> Any:
+    """argparse type: a number, never nan or inf (1e999 is inf); ranges are checked
+    after parsing so that they exit EXIT_BAD_INPUT as they always have."""
+
+    def parse(text: str) -> int | float:
+        try:
+            # int() and float() skip surrounding whitespace, "\r" and "\x1c" included
+            if _CONTROL_RE.search(text):
+                raise ValueError(text)
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        return value
+
+    return parse
+
+
+def argument_problems(args: argparse.Namespace) -> list[str]:
+    """Every bad argument, named with its value (escaped); empty: all good. Checked
+    before anything is read, whatever the mode."""
+    ranges: tuple[tuple[str, float | None, float, float, str], ...] = (
+        ("--samples", args.samples, 1, 100_000, ">= 1 and <= 100000"),
+        ("--interval", args.interval, 0, 3600, "> 0 and <= 3600"),
+        ("--timeout", args.timeout, 0, 86_400, ">= 0 and <= 86400"),
+        ("--min-devices", args.min_devices, 0, 100_000, ">= 0 and <= 100000"),
+    )
+    bad = [f"{name} {value!r} must be {rule}" for name, value, low, high, rule in ranges
+           if value is not None and not (low <= value <= high
+                                         and (name != "--interval" or value > 0))]
+    if args.expect_version is not None and not _VERSION_RE.fullmatch(args.expect_version):
+        bad.append(f"--expect-version {args.expect_version!r} is not a version (e.g. 1.0.0)")
+    for name, value in (("--file", args.file), ("--root", args.root)):
+        # a newline in a path would also split the one-line error that names it
+        if not value or _CONTROL_RE.search(value):
+            bad.append(f"{name} {value!r} must be a path without control characters")
+    return bad
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="vpsnet-status", description="Show vpsnet NIC health and per-queue drops.",
@@ -492,14 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     g = ap.add_argument_group("health gate (for rollouts)")
-    g.add_argument("--samples", type=int, metavar="N",
+    g.add_argument("--samples", type=_finite(int), metavar="N",
                    help="wait for N consecutive healthy samples (enables the gate)")
-    g.add_argument("--interval", type=float, default=1.0, metavar="S",
+    g.add_argument("--interval", type=_finite(float), default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
-    g.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    g.add_argument("--timeout", type=_finite(float), default=60.0, metavar="S",
                    help="give up after S seconds (default 60)")
     g.add_argument("--expect-version", metavar="V", help="the loaded module must be version V")
-    g.add_argument("--min-devices", type=int, default=0, metavar="M",
+    g.add_argument("--min-devices", type=_finite(int), default=0, metavar="M",
                    help="at least M devices must be attached (default 0)")
     n = ap.add_argument_group("next-boot gate (before a reboot)")
     n.add_argument("--next-boot", action="store_true",
@@ -508,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     n.add_argument("--root", default="/", metavar="DIR",
                    help="read /boot and /lib/modules under DIR (default /)")
     args = ap.parse_args(argv)
+    bad = argument_problems(args)
+    if bad:
+        print("vpsnet-status: " + "; ".join(bad), file=sys.stderr)
+        return EXIT_BAD_INPUT
     path = Path(args.file)
 
     if args.next_boot:
@@ -521,15 +573,6 @@ def main(argv: list[str] | None = None) -> int:
         return nb.code
 
     if args.samples is not None:
-        bad = [f"{name} {value!r} must be {rule}" for name, value, rule, ok in (
-            ("--samples", args.samples, ">= 1", args.samples >= 1),
-            ("--interval", args.interval, "> 0", args.interval > 0),
-            ("--timeout", args.timeout, ">= 0", args.timeout >= 0),
-            ("--min-devices", args.min_devices, ">= 0", args.min_devices >= 0),
-        ) if not ok]
-        if bad:
-            print("vpsnet-status: " + "; ".join(bad), file=sys.stderr)
-            return EXIT_BAD_INPUT
         res = gate(path, args.samples, args.interval, args.timeout,
                    args.expect_version, args.min_devices)
         report = {"healthy": res.healthy, "samples": res.samples,
