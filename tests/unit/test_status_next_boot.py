@@ -194,7 +194,12 @@ def fake_ko(release: str, crcs: dict[str, int] | None = None, signed: bool = Fal
     ehdr = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack(
         "<HHIQQQIHHHHHH", 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 6, 5)
     data = ehdr + body + sh
-    return data + (b"sig~Module signature appended~\n" if signed else b"")
+    if not signed:
+        return data
+    # PKCS#7 signature bytes, struct module_signature (id_type 2 = PKCS#7, sig_len), magic
+    sig = b"sig"
+    return data + sig + struct.pack(">BBBBB3xI", 0, 0, 2, 0, 0, len(sig)) + \
+        b"~Module signature appended~\n"
 
 
 def kernel_tree(root: Path, release: str, ko: bytes | None, where: str = "updates",

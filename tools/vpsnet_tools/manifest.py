@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vpsnet_tools import modsig
+
 SECTION = ".vpsnet_abi"
 FORMAT = 1
 MAX_MANIFEST = 1 << 20  # the real one is about 4 KiB
 
-SIG_MAGIC = b"~Module signature appended~\n"
-_SIG_INFO = struct.Struct(">BBBBB3xI")  # struct module_signature
+SIG_MAGIC = modsig.SIG_MAGIC
 
 ET_REL = 1
 SHT_NULL, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 0, 2, 3, 8
@@ -103,15 +104,10 @@ class Section:
 
 def elf_length(data: bytes) -> int:
     """Length of the ELF image: the file without a module signature trailer."""
-    if not data.endswith(SIG_MAGIC):
-        return len(data)
-    end = len(data) - len(SIG_MAGIC) - _SIG_INFO.size
-    if end < 0:
-        raise ElfError("truncated module signature trailer")
-    sig_len: int = _SIG_INFO.unpack_from(data, end)[-1]
-    if sig_len > end:
-        raise ElfError(f"module signature of {sig_len} bytes is longer than the file")
-    return end - sig_len
+    try:
+        return modsig.trailer(data)[0]
+    except modsig.SignatureError as e:
+        raise ElfError(str(e)) from None
 
 
 def elf_sections(data: bytes) -> list[Section]:

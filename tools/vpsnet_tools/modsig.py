@@ -187,18 +187,29 @@ def load_cert_der(path: Path) -> bytes:
 # --------------------------------------------------------------------------- modules
 
 
+def trailer(data: bytes) -> tuple[int, int, int]:
+    """(where the signature starts, its id_type, where it ends) of a signed
+    module's trailer; (len(data), -1, len(data)) for an unsigned one."""
+    if not data.endswith(SIG_MAGIC):
+        return len(data), -1, len(data)
+    end = len(data) - len(SIG_MAGIC) - _SIG_STRUCT.size
+    if end < 0:
+        raise SignatureError("truncated module signature trailer")
+    _, _, id_type, _, _, sig_len = _SIG_STRUCT.unpack_from(data, end)
+    if sig_len > end:
+        raise SignatureError(f"module signature of {sig_len} bytes is longer than the file")
+    return end - sig_len, id_type, end
+
+
 def split(data: bytes) -> Signature | None:
     """The module's signature, or None if it is unsigned."""
-    if not data.endswith(SIG_MAGIC):
+    start, id_type, end = trailer(data)
+    if id_type == -1:
         return None
-    end = len(data) - len(SIG_MAGIC)
-    if end < _SIG_STRUCT.size:
-        raise SignatureError("truncated module signature")
-    _, _, id_type, _, _, sig_len = _SIG_STRUCT.unpack_from(data, end - _SIG_STRUCT.size)
-    start = end - _SIG_STRUCT.size - sig_len
-    if id_type != _PKEY_ID_PKCS7 or start < 0:
-        raise SignatureError(f"unsupported module signature (id_type {id_type}, {sig_len} bytes)")
-    pkcs7 = data[start:end - _SIG_STRUCT.size]
+    if id_type != _PKEY_ID_PKCS7:
+        raise SignatureError(f"unsupported module signature (id_type {id_type}, "
+                             f"{end - start} bytes)")
+    pkcs7 = data[start:end]
     return Signature(data[:start], pkcs7, parse_signer(pkcs7))
 
 

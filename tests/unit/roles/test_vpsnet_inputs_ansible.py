@@ -29,6 +29,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 COUNTS = InputCounts("bad inputs refused before any host operation (ansible-playbook runs)")
 _print_counts = COUNTS.report_fixture()
 
+# "PRIVATE " "KEY BLOCK" in two parts: no file in git holds that armour line
 SECRET_KEY = armor(packet(5, b"\x04" + bytes(40)), "PRIVATE " "KEY BLOCK")
 SECRET_AS_PUBLIC = armor(packet(6, b"\x04" + bytes(8)) + packet(7, b"\x04" + bytes(20)),
                          "PUBLIC KEY BLOCK")
