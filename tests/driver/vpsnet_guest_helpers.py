@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import subprocess
 import tarfile
 import time
 from collections.abc import Callable
@@ -23,8 +24,6 @@ GUEST_SRC = "/root/vpsnet-src"
 KO = f"{GUEST_SRC}/vpsnet.ko"
 METRICS = "/proc/net/vpsnet/metrics"
 MANIFEST = "/proc/net/vpsnet/manifest"
-SRC_SUFFIXES = (".c", ".h")
-SRC_FILES = ("Kbuild", "Makefile", "configure", "README.md")
 
 T = TypeVar("T")
 
@@ -34,12 +33,15 @@ LINK = {"aws61": ("eth2", "gcp612", "eth1"), "gcp612": ("eth1", "aws61", "eth2")
 
 
 def source_tarball() -> bytes:
-    """driver-src/ (sources only) plus the top-level VERSION, as a tar."""
+    """driver-src/ as git tracks it (what the packages ship; no build output)
+    plus the top-level VERSION, as a tar."""
+    tracked = subprocess.run(["git", "-C", str(TOP), "ls-files", "-z", "driver-src"],
+                             capture_output=True, check=True).stdout.decode().split("\0")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for p in sorted((TOP / "driver-src").iterdir()):
-            if p.is_file() and (p.suffix in SRC_SUFFIXES or p.name in SRC_FILES) \
-                    and not p.name.endswith(".mod.c") and p.name != "vpsnet_config.h":
+        for name in sorted(filter(None, tracked)):
+            p = TOP / name
+            if p.is_file() and p.parent == TOP / "driver-src":
                 tar.add(p, arcname=p.name)
         tar.add(TOP / "VERSION", arcname="VERSION")
     return buf.getvalue()
@@ -58,7 +60,6 @@ def build_in_guest(lab: Lab, name: str, workdir: Path, extra: str = "") -> Resul
 def build_on_host_for_guest(lab: Lab, name: str, workdir: Path) -> Result:
     """Build with the host's copy of the guest kernel's headers (the same Debian
     package the guest has) and copy the .ko into the guest at KO."""
-    import subprocess
     kver = lab.ssh(name, "uname -r", check=True).stdout.strip()
     src = workdir / f"src-{kver}"
     src.mkdir(parents=True, exist_ok=True)
