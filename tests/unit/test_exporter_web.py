@@ -474,6 +474,8 @@ def test_listen_with_control_or_shell_characters_is_refused(a: str, bad: str, b:
     ["--web.request-timeout", "inf"],
     ["--web.request-timeout", "-1"],
     ["--interval", "1e999"],
+    ["--web.max-connections", "\r100"],  # int() would skip the control character
+    ["--interval", "15\x1c"],
 ])
 def test_bad_arguments_one_line_no_traceback(args: list[str]) -> None:
     r = subprocess.run([sys.executable, "-m", "vpsnet_tools.exporter", *args],

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import math
 import os
 import re
 import signal
@@ -46,7 +45,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -58,6 +56,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from vpsnet_tools import __version__, handoff, web
+from vpsnet_tools.cliargs import finite
 
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 DEFAULT_PORT = 19462
@@ -327,21 +326,6 @@ def _announce_ready() -> bool:
     return True
 
 
-def _number(kind: type[int] | type[float], low: float, high: float) -> Any:
-    """argparse type: a finite number in [low, high] (no nan, inf or 1e999)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not in {low:g}..{high:g}")
-        return value
-
-    return parse
-
-
 def _listen_arg(text: str) -> str:
     try:
         parse_listen(text)
@@ -377,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--web.max-connections",
         dest="max_connections",
-        type=_number(int, 1, 1_000_000),
+        type=finite(int, 1, 1_000_000),
         help=f"connections open at most; at the cap the oldest slow client makes room, else "
         f"the new connection is closed at once (default {web.DEFAULT_MAX_CONNECTIONS}, less "
         f"if the open-files limit is lower)",
@@ -385,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--web.request-timeout",
         dest="request_timeout",
-        type=_number(float, 0.1, 3600),
+        type=finite(float, 0.1, 3600),
         default=web.DEFAULT_REQUEST_TIMEOUT_S,
         help="seconds a client has from connecting to the end of its request, TLS handshake "
         f"included (default {web.DEFAULT_REQUEST_TIMEOUT_S:g})",
@@ -393,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--web.evict-after",
         dest="evict_after",
-        type=_number(float, 0, 3600),
+        type=finite(float, 0, 3600),
         default=web.EVICT_AFTER_S,
         help="at the cap or the open-files limit, the oldest client still sending its request "
         "is closed to make room if it has been connected this many seconds (default "
@@ -408,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "(atomically) instead of serving HTTP",
     )
     ap.add_argument(
-        "--interval", type=_number(float, 0.1, 86400), default=15.0,
+        "--interval", type=finite(float, 0.1, 86400), default=15.0,
         help="seconds between textfile writes (default 15)",
     )
     ap.add_argument("--once", action="store_true", help="with --textfile: write once and exit")

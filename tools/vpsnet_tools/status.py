@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from vpsnet_tools import __version__
+from vpsnet_tools.cliargs import CONTROL_RE, finite
 
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 EXIT_OK = 0
@@ -486,26 +486,6 @@ def check_next_boot(root: Path = Path("/"), run: Runner | None = None) -> NextBo
 # full-string match, so a trailing newline or a control character is refused.
 _VERSION_RE = re.compile(
     r"[0-9]{1,9}(\.[0-9]{1,9}){1,3}([~+][0-9A-Za-z.~+]{1,64})?(-[0-9A-Za-z.~+]{1,32})?")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def _finite(kind: type[int] | type[float]) -> Any:
-    """argparse type: a number, never nan or inf (1e999 is inf); ranges are checked
-    after parsing so that they exit EXIT_BAD_INPUT as they always have."""
-
-    def parse(text: str) -> int | float:
-        try:
-            # int() and float() skip surrounding whitespace, "\r" and "\x1c" included
-            if _CONTROL_RE.search(text):
-                raise ValueError(text)
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        return value
-
-    return parse
 
 
 def argument_problems(args: argparse.Namespace) -> list[str]:
@@ -524,7 +504,7 @@ def argument_problems(args: argparse.Namespace) -> list[str]:
         bad.append(f"--expect-version {args.expect_version!r} is not a version (e.g. 1.0.0)")
     for name, value in (("--file", args.file), ("--root", args.root)):
         # a newline in a path would also split the one-line error that names it
-        if not value or _CONTROL_RE.search(value):
+        if not value or CONTROL_RE.search(value):
             bad.append(f"{name} {value!r} must be a path without control characters")
     return bad
 
@@ -540,14 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     g = ap.add_argument_group("health gate (for rollouts)")
-    g.add_argument("--samples", type=_finite(int), metavar="N",
+    g.add_argument("--samples", type=finite(int), metavar="N",
                    help="wait for N consecutive healthy samples (enables the gate)")
-    g.add_argument("--interval", type=_finite(float), default=1.0, metavar="S",
+    g.add_argument("--interval", type=finite(float), default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
-    g.add_argument("--timeout", type=_finite(float), default=60.0, metavar="S",
+    g.add_argument("--timeout", type=finite(float), default=60.0, metavar="S",
                    help="give up after S seconds (default 60)")
     g.add_argument("--expect-version", metavar="V", help="the loaded module must be version V")
-    g.add_argument("--min-devices", type=_finite(int), default=0, metavar="M",
+    g.add_argument("--min-devices", type=finite(int), default=0, metavar="M",
                    help="at least M devices must be attached (default 0)")
     n = ap.add_argument_group("next-boot gate (before a reboot)")
     n.add_argument("--next-boot", action="store_true",
