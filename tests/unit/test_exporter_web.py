@@ -71,6 +71,12 @@ def closed(srv: web.Server, reason: str) -> int:
         return srv.stats.closed[reason]
 
 
+# These tests tell "answered" from "blocked" (held until a client timeout of 3-10 s),
+# not fast from slow: the bound leaves room for a loaded CI machine. The 1 s figure
+# under 500 slow clients is measured by bench/exporter_load.py.
+NOT_BLOCKED_S = 2.5
+
+
 def close_all(socks: list[socket.socket]) -> None:
     for s in socks:
         s.close()
@@ -86,7 +92,7 @@ def test_slow_clients_do_not_block_scrapes(tmp_path: Path) -> None:
                 status, _, body = http_get(port)
                 took.append(time.monotonic() - t)
                 assert status == 200 and b"vpsnet_up 1.0" in body
-            assert max(took) < 1.0, took
+            assert max(took) < NOT_BLOCKED_S, took
             assert srv.stats.open >= 250
             assert b'vpsnet_exporter_connections ' in http_get(port)[2]
         finally:
@@ -106,7 +112,7 @@ def test_the_cap_closes_excess_connections_at_once(tmp_path: Path) -> None:
                     continue  # reset before connect() even returned: closed at once too
                 with s:
                     assert closed_by_peer(s, 2)
-            assert time.monotonic() - t < 1.0
+            assert time.monotonic() - t < NOT_BLOCKED_S
             assert closed(srv, "cap") == 2
             # the held ones are still open
             assert not closed_by_peer(held[0], 0.2)
@@ -160,7 +166,7 @@ def test_a_flood_reconnecting_at_the_cap_does_not_lock_scrapes_out(tmp_path: Pat
             for _ in range(5):
                 start = time.monotonic()
                 assert http_get(port, timeout=3)[0] == 200
-                assert time.monotonic() - start < 1.0
+                assert time.monotonic() - start < NOT_BLOCKED_S
         finally:
             stop.set()
             t.join(10)
@@ -182,7 +188,7 @@ def test_the_deadline_closes_a_trickling_client(tmp_path: Path) -> None:
             gone = time.monotonic() - start
         finally:
             s.close()
-        assert gone is not None and 0.9 < gone < 2.5, gone
+        assert gone is not None and 0.9 < gone < NOT_BLOCKED_S + 1.0, gone  # trickle: 10 s
         assert closed(srv, "deadline") == 1
         assert http_get(port)[0] == 200
 
@@ -200,7 +206,7 @@ def test_a_client_that_never_reads_the_answer_holds_no_worker(tmp_path: Path) ->
         try:
             t = time.monotonic()
             assert http_get(port)[0] == 200
-            assert time.monotonic() - t < 1.0
+            assert time.monotonic() - t < NOT_BLOCKED_S
         finally:
             close_all(socks)
 
