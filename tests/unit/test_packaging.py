@@ -148,8 +148,9 @@ def test_no_private_key_material_committed() -> None:
         path = TOP / name.decode()
         if name and path.is_file() and path.stat().st_size < 5_000_000:
             data = path.read_bytes()
-            # spelled in two parts: this file itself holds no armoured key either
-            assert b"PRIVATE " + b"KEY BLOCK" not in data, path
+            # spelled in parts: this file itself holds no armoured key either
+            assert b"PRIVATE " + b"KEY BLOCK" not in data, path  # OpenPGP
+            assert not re.search(rb"-----(BEGIN|END) [A-Z0-9 ]*PRIVATE " + rb"KEY-----", data), path
 
 
 # ---------------------------------------- kernel hooks (before dkms's) ---
