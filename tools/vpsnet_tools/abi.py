@@ -26,15 +26,16 @@ from typing import Any
 from elftools.elf.elffile import ELFFile
 
 from vpsnet_tools import __version__, modsig
+from vpsnet_tools.cliargs import CONTROL_RE
 from vpsnet_tools.manifest import (
     SECTION,
     ElfError,
     ManifestError,
     elf_sections,
     manifest_from_elf,
+    manifest_from_sections,
+    modinfo_of,
     parse_manifest,
-    parse_modinfo,
-    unique_section,
 )
 
 PROG = "vpsnet-abi"
@@ -119,7 +120,6 @@ def _check_loaded_parameters(doc: dict[str, Any], where: str) -> None:
         have = {p.name for p in LOADED_PARAMETERS.iterdir()}
     except OSError:
         return  # sysfs not there (a copied file, a container): nothing to compare
-    _validate(doc, where)
     declared = {p["name"] for p in doc["parameters"]}
     if have != declared:
         extra, missing = sorted(have - declared), sorted(declared - have)
@@ -392,16 +392,15 @@ def read_ko(path: str | Path) -> KoInfo:
     # the structure first: pyelftools reads whatever the headers point at
     try:
         sections = elf_sections(data)
-        mi = unique_section(sections, ".modinfo")
+        modinfo = modinfo_of(data, sections)
         if any(s.name == SECTION for s in sections):
-            manifest_from_elf(data)  # one manifest, agreeing with .modinfo
+            manifest_from_sections(data, sections, modinfo)  # one, agreeing with .modinfo
     except ElfError as e:
         raise InputError(f"{path}: malformed ELF file: {e}") from e
     except ManifestError as e:
         raise InputError(f"{path}: {e}") from e
-    if mi is None:
+    if modinfo is None:
         raise InputError(f"{path}: no .modinfo section (not a kernel module)")
-    modinfo = parse_modinfo(data[mi.offset:mi.offset + mi.size])
     try:
         elf = ELFFile(io.BytesIO(data))
         machine = str(elf["e_machine"])
@@ -859,7 +858,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 # becomes a file name under /lib/modules, /boot and /usr/share/vpsnet/kmod: no
 # '/', no '..' (first character alphanumeric), no control characters.
 _KERNEL_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _kernel_arg(text: str) -> str:
@@ -871,7 +869,7 @@ def _kernel_arg(text: str) -> str:
 def _path_arg(text: str) -> str:
     """A file name: not empty (Path('') is the current directory), no control
     characters (they would also split the one-line error that names the file)."""
-    if not text or _CONTROL_RE.search(text):
+    if not text or CONTROL_RE.search(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
     return text
 

@@ -250,18 +250,30 @@ def check_against_modinfo(doc: dict[str, Any], modinfo: dict[str, list[str]]) ->
         raise ManifestError("manifest disagrees with the module's .modinfo: " + "; ".join(bad))
 
 
-def manifest_from_elf(data: bytes) -> dict[str, Any]:
-    """The checked manifest of an (uncompressed) module image."""
-    sections = elf_sections(data)
+def modinfo_of(data: bytes, sections: list[Section]) -> dict[str, list[str]] | None:
+    """The parsed .modinfo of a checked image (elf_sections), None if it has none."""
+    mi = unique_section(sections, ".modinfo")
+    return None if mi is None else parse_modinfo(data[mi.offset:mi.offset + mi.size])
+
+
+def manifest_from_sections(data: bytes, sections: list[Section],
+                           modinfo: dict[str, list[str]] | None) -> dict[str, Any]:
+    """The checked manifest of an image whose structure and .modinfo the caller
+    has already read (elf_sections, modinfo_of)."""
     sec = unique_section(sections, SECTION)
     if sec is None:
         raise ManifestError(f"no {SECTION} section (not a vpsnet module?)")
     doc = parse_manifest(data[sec.offset:sec.offset + sec.size], section=True)
-    mi = unique_section(sections, ".modinfo")
-    if mi is None:
+    if modinfo is None:
         raise ManifestError("no .modinfo section (not a kernel module)")
-    check_against_modinfo(doc, parse_modinfo(data[mi.offset:mi.offset + mi.size]))
+    check_against_modinfo(doc, modinfo)
     return doc
+
+
+def manifest_from_elf(data: bytes) -> dict[str, Any]:
+    """The checked manifest of an (uncompressed) module image."""
+    sections = elf_sections(data)
+    return manifest_from_sections(data, sections, modinfo_of(data, sections))
 
 
 def read_manifest(ko: str | Path) -> dict[str, Any]:
