@@ -26,7 +26,7 @@ from typing import Any
 from elftools.elf.elffile import ELFFile
 
 from vpsnet_tools import __version__, modsig
-from vpsnet_tools.cliargs import CONTROL_RE
+from vpsnet_tools.cliargs import CONTROL_RE, one_line
 from vpsnet_tools.manifest import (
     SECTION,
     ElfError,
@@ -928,12 +928,12 @@ def main(argv: list[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except InputError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
+        print(f"{PROG}: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # never a traceback for bad input; still exit as "cannot answer"
-        print(f"{PROG}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{PROG}: {type(e).__name__}: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -31,3 +31,9 @@ def finite(kind: type[int] | type[float], low: float | None = None,
         return value
 
     return parse
+
+
+def one_line(text: str) -> str:
+    """TEXT for a one-line message: control characters (a newline read from a
+    damaged file, say) shown escaped, as Python writes them."""
+    return CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text)
