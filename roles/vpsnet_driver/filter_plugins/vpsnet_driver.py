@@ -1,72 +1,16 @@
-"""Input validation, the prebuilt-or-DKMS decision, the package set and version
-order of the vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
-tests/unit/roles/test_vpsnet_driver_validate.py, test_vpsnet_driver_method.py and
-test_vpsnet_upgrade_direction.py)."""
+"""The prebuilt-or-DKMS decision, the package set and version order of the
+vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
+tests/unit/roles/test_vpsnet_driver_method.py and test_vpsnet_upgrade_direction.py;
+the role's inputs are checked by tasks/validate.yml)."""
 
 from __future__ import annotations
 
-import importlib.util
-import re
 import shlex
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-# Debian/RPM upstream versions as vpsnet uses them: 1.0.0, 1.1.0~rc1, 2.0.0+git3
-DRIVER_RE = re.compile(r"[a-z0-9_]{1,31}")
-SIGNING_KEY_RE = re.compile(r"(/[A-Za-z0-9_.+,@=:~-]+)+|pkcs11:[A-Za-z0-9_.;=%:/?&,-]+")
-# The module takes at most this many driver names (VPSNET_MAX_DRIVERS, driver-src/vpsnet.h).
-MAX_DRIVERS = 16
 METHODS = ("auto", "prebuilt", "dkms")
 DKMS_PACKAGE = "vpsnet-dkms"
 TOOLS_PACKAGE = "vpsnet-tools"
-
-
-def _inputs() -> ModuleType:
-    """The shared checks (roles/vpsnet_inputs), loaded by path: a filter plugin
-    cannot import another role's plugin by name."""
-    name = "vpsnet_inputs_shared"
-    if name not in sys.modules:
-        roles = Path(__file__).resolve().parents[2]
-        path = roles / "vpsnet_inputs" / "filter_plugins" / "vpsnet_inputs.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def validate(params: dict[str, Any]) -> list[str]:
-    """Every problem with the role's inputs, each naming the bad value: the
-    checks of tasks/validate.yml (the role runs those), for Python callers."""
-    shared = _inputs()
-    lo_i, hi_i = params.get("interval_ms_range") or (100, 60000)
-    lo_s, hi_s = params.get("stall_intervals_range") or (2, 100)
-    key, cert = params.get("signing_key") or "", params.get("signing_cert") or ""
-    specs = [
-        {"name": "vpsnet_driver_version", "value": params.get("version"), "check": "version"},
-        {"name": "vpsnet_driver_interval_ms", "value": params.get("interval_ms"), "check": "int",
-         "min": lo_i, "max": hi_i},
-        {"name": "vpsnet_driver_stall_intervals", "value": params.get("stall_intervals"),
-         "check": "int", "min": lo_s, "max": hi_s},
-        {"name": "vpsnet_driver_drivers", "value": params.get("drivers"), "check": "list",
-         "min_len": 1, "max_len": MAX_DRIVERS, "unique": True,
-         "elements": {"check": "identifier", "pattern": DRIVER_RE.pattern,
-                      "what": "a kernel driver name"}},
-        {"name": "vpsnet_driver_method", "value": params.get("method", "auto"), "check": "choice",
-         "choices": list(METHODS)},
-        {"name": "vpsnet_driver_dkms_signing_key", "value": key, "check": "string",
-         "pattern": SIGNING_KEY_RE.pattern, "max_len": 1024,
-         "what": "an absolute path on the host or a pkcs11: URI"},
-        {"name": "vpsnet_driver_dkms_signing_cert", "value": cert, "check": "path",
-         "allow_empty": True},
-        {"name": "vpsnet_driver_dkms_signing_key and vpsnet_driver_dkms_signing_cert",
-         "value": [key, cert], "check": "all_or_none"},
-    ]
-    errors: list[str] = shared.check(specs)
-    return errors
 
 
 def kmod_package(kernel: str) -> str:
@@ -241,8 +185,8 @@ def _split(version: str) -> tuple[int, str, str]:
 
 def version_compare(a: str, b: str) -> int:
     """-1, 0 or 1 as Debian orders the versions a and b ([epoch:]upstream[-revision],
-    1.1.0~rc1 < 1.1.0 < 1.1.0+git3 < 1.1.1 < 1.10.0). For vpsnet's versions (VERSION_RE)
-    rpm orders them the same way."""
+    1.1.0~rc1 < 1.1.0 < 1.1.0+git3 < 1.1.1 < 1.10.0). For vpsnet's versions
+    (vpsnet_inputs' version check) rpm orders them the same way."""
     if not isinstance(a, str) or not isinstance(b, str) or not a.strip() or not b.strip():
         raise ValueError(f"cannot compare versions {a!r} and {b!r}")
     ea, ua, ra = _split(a)
@@ -271,7 +215,6 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
-            "vpsnet_driver_validate": validate,
             "vpsnet_driver_choose_method": choose_method,
             "vpsnet_driver_package_set": package_set,
             "vpsnet_driver_package_commands": package_commands,

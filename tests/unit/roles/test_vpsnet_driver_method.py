@@ -127,33 +127,6 @@ def test_package_set_rpm_pins_with_a_dash() -> None:
     assert res["install"] == ["vpsnet-kmod-5.14.0-427.el9.x86_64-1.1.0", "vpsnet-tools-1.1.0"]
 
 
-@pytest.mark.parametrize(
-    ("kw", "needle"),
-    [
-        ({"method": "kmod"}, "vpsnet_driver_method='kmod' is not one of auto, prebuilt, dkms"),
-        ({"signing_key": "/etc/vpsnet/fleet.key"}, "set both"),
-        ({"signing_cert": "/etc/vpsnet/fleet.crt"}, "set both"),
-        ({"signing_key": "fleet.key", "signing_cert": "/etc/vpsnet/fleet.crt"},
-         "vpsnet_driver_dkms_signing_key='fleet.key' is not an absolute path"),
-        ({"signing_key": "/k", "signing_cert": "fleet.crt"},
-         "vpsnet_driver_dkms_signing_cert='fleet.crt' is not an absolute path"),
-    ],
-)
-def test_validate_method_and_signing(kw: dict[str, str], needle: str) -> None:
-    base = {"version": "1.0.0", "interval_ms": 1000, "stall_intervals": 3, "drivers": ["ena"],
-            "interval_ms_range": [100, 60000], "stall_intervals_range": [2, 100]}
-    errors = driver.validate({**base, **kw})
-    assert any(needle in e for e in errors), errors
-
-
-def test_validate_accepts_pkcs11_key() -> None:
-    base = {"version": "1.0.0", "interval_ms": 1000, "stall_intervals": 3, "drivers": ["ena"],
-            "interval_ms_range": [100, 60000], "stall_intervals_range": [2, 100],
-            "method": "dkms", "signing_key": "pkcs11:token=fleet;object=vpsnet",
-            "signing_cert": "/etc/vpsnet/fleet.crt"}
-    assert driver.validate(base) == []
-
-
 # --------------------------------------------------------------------------- method.yml for real
 
 PLAY = """\

@@ -1,37 +1,25 @@
-"""Unit tests of the vpsnet_driver input validation filter."""
+"""The vpsnet_driver role's input checks, as its tasks/validate.yml runs them."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from vpsnet_inputs_helpers import errors
 
-REPO = Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location(
-    "vpsnet_driver_filters", REPO / "roles/vpsnet_driver/filter_plugins/vpsnet_driver.py"
-)
-assert _spec is not None and _spec.loader is not None
-driver = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(driver)
+GOOD = {
+    "vpsnet_driver_version": "1.0.0",
+    "vpsnet_driver_interval_ms": 1000,
+    "vpsnet_driver_stall_intervals": 3,
+    "vpsnet_driver_drivers": ["ena", "virtio_net", "gve"],
+}
 
 
-def params(**kw: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "version": "1.0.0",
-        "interval_ms": 1000,
-        "stall_intervals": 3,
-        "drivers": ["ena", "virtio_net", "gve"],
-        "interval_ms_range": [100, 60000],
-        "stall_intervals_range": [2, 100],
-    }
-    base.update(kw)
-    return base
+def driver_errors(**kw: object) -> list[str]:
+    return errors("vpsnet_driver", {**GOOD, **{f"vpsnet_driver_{k}": v for k, v in kw.items()}})
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "1.1.0~rc1", "2.0.0+git3", "10.2"])
 def test_good_versions(version: str) -> None:
-    assert driver.validate(params(version=version)) == []
+    assert driver_errors(version=version) == []
 
 
 @pytest.mark.parametrize(
@@ -49,5 +37,27 @@ def test_good_versions(version: str) -> None:
     ],
 )
 def test_bad_input_named(kw: dict[str, object], needle: str) -> None:
-    errors = driver.validate(params(**kw))
-    assert any(needle in e for e in errors), errors
+    found = driver_errors(**kw)
+    assert any(needle in e for e in found), found
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"method": "kmod"}, "vpsnet_driver_method='kmod' is not one of auto, prebuilt, dkms"),
+        ({"dkms_signing_key": "/etc/vpsnet/fleet.key"}, "set both"),
+        ({"dkms_signing_cert": "/etc/vpsnet/fleet.crt"}, "set both"),
+        ({"dkms_signing_key": "fleet.key", "dkms_signing_cert": "/etc/vpsnet/fleet.crt"},
+         "vpsnet_driver_dkms_signing_key='fleet.key' is not an absolute path"),
+        ({"dkms_signing_key": "/k", "dkms_signing_cert": "fleet.crt"},
+         "vpsnet_driver_dkms_signing_cert='fleet.crt' is not an absolute path"),
+    ],
+)
+def test_method_and_signing(kw: dict[str, str], needle: str) -> None:
+    found = driver_errors(**kw)
+    assert any(needle in e for e in found), found
+
+
+def test_a_pkcs11_signing_key_is_accepted() -> None:
+    assert driver_errors(method="dkms", dkms_signing_key="pkcs11:token=fleet;object=vpsnet",
+                         dkms_signing_cert="/etc/vpsnet/fleet.crt") == []
