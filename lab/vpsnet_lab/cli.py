@@ -6,14 +6,13 @@ import argparse
 import json
 import math
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 
 from . import ansible_env, image, inventory, spec
 from .fieldcheck import CONTROL_RE
-from .fleet import DEFAULT_BOOT_TIMEOUT, SSH_KEY, Lab
+from .fleet import DEFAULT_BOOT_TIMEOUT, NIC_RE, SSH_KEY, Lab
 from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError, kernel_syntax_ok
 from .spec import FIRMWARES, NAME_RE, SpecError
 
@@ -160,7 +159,7 @@ def _guest_name(text: str) -> str:
 
 
 def _nic(text: str) -> str:
-    if not re.fullmatch(r"(eth|nic)?[0-9]{1,2}", text):
+    if not NIC_RE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a NIC (eth0, eth1, ...)")
     return text
 

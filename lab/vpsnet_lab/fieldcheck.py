@@ -7,8 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from . import paths
-from .paths import KERNEL_HELP, KERNEL_SERIES
+from .paths import KERNEL_HELP, kernel_syntax_ok
 from .specfile import YamlFloat, YamlInt, join, short
 
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -102,8 +101,7 @@ class Checker:
         return None
 
     def kernel(self, value: Any, where: str) -> str:
-        if isinstance(value, str) and (value in KERNEL_SERIES or (
-                paths.RELEASE_RE.fullmatch(value) and paths.release_series(value))):
+        if isinstance(value, str) and kernel_syntax_ok(value):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             text = shown(value)

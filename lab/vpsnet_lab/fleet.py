@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -220,6 +221,10 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no output)"
 
 
+# A guest NIC as the CLI and tests name it: eth1 or nic1 or 1 (ASCII digits).
+NIC_RE = re.compile(r"(?:eth|nic)?([0-9]{1,2})")
+
+
 class Lab:
     """A running (or stopped) lab, addressed through its state directory."""
 
@@ -286,6 +291,7 @@ class Lab:
         lab.state = {"spec": raw_spec, "source": source, "guests": {}, "helper": None,
                      "netns": [], "metadata_ports": {}, "started": time.time(),
                      "accel": accel.as_dict()}
+        lab._spec = (raw_spec, spec)  # parsed above: Lab.spec need not parse it again
         lab.dir.mkdir(parents=True, exist_ok=True)
         lab._save()
         try:
@@ -469,12 +475,12 @@ class Lab:
 
     def _nic(self, name: str, nic: str) -> int:
         g = self.spec.guest(name)
-        index = nic.removeprefix("eth").removeprefix("nic")
+        m = NIC_RE.fullmatch(nic)
         valid = [0] + [n.index for n in g.nics]
-        if not index.isdigit() or int(index) not in valid:
+        if m is None or int(m[1]) not in valid:
             raise LabError(f"{name} has no NIC {nic!r} (NICs: "
                            f"{', '.join(f'eth{i}' for i in valid)})")
-        return int(index)
+        return int(m[1])
 
     def link(self, name: str, nic: str, up: bool) -> None:
         self.qmp(name, "set_link", {"name": f"n{self._nic(name, nic)}", "up": up})
