@@ -1,0 +1,598 @@
+"""vpsnet_nic: the one place for NIC queue IRQ names and the queue -> CPU rules.
+
+Used by the vpsnet_facts module (which IRQs are a NIC's queue IRQs), the
+vpsnet_tune plan filter on the controller (the plan), and, installed next to
+it, the host-side writer vpsnet-irq-affinity (boot, hotplug, `ethtool -L`
+re-check, irqbalance policy), so the three can never disagree. Standard
+library only, Python 3.9+, no Ansible imports.
+
+IRQ names (the kernel's request_irq() names, as /proc/interrupts shows them):
+
+  ena         <ifname>-Tx-Rx-<N>             queue N, rx+tx; ena-mgmnt@pci:<bdf> is no queue
+  virtio_net  virtio<K>-input.<N>            rx queue N
+              virtio<K>-output.<N>           tx queue N
+              virtio<K>-virtqueues           every queue on one vector (shared)
+              virtio<K>-config               config changes, no queue
+  gve < 6.3   <netdev>-ntfy-block.<i>        notify block i; requested before
+              <netdev>-mgmnt                 register_netdev, so <netdev> is
+                                             literally "eth%d"; mgmnt is no queue
+  gve >= 6.3  gve-ntfy-blk<i>@pci:<bdf>      notify block i
+              gve-mgmnt@pci:<bdf>            no queue
+              (blocks 0..n/2-1 serve tx queues 0.., blocks n/2..n-1 rx queues 0..)
+  idpf        idpf-<ifname>-TxRx-<v>         q_vector serving rx and tx queue
+              idpf-<ifname>-Tx-<v> / -Rx-<v> tx-only / rx-only q_vector
+              idpf-Mailbox-0                 no queue
+              (<v> was the MSI-X index, mailbox first, until the fix that made
+              it the q_vector index; q_vector i serves queue i, so queues are
+              numbered by rank of <v>)
+  Xen/generic <ifname>-q<N>-tx|rx, <ifname>-TxRx-<N> (-Tx-Rx, -txrx, -rxtx),
+              <ifname>-rx|tx-<N>, <ifname>-tx|rx (one queue)
+
+Multi-NIC CPU policy (allocate()):
+
+  Each tuned NIC's pool is its NUMA node's online CPUs (all online CPUs when
+  the node is unknown) minus the reserved CPUs, minus CPU 0 when CPU 0 is
+  avoided. NICs with the same pool are taken in natural name order (eth2
+  before eth10) and each gets the next min(queues, pool size) CPUs of the
+  pool, so their ranges are disjoint while CPUs last; when the pool runs out
+  the next NIC wraps round to the pool's start and shares CPUs round-robin.
+  Queue N of a NIC goes to cpus[N % len(cpus)] (cpus sorted), also for the
+  queues beyond its CPU count.
+
+  CPU 0 (vpsnet_tune_irq_cpu0): `avoid` always keeps it off queue IRQs and
+  RPS, `use` never does, `auto` avoids it when the host tunes more than one
+  NIC and CPU 0's pool has at least 4 CPUs (a 2-vCPU VM keeps both CPUs).
+  Google's google_set_multiqueue skips vCPU 0 on multi-NIC shapes as well,
+  but only at boot; vpsnet applies the same rule again on hotplug and
+  channel changes and gives every NIC its own range.
+
+  XPS: tx-N -> the CPU of the IRQ serving TX queue N (cpus[N % len]); that
+  is also where the transmit work lands when the IRQ is shared by rx and tx
+  (ENA, idpf TxRx) or by all queues (virtio -virtqueues). Only NICs with more
+  than one TX queue (the kernel keeps no map for a single queue).
+  RPS: when the pool has more CPUs than the NIC has RX queues, every rx-N
+  gets the pool minus the NIC's IRQ CPUs and their SMT siblings (AWS's ENA
+  guide); otherwise RPS is 0 (off). Masks are written in the kernel's format
+  (comma-separated 32-bit hex words) and compared by value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+# queue numbers in IRQ names: ASCII and bounded (\d also takes other scripts' digits)
+_Q = r"([0-9]{1,6})"
+# An IRQ number: ASCII digits, bounded (isdigit() takes "²", which int() refuses).
+IRQ_RE = re.compile(r"[0-9]{1,10}")
+DIRECTIONS = ("rx", "tx", "rxtx", "shared", "block")
+CPU0_MODES = ("auto", "avoid", "use")
+# auto avoids CPU 0 only when its pool has at least this many CPUs
+CPU0_AUTO_MIN_POOL = 4
+MAX_CPU = 8191
+
+# --------------------------------------------------------------------------- names
+
+
+def queue_irq(driver: str | None, ifname: str, devname: str, irq_name: str,
+              restricted: bool) -> tuple[int | None, str] | None:
+    """(queue, direction) when irq_name is one of this NIC's queue IRQs, else None.
+
+    `devname` is the basename of the NIC's device (virtioK, or the PCI address
+    for gve). `restricted` means the candidate IRQs already belong to the NIC's
+    device (its msi_irqs), so a name's interface/device part need not match.
+    gve returns the notify block with direction "block" and idpf the vector
+    number: fix_queues() turns both into queue numbers for the whole NIC.
+    """
+    esc_if = re.escape(ifname)
+    if driver == "ena":
+        prefix = r".+" if restricted else esc_if
+        match = re.fullmatch(prefix + r"-Tx-Rx-" + _Q, irq_name)
+        return (int(match.group(1)), "rxtx") if match else None
+    if driver == "virtio_net":
+        prefix = r"virtio[0-9]{1,6}" if restricted else re.escape(devname)
+        match = re.fullmatch(prefix + r"-(input|output)\." + _Q, irq_name)
+        if match:
+            return int(match.group(2)), "rx" if match.group(1) == "input" else "tx"
+        if re.fullmatch(prefix + r"-virtqueues", irq_name):
+            return None, "shared"
+        return None
+    if driver == "gve":
+        pci = r".+" if restricted else re.escape(devname)
+        # before Linux 6.3 the name was taken before register_netdev: "eth%d"
+        netdev = r".+" if restricted else "(?:" + esc_if + r"|eth%d)"
+        match = re.fullmatch(r"gve-ntfy-blk" + _Q + r"@pci:" + pci, irq_name) or re.fullmatch(
+            netdev + r"-ntfy-block\." + _Q, irq_name)
+        return (int(match.group(1)), "block") if match else None
+    if driver == "idpf":
+        prefix = r"idpf-" + (r".+" if restricted else esc_if)
+        match = re.fullmatch(prefix + r"-(TxRx|Tx|Rx)-" + _Q, irq_name)
+        if match:
+            return int(match.group(2)), {"TxRx": "rxtx", "Tx": "tx", "Rx": "rx"}[match.group(1)]
+        return None
+    # Xen netfront and generic naming ("eth0-q0-tx", "eth0-TxRx-3", "eth0-rx-1")
+    match = re.fullmatch(esc_if + r"-q" + _Q + r"-(tx|rx)", irq_name)
+    if match:
+        return int(match.group(1)), match.group(2)
+    match = re.fullmatch(esc_if + r"-(?:Tx-Rx|TxRx|txrx|rxtx)-" + _Q, irq_name)
+    if match:
+        return int(match.group(1)), "rxtx"
+    match = re.fullmatch(esc_if + r"-(rx|tx)-" + _Q, irq_name)
+    if match:
+        return int(match.group(2)), match.group(1)
+    match = re.fullmatch(esc_if + r"-(tx|rx)", irq_name)
+    if match:
+        return 0, match.group(1)
+    return None
+
+
+def _sort_key(item: dict[str, Any]) -> tuple[int, str, int]:
+    queue = item.get("queue")
+    return (queue if queue is not None else -1, str(item.get("direction")), int(item["irq"]))
+
+
+def fix_queues(driver: str | None, irqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Queue numbers for a whole NIC's [{irq, name, queue, direction}] (in place,
+    also returned, sorted by queue): gve notify blocks 0..n/2-1 serve tx queues,
+    n/2..n-1 rx queues; idpf vectors are numbered by rank (q_vector i serves
+    queue i, whether the name carries the MSI-X index or the q_vector index)."""
+    blocks = [i for i in irqs if i.get("direction") == "block"]
+    if blocks:
+        half = max(len(blocks) // 2, 1)
+        for item in blocks:
+            index = int(item["queue"])
+            item["direction"] = "tx" if index < half else "rx"
+            item["queue"] = index % half
+    if driver == "idpf":
+        ranked = sorted((i for i in irqs if i.get("queue") is not None),
+                        key=lambda i: (int(i["queue"]), int(i["irq"])))
+        for rank, item in enumerate(ranked):
+            item["queue"] = rank
+    irqs.sort(key=_sort_key)
+    return irqs
+
+
+def nic_queue_irqs(driver: str | None, ifname: str, devname: str,
+                   interrupts: dict[int, str], msi: set[int] | None) -> list[dict[str, Any]]:
+    """The NIC's queue IRQs from an IRQ -> name table, queue numbers fixed up.
+    `msi`: the IRQs of the NIC's device (msi_irqs), None when unknown."""
+    irqs: list[dict[str, Any]] = []
+    for irq, irq_name in sorted(interrupts.items()):
+        if msi is not None and irq not in msi:
+            continue
+        found = queue_irq(driver, ifname, devname, irq_name, msi is not None)
+        if found is not None:
+            irqs.append({"irq": irq, "name": irq_name, "queue": found[0], "direction": found[1]})
+    return fix_queues(driver, irqs)
+
+
+def parse_interrupts(text: str) -> dict[int, str]:
+    """/proc/interrupts -> {irq: name}; the name is the last field of the line."""
+    out: dict[int, str] = {}
+    for line in (text or "").splitlines()[1:]:
+        head, _, rest = line.partition(":")
+        head = head.strip()
+        if not IRQ_RE.fullmatch(head):
+            continue
+        fields = rest.split()
+        if fields:
+            out[int(head)] = fields[-1]
+    return out
+
+
+# --------------------------------------------------------------------------- CPU lists and masks
+
+
+def parse_cpulist(text: Any) -> list[int]:
+    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; a list of ints passes through.
+    Raises ValueError on anything else (also CPUs past MAX_CPU)."""
+    if isinstance(text, (list, tuple, set)):
+        cpus = {int(c) for c in text}
+    else:
+        cpus = set()
+        for part in str(text).strip().split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            if not re.fullmatch(r"[0-9]{1,5}", lo) or (sep and not re.fullmatch(r"[0-9]{1,5}", hi)):
+                raise ValueError(f"{part!r} is not a CPU or CPU range")
+            cpus.update(range(int(lo), int(hi if sep else lo) + 1))
+    if any(c < 0 or c > MAX_CPU for c in cpus):
+        raise ValueError(f"CPU numbers must be 0..{MAX_CPU}")
+    return sorted(cpus)
+
+
+def format_cpulist(cpus: Iterable[int]) -> str:
+    """[0, 1, 2, 3, 8] -> '0-3,8' (the kernel's cpulist format; '' when empty)."""
+    out: list[str] = []
+    run: list[int] = []
+    for cpu in sorted(set(cpus)):
+        if run and cpu == run[-1] + 1:
+            run.append(cpu)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [cpu]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def format_mask(cpus: Iterable[int]) -> str:
+    """CPUs -> the kernel's hex mask: 32-bit words, most significant first,
+    comma-separated ('00000004'; '00000001,00000000' for CPU 32; '0' when empty)."""
+    value = 0
+    for cpu in cpus:
+        value |= 1 << int(cpu)
+    if not value:
+        return "0"
+    words = []
+    while value:
+        words.append(f"{value & 0xFFFFFFFF:08x}")
+        value >>= 32
+    return ",".join(reversed(words))
+
+
+def parse_mask(text: str) -> int | None:
+    """A kernel hex mask ('00000000,0000000c', 'c') -> its value; None when unreadable."""
+    digits = (text or "").strip().replace(",", "")
+    if not digits or not re.fullmatch(r"[0-9a-fA-F]{1,2048}", digits):
+        return None
+    return int(digits, 16)
+
+
+def mask_cpus(value: int) -> list[int]:
+    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+
+
+def show_mask(value: int | None) -> str:
+    """A mask value for a message: hex without padding, and its CPUs."""
+    if value is None:
+        return "unreadable"
+    return f"{value:x} (CPUs {format_cpulist(mask_cpus(value)) or 'none'})"
+
+
+def parse_siblings(text: str) -> dict[int, list[int]]:
+    """`grep -H . cpu*/topology/thread_siblings_list` output (path:list lines,
+    any directory prefix) -> {cpu: [its SMT siblings, itself included]}."""
+    out: dict[int, list[int]] = {}
+    for line in (text or "").splitlines():
+        path, sep, value = line.rpartition(":")
+        match = re.search(r"cpu([0-9]{1,5})/topology/thread_siblings_list$", path)
+        if not sep or not match:
+            continue
+        try:
+            out[int(match.group(1))] = parse_cpulist(value)
+        except ValueError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def natural_key(name: str) -> list[Any]:
+    """eth2 before eth10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"([0-9]+)", str(name)) if part]
+
+
+def avoid_cpu0(mode: str, tuned_nics: int, pool_size: int) -> bool:
+    """The CPU 0 rule: `avoid`, `use`, or `auto` (more than one tuned NIC and a
+    pool of at least CPU0_AUTO_MIN_POOL CPUs around CPU 0)."""
+    if mode == "avoid":
+        return True
+    if mode == "use":
+        return False
+    return tuned_nics > 1 and pool_size >= CPU0_AUTO_MIN_POOL
+
+
+def nic_pool(node_cpus: list[int] | None, online: list[int], reserved: Iterable[int],
+             cpu0_avoided: bool) -> list[int]:
+    """The CPUs a NIC may use: its node's online CPUs (every online CPU when the
+    node is unknown), minus the reserved ones and CPU 0 when it is avoided."""
+    banned = set(reserved) | ({0} if cpu0_avoided else set())
+    base = node_cpus if node_cpus else online
+    return [c for c in sorted(set(base)) if c in set(online) and c not in banned]
+
+
+def allocate(nics: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """[{name, pool, queues}] -> {name: its sorted CPUs}: NICs sharing a pool, in
+    natural name order, take the next min(queues, pool size) CPUs of the pool,
+    wrapping round to its start when the pool runs out (then shared round-robin)."""
+    out: dict[str, list[int]] = {}
+    cursors: dict[tuple[int, ...], int] = {}
+    for nic in sorted(nics, key=lambda n: natural_key(n["name"])):
+        pool = tuple(sorted(set(nic["pool"])))
+        if not pool:
+            out[nic["name"]] = []
+            continue
+        take = min(max(int(nic.get("queues") or 1), 1), len(pool))
+        start = cursors.get(pool, 0)
+        out[nic["name"]] = sorted(pool[(start + i) % len(pool)] for i in range(take))
+        cursors[pool] = (start + take) % len(pool)
+    return out
+
+
+def irq_cpu(cpus: list[int], queue: int) -> int:
+    return cpus[int(queue) % len(cpus)]
+
+
+def irq_cpus(cpus: list[int], irqs: list[dict[str, Any]]) -> list[int]:
+    """The CPUs a NIC's queue IRQs land on."""
+    return sorted({irq_cpu(cpus, i["queue"]) for i in irqs if i.get("queue") is not None})
+
+
+def xps_plan(cpus: list[int], tx_queues: int) -> dict[int, int]:
+    """tx-N -> CPU (the CPU of the IRQ serving TX queue N); {} for one TX queue."""
+    if tx_queues < 2 or not cpus:
+        return {}
+    return {q: irq_cpu(cpus, q) for q in range(tx_queues)}
+
+
+def rps_plan(pool: list[int], used: list[int], siblings: dict[int, list[int]],
+             rx_queues: int) -> list[int]:
+    """RPS CPUs for every rx-N: when the pool has more CPUs than RX queues, the
+    pool minus the IRQ CPUs and their SMT siblings; else [] (RPS off)."""
+    if len(pool) <= rx_queues:
+        return []
+    busy = set(used)
+    for cpu in used:
+        busy.update(siblings.get(cpu, [cpu]))
+    return [c for c in pool if c not in busy]
+
+
+def plan_irqs(nics: list[dict[str, Any]], online: list[int], nodes: dict[Any, list[int]],
+              reserved: list[int], cpu0_mode: str) -> tuple[list[dict[str, Any]], bool, list[str]]:
+    """The controller's plan for the tuned NICs [{name, driver, numa_node, irqs,
+    queues}] (queues: how many the NIC will run) -> ([{nic, driver, numa_node,
+    pool, cpus, irqs: [{irq, name, queue, direction, cpu}]}], CPU 0 avoided, errors)."""
+    errors: list[str] = []
+    node_map = {str(k): list(v) for k, v in (nodes or {}).items()}
+
+    def local(nic: dict[str, Any]) -> list[int] | None:
+        node = nic.get("numa_node")
+        if node is None or int(node) < 0:
+            return None
+        return node_map.get(str(int(node)))
+
+    zero = next((cpus for cpus in node_map.values() if 0 in cpus), None)
+    pool0 = nic_pool(zero, online, reserved, False)
+    avoided = 0 in pool0 and avoid_cpu0(cpu0_mode, len(nics), len(pool0))
+    pools: list[dict[str, Any]] = []
+    for nic in nics:
+        pool = nic_pool(local(nic), online, reserved, avoided)
+        if not pool:
+            base = nic_pool(local(nic), online, [], False)
+            errors.append(
+                f"NIC {nic['name']}: no CPU left for its queue IRQs: NUMA-local CPUs "
+                f"{format_cpulist(base)!r} minus vpsnet_tune_reserved_cpus "
+                f"{format_cpulist(reserved)!r}" + (" minus CPU 0 (vpsnet_tune_irq_cpu0="
+                                                   f"{cpu0_mode})" if avoided else ""))
+            continue
+        pools.append({"name": nic["name"], "pool": pool, "queues": nic.get("queues") or 1})
+    cpus_of = allocate(pools)
+    plan = []
+    for nic in nics:
+        if nic["name"] not in cpus_of:
+            continue
+        cpus = cpus_of[nic["name"]]
+        irqs = [dict(i, cpu=irq_cpu(cpus, i["queue"])) for i in nic.get("irqs") or []
+                if i.get("queue") is not None]
+        plan.append({"nic": nic["name"], "driver": nic.get("driver"),
+                     "numa_node": nic.get("numa_node"),
+                     "pool": next(p["pool"] for p in pools if p["name"] == nic["name"]),
+                     "cpus": cpus, "cpulist": format_cpulist(cpus), "irqs": irqs})
+    return plan, avoided, errors
+
+
+# --------------------------------------------------------------------------- the conf file
+
+# /etc/vpsnet/irq-affinity.conf: `IFNAME CPULIST` lines (the NIC's CPUs, queue
+# N on CPULIST[N % len]) and `option NAME VALUE` lines. Files written before
+# the options existed carry none: IRQs only, as then.
+OPTION_DEFAULTS = {"xps": "off", "rps": "off", "cpu0": "use", "reserved": "none"}
+OPTION_VALUES = {"xps": ("on", "off"), "rps": ("on", "off"), "cpu0": ("avoid", "use")}
+
+
+class ConfError(ValueError):
+    """A line of the conf file that cannot be read."""
+
+
+def parse_conf(text: str) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """-> (options, {ifname: cpus}). Raises ConfError naming the bad line."""
+    options = dict(OPTION_DEFAULTS)
+    nics: dict[str, list[int]] = {}
+    for number, raw in enumerate((text or "").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if fields[0] == "option":
+            if len(fields) not in (2, 3) or fields[1] not in OPTION_DEFAULTS:
+                raise ConfError(f"line {number}: {line!r} is not a known option")
+            name, value = fields[1], fields[2] if len(fields) == 3 else ""
+            if name == "reserved":
+                try:
+                    parse_cpulist("" if value == "none" else value)
+                except ValueError:
+                    raise ConfError(
+                        f"line {number}: reserved {value!r} is not a CPU list") from None
+            elif value not in OPTION_VALUES[name]:
+                raise ConfError(f"line {number}: option {name} {value!r} is not one of "
+                                f"{', '.join(OPTION_VALUES[name])}")
+            options[name] = value or "none"
+            continue
+        if len(fields) != 2:
+            raise ConfError(f"line {number}: {line!r} is not `IFNAME CPULIST`")
+        try:
+            cpus = parse_cpulist(fields[1])
+        except ValueError:
+            cpus = []
+        if not cpus:
+            raise ConfError(f"line {number}: {fields[1]!r} is not a CPU list")
+        nics[fields[0]] = cpus
+    return options, nics
+
+
+def format_conf(options: dict[str, str], nics: dict[str, list[int]]) -> str:
+    lines = [f"option {name} {options.get(name, default)}"
+             for name, default in OPTION_DEFAULTS.items()]
+    lines += [f"{name} {format_cpulist(cpus)}"
+              for name, cpus in sorted(nics.items(), key=lambda kv: natural_key(kv[0]))]
+    return "\n".join(lines) + "\n"
+
+
+def reserved_of(options: dict[str, str]) -> list[int]:
+    value = options.get("reserved", "none")
+    return [] if value in ("", "none") else parse_cpulist(value)
+
+
+# --------------------------------------------------------------------------- the live host
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _queue_numbers(names: Iterable[str], prefix: str) -> list[int]:
+    out = []
+    for name in names:
+        match = re.fullmatch(re.escape(prefix) + _Q, name)
+        if match:
+            out.append(int(match.group(1)))
+    return sorted(out)
+
+
+def read_nic(root: str, ifname: str, interrupts: dict[int, str]) -> dict[str, Any] | None:
+    """A NIC as it is now: driver, device, NUMA node, queue IRQs (with their
+    smp_affinity_list), tx/rx queue numbers. None when it has no device."""
+    net = os.path.join(root, "sys/class/net", ifname)
+    dev = os.path.join(net, "device")
+    if not os.path.exists(dev):
+        return None
+    driver = os.path.basename(os.path.realpath(os.path.join(dev, "driver")))
+    device = os.path.realpath(dev)
+    pci = device
+    if not os.path.isdir(os.path.join(pci, "msi_irqs")):
+        pci = os.path.dirname(pci)  # virtio: virtioN sits under the PCI function
+    try:
+        msi: set[int] | None = {int(i) for i in os.listdir(os.path.join(pci, "msi_irqs"))
+                                   if IRQ_RE.fullmatch(i)}
+    except OSError:
+        msi = None
+    node_text = (_read(os.path.join(pci, "numa_node")) or "").strip()
+    node = int(node_text) if re.fullmatch(r"[0-9]{1,4}", node_text) else None
+    irqs = nic_queue_irqs(driver, ifname, os.path.basename(device), interrupts, msi)
+    for item in irqs:
+        item["affinity"] = (_read(os.path.join(root, "proc/irq", str(item["irq"]),
+                                               "smp_affinity_list")) or "").strip()
+    try:
+        queues = os.listdir(os.path.join(net, "queues"))
+    except OSError:
+        queues = []
+    return {"name": ifname, "driver": driver, "numa_node": node, "irqs": irqs,
+            "tx": _queue_numbers(queues, "tx-"), "rx": _queue_numbers(queues, "rx-")}
+
+
+def read_topology(root: str) -> tuple[list[int], dict[int, list[int]]]:
+    """(online CPUs, {node: its CPUs})."""
+    try:
+        online = parse_cpulist(_read(os.path.join(root, "sys/devices/system/cpu/online")) or "")
+    except ValueError:
+        online = []
+    nodes: dict[int, list[int]] = {}
+    base = os.path.join(root, "sys/devices/system/node")
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        entries = []
+    for entry in entries:
+        match = re.fullmatch(r"node([0-9]{1,4})", entry)
+        if match:
+            try:
+                nodes[int(match.group(1))] = parse_cpulist(
+                    _read(os.path.join(base, entry, "cpulist")) or "")
+            except ValueError:
+                continue
+    return online, nodes
+
+
+def read_siblings(root: str, cpus: Iterable[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for cpu in cpus:
+        text = _read(os.path.join(root, f"sys/devices/system/cpu/cpu{cpu}/topology/"
+                                        "thread_siblings_list"))
+        try:
+            out[cpu] = parse_cpulist(text) if text else [cpu]
+        except ValueError:
+            out[cpu] = [cpu]
+    return out
+
+
+# --------------------------------------------------------------------------- plan vs. live
+
+
+def wanted(nic: dict[str, Any], cpus: list[int], options: dict[str, str], online: list[int],
+           nodes: dict[int, list[int]], siblings: Callable[[list[int]], dict[int, list[int]]]
+           ) -> dict[str, Any]:
+    """What a NIC (as read_nic() saw it) should have, given its CPUs from the
+    conf file: {irq: cpu}, {tx queue: cpu} (None: XPS left alone), RPS CPUs
+    (None: left alone)."""
+    node = nic.get("numa_node")
+    pool = nic_pool(nodes.get(node) if node is not None else None, online,
+                    reserved_of(options), options.get("cpu0") == "avoid")
+    irqs = {int(i["irq"]): irq_cpu(cpus, i["queue"]) for i in nic["irqs"]
+            if i.get("queue") is not None}
+    xps = xps_plan(cpus, len(nic["tx"])) if options.get("xps") == "on" else None
+    rps = None
+    if options.get("rps") == "on":
+        used = irq_cpus(cpus, nic["irqs"])
+        rps = rps_plan(pool, used, siblings(used), len(nic["rx"]))
+    return {"irqs": irqs, "xps": xps, "rps": rps}
+
+
+def drift(nic: dict[str, Any], want: dict[str, Any],
+          read: Callable[[str], str | None]) -> list[tuple[str, str, str]]:
+    """[(path relative to the root, value to write, message)] for every item of
+    the NIC that differs from `want`; `read(relative path)` reads the live value."""
+    name = nic["name"]
+    out: list[tuple[str, str, str]] = []
+    by_irq = {int(i["irq"]): i for i in nic["irqs"]}
+    for irq, cpu in sorted(want["irqs"].items()):
+        path = f"proc/irq/{irq}/smp_affinity_list"
+        current = (read(path) or "").strip()
+        try:
+            same = parse_cpulist(current) == [cpu]
+        except ValueError:
+            same = False
+        if not same:
+            item = by_irq[irq]
+            queue = item["direction"] + ("" if item["queue"] is None else f"-{item['queue']}")
+            out.append((path, str(cpu), f"{name}: irq {irq} ({item['name']}, {queue}) "
+                                        f"smp_affinity_list {current or 'unreadable'} -> {cpu}"))
+    for queue, cpu in sorted((want["xps"] or {}).items()):
+        path = f"sys/class/net/{name}/queues/tx-{queue}/xps_cpus"
+        mask = parse_mask(read(path) or "")
+        if mask != 1 << cpu:
+            out.append((path, format_mask([cpu]), f"{name}: tx-{queue} xps_cpus "
+                                                  f"{show_mask(mask)} -> {show_mask(1 << cpu)}"))
+    if want["rps"] is not None:
+        value = 0
+        for cpu in want["rps"]:
+            value |= 1 << cpu
+        for queue in nic["rx"]:
+            path = f"sys/class/net/{name}/queues/rx-{queue}/rps_cpus"
+            mask = parse_mask(read(path) or "")
+            if mask != value:
+                message = (f"{name}: rx-{queue} rps_cpus {show_mask(mask)} -> "
+                           f"{show_mask(value)}")
+                out.append((path, format_mask(want["rps"]), message))
+    return out
