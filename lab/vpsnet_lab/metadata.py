@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -207,6 +208,8 @@ class MetadataServer(ThreadingHTTPServer):
         self.tokens = _TokenStore()
         self.documents = aws_documents(ident) if ident.cloud == "aws" else gcp_documents(ident)
         self.log = log
+        if ":" in host:  # an IPv6 literal such as ::1 (tests of the IPv6 endpoint)
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
 
     @property

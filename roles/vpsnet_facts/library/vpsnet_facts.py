@@ -11,6 +11,7 @@ AnsibleModule wrapper.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import math
 import os
@@ -69,6 +70,22 @@ options:
       - A literal IP address is best, since name resolution is not covered by the time budget.
     type: str
     default: http://169.254.169.254
+  metadata_url_ipv6:
+    description:
+      - Base URL of the metadata service over IPv6 (AWS IMDS's IPv6 endpoint), used when
+        O(metadata_ip_version) is C(6), or C(auto) and the host has no IPv4 route to
+        169.254.169.254 but an IPv6 route to fd00:ec2::254 (read from C(proc/net/route) and
+        C(proc/net/ipv6_route)).
+      - Only AWS is asked over IPv6; GCP documents its metadata server on IPv4 only.
+    type: str
+    default: http://[fd00:ec2::254]
+  metadata_ip_version:
+    description:
+      - Which metadata URL to use. C(auto) decides from the host's routes
+        (see O(metadata_url_ipv6)).
+    type: str
+    choices: [auto, "4", "6"]
+    default: auto
   metadata_timeout:
     description:
       - Total time budget in seconds for the whole detection, local reads and metadata
@@ -133,8 +150,10 @@ UNKNOWN = "unknown"
 # PCI vendor:device -> (provider or None, label)
 PCI_IDS: dict[str, tuple[str | None, str]] = {
     "1d0f:ec20": (AWS, "ENA"),
-    "1d0f:ec21": (AWS, "ENA"),
-    "1d0f:0ec2": (AWS, "ENA (pre-production)"),
+    "1d0f:ec21": (AWS, "ENA LLQ VF"),
+    # names as in the ENA driver's ena_pci_id_tbl.h (PF 0ec2, LLQ PF 1ec2, VF ec20, LLQ VF ec21)
+    "1d0f:0ec2": (AWS, "ENA PF"),
+    "1d0f:1ec2": (AWS, "ENA LLQ PF"),
     "1ae0:0042": (GCP, "gVNIC"),
     "1af4:1000": (None, "virtio-net (legacy)"),
     "1af4:1041": (None, "virtio-net (modern)"),
@@ -158,6 +177,15 @@ PCI_ADDR_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 INT_RE = re.compile(r"[0-9]{1,10}")
+
+# The metadata addresses over each family: IMDS and GCE share the IPv4 one;
+# fd00:ec2::254 is AWS's (Nitro instances, HttpProtocolIpv6 enabled).
+METADATA_IPV4 = "169.254.169.254"
+METADATA_IPV6 = "fd00:ec2::254"
+AWS_IMDS_IPV6_URL = f"http://[{METADATA_IPV6}]"
+IP_VERSIONS = ("auto", "4", "6")
+MAX_ROUTES = 1024 * 1024  # route tables a VPS has are a few lines
+RTF_UP, RTF_REJECT = 0x0001, 0x0200
 
 CONNECT_TIMEOUT = 0.5
 MAX_BODY = 64 * 1024
@@ -632,12 +660,77 @@ def aws_identity(doc: Any) -> tuple[MetadataResult | None, list[str]]:
     return MetadataResult(AWS, region, zone, itype, iid), problems
 
 
+def _ipv4_route_to(text: str, address: str) -> str | None:
+    """The interface of the first usable route in /proc/net/route text that covers
+    ADDRESS (default route included), else None. The file prints each address as
+    the host-order value of its network-order bytes (little-endian: reversed)."""
+    target = int.from_bytes(ipaddress.IPv4Address(address).packed, "little")
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            dest, flags, mask = (int(fields[i], 16) for i in (1, 3, 7))
+        except ValueError:
+            continue
+        if flags & RTF_UP and not flags & RTF_REJECT and target & mask == dest & mask:
+            return fields[0]
+    return None
+
+
+def _ipv6_route_to(text: str, address: str) -> str | None:
+    """The interface of the first usable route in /proc/net/ipv6_route text that
+    covers ADDRESS (default route included), else None. Unreachable/prohibit
+    routes (RTF_REJECT, on lo) do not count."""
+    target = int(ipaddress.IPv6Address(address))
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        try:
+            dest, plen, flags = int(fields[0], 16), int(fields[1], 16), int(fields[8], 16)
+        except ValueError:
+            continue
+        if plen > 128 or not flags & RTF_UP or flags & RTF_REJECT:
+            continue
+        if target >> (128 - plen) == dest >> (128 - plen):
+            return fields[9]
+    return None
+
+
+def metadata_family(root: str, wanted: str = "auto") -> tuple[str, str]:
+    """("4" or "6", evidence): the IP version to ask metadata over.
+
+    auto: IPv4 when the host has a usable IPv4 route to 169.254.169.254 (a
+    default route or one to the link-local address: the lab's guests have only
+    the latter); else IPv6 when an IPv6 route covers fd00:ec2::254; else IPv4
+    (as before: nothing routes, the request fails at once). A missing route
+    file (a recorded tree without them) means IPv4."""
+    if wanted in ("4", "6"):
+        return wanted, f"metadata: IPv{wanted} (forced by metadata_ip_version)"
+    v4 = _read(os.path.join(root, "proc/net/route"), MAX_ROUTES)
+    if v4 is None:
+        return "4", "metadata: IPv4 (auto: no proc/net/route to read)"
+    via4 = _ipv4_route_to(v4, METADATA_IPV4)
+    if via4 is not None:
+        return "4", f"metadata: IPv4 (auto: IPv4 route to {METADATA_IPV4} via {_show(via4)})"
+    v6 = _read(os.path.join(root, "proc/net/ipv6_route"), MAX_ROUTES) or ""
+    via6 = _ipv6_route_to(v6, METADATA_IPV6)
+    if via6 is not None:
+        return "6", (f"metadata: IPv6 (auto: no IPv4 route to {METADATA_IPV4}, IPv6 route to "
+                     f"{METADATA_IPV6} via {_show(via6)})")
+    return "4", (f"metadata: IPv4 (auto: no route to {METADATA_IPV4} nor to {METADATA_IPV6}; "
+                 "IPv4 tried as before)")
+
+
 @dataclass
 class MetadataProbe:
     """Bounded metadata queries: every request shares the detection's one deadline."""
 
     base_url: str
     budget: float = 2.0
+    base_url6: str = AWS_IMDS_IPV6_URL
+    ip_version: str = "auto"  # auto, 4 or 6: see metadata_family
     evidence: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reachable: bool = False  # a service answered in its cloud's protocol (token / header)
@@ -646,10 +739,20 @@ class MetadataProbe:
     _closed: bool = False  # set when the caller stopped waiting: the worker says no more
     _session: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    family: str = "4"  # the IP version chosen by select()
+    url: str = field(init=False)  # the base URL of that family
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self.base_url6 = self.base_url6.rstrip("/")
+        self.url = self.base_url
         self.deadline = Deadline(self.budget)
+
+    def select(self, root: str) -> None:
+        """Choose the IP version (and URL) from the host's routes, with evidence."""
+        self.family, why = metadata_family(root, self.ip_version)
+        self.url = self.base_url6 if self.family == "6" else self.base_url
+        self.evidence.append(why)
 
     def _note(self, text: str, warn: bool = False) -> None:
         with self._lock:
@@ -685,7 +788,7 @@ class MetadataProbe:
         # identity: a compressed body could expand past MAX_BODY after the check
         headers = {**headers, "Accept-Encoding": "identity"}
         try:
-            with self._session.request(method, self.base_url + path, headers=headers,
+            with self._session.request(method, self.url + path, headers=headers,
                                        timeout=timeout, allow_redirects=False,
                                        stream=True) as response:
                 encoding = response.headers.get("Content-Encoding", "identity").lower()
@@ -748,6 +851,13 @@ class MetadataProbe:
         if self.deadline.spent(0.05):
             self.evidence.append("metadata: not queried, time budget spent on local reads")
             return None, list(self.evidence), False
+        if self.family == "6" and GCP in order:
+            # GCP documents 169.254.169.254 (metadata.google.internal) only
+            order = [cloud for cloud in order if cloud != GCP]
+            self.evidence.append("metadata gcp: not asked over IPv6 (GCP's metadata server "
+                                 "is documented on IPv4 only)")
+            if not order:
+                return None, list(self.evidence), False
         worker = threading.Thread(target=work, name="vpsnet-facts-metadata", daemon=True)
         worker.start()
         worker.join(max(self.deadline.hard - time.monotonic() - 0.01, 0.0))
@@ -894,6 +1004,7 @@ def detect(root: str = "/", probe: MetadataProbe | None = None,
     reachable = False
     if probe is not None:
         order = {AWS: [AWS], GCP: [GCP], UNKNOWN: [AWS, GCP]}[local]
+        probe.select(root)
         meta, probe_evidence, reachable = probe.run(order)
         evidence.extend(probe_evidence)
     else:
@@ -934,6 +1045,24 @@ def detect(root: str = "/", probe: MetadataProbe | None = None,
 MAX_TIMEOUT = 60.0  # a bigger budget would hold every play for minutes on hosts without metadata
 
 
+def _url_problem(url: Any) -> str | None:
+    """What makes URL unfit as a metadata base URL, or None."""
+    if not isinstance(url, str) or any(not c.isprintable() or c.isspace() for c in url):
+        return "control characters or spaces"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http:// or https:// URL with a host"
+    if parts.username is not None or parts.query or parts.fragment:
+        return "credentials, a query or a fragment"
+    if port == 0:
+        return "port 0"
+    return None
+
+
 def check_params(params: Mapping[str, Any]) -> str | None:
     """The first bad parameter as a one-line message naming it, or None."""
     timeout = params["metadata_timeout"]
@@ -941,25 +1070,14 @@ def check_params(params: Mapping[str, Any]) -> str | None:
             and 0 < timeout <= MAX_TIMEOUT):
         return (f"metadata_timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], "
                 f"got {_show(timeout)}")
-    url = params["metadata_url"]
-    problem = None
-    if not isinstance(url, str) or any(not c.isprintable() or c.isspace() for c in url):
-        problem = "control characters or spaces"
-    else:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            parts, port, problem = None, None, "not a URL"
-        if parts is not None:
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                problem = "not an http:// or https:// URL with a host"
-            elif parts.username is not None or parts.query or parts.fragment:
-                problem = "credentials, a query or a fragment"
-            elif port == 0:
-                problem = "port 0"
-    if problem:
-        return f"metadata_url must be a plain http(s) URL ({problem}), got {_show(url)}"
+    for name in ("metadata_url", "metadata_url_ipv6"):
+        url = params.get(name, AWS_IMDS_IPV6_URL)
+        problem = _url_problem(url)
+        if problem:
+            return f"{name} must be a plain http(s) URL ({problem}), got {_show(url)}"
+    version = params.get("metadata_ip_version", "auto")
+    if version not in IP_VERSIONS:
+        return f"metadata_ip_version must be one of auto, 4, 6, got {_show(version)}"
     root = params["root"]
     if not os.path.isdir(root):
         return f"root must be an existing directory, got {_show(root)}"
@@ -991,6 +1109,8 @@ def main() -> None:
             "root": {"type": "path", "default": "/"},
             "metadata": {"type": "bool", "default": True},
             "metadata_url": {"type": "str", "default": "http://169.254.169.254"},
+            "metadata_url_ipv6": {"type": "str", "default": AWS_IMDS_IPV6_URL},
+            "metadata_ip_version": {"type": "str", "default": "auto"},  # check_params: one line
             "metadata_timeout": {"type": "float", "default": 2.0},
         },
         supports_check_mode=True,
@@ -1004,7 +1124,9 @@ def main() -> None:
     probe = None
     if module.params["metadata"]:
         if HAS_REQUESTS:
-            probe = MetadataProbe(module.params["metadata_url"], deadline.seconds or 2.0)
+            probe = MetadataProbe(module.params["metadata_url"], deadline.seconds or 2.0,
+                                  base_url6=module.params["metadata_url_ipv6"],
+                                  ip_version=module.params["metadata_ip_version"])
         else:
             module.warn("vpsnet_facts: python requests is missing; metadata not queried")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,23 @@ def test_module_runs_under_ansible(tmp_path, aws_server):
     assert all(r[2].get("X-aws-ec2-metadata-token") for r in seen.requests if r[0] == "GET")
 
 
+def test_module_forced_to_ipv6_under_ansible(tmp_path, closed_port):
+    """metadata_ip_version=6 reaches the module: the IPv6 URL is the one asked."""
+    sock = socket.socket(socket.AF_INET6)
+    try:
+        sock.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = sock.getsockname()[1]
+    sock.close()  # closed: the refusal names the IPv6 request
+    root = FIXTURES / "aws-nitro-ena"
+    proc, result = adhoc(tmp_path, f"root={root} metadata_url=http://127.0.0.1:{closed_port} "
+                                   f"metadata_url_ipv6=http://[::1]:{port} metadata_ip_version=6")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    evidence = result["ansible_facts"]["vpsnet_cloud"]["evidence"]
+    assert "metadata: IPv6 (forced by metadata_ip_version)" in evidence
+
+
 def test_module_warns_about_garbage_under_ansible(tmp_path, html_port):
     root = FIXTURES / "kvm-plain"
     proc, result = adhoc(tmp_path, f"root={root} metadata_url=http://127.0.0.1:{html_port}")
@@ -66,6 +84,8 @@ def test_module_warns_about_garbage_under_ansible(tmp_path, html_port):
     ("metadata_url=ftp://169.254.169.254", "metadata_url must be a plain http(s) URL (not an"),
     ("metadata_url=http://u:p@169.254.169.254", "metadata_url must be a plain http(s) URL (cred"),
     ("root=/nonexistent/vpsnet", "root must be an existing directory, got '/nonexistent/vpsnet'"),
+    ("metadata_url_ipv6=http://[fd00:ec2::254", "metadata_url_ipv6 must be a plain http(s) URL"),
+    ("metadata_ip_version=5", "metadata_ip_version must be one of auto, 4, 6, got '5'"),
 ])
 def test_module_rejects_bad_parameters(tmp_path, args, message):
     """One line naming the parameter and its value, no traceback, nothing queried."""
@@ -127,6 +147,10 @@ def test_role_argument_spec_rejects_unknown_provider(tmp_path, closed_port, expe
     ({"vpsnet_facts_metadata_url": "http://169.254.169.254\nX-Evil: 1"},
      "vpsnet_facts_metadata_url="),
     ({"vpsnet_facts_root": "relative/tree"}, "vpsnet_facts_root="),
+    ({"vpsnet_facts_metadata_url_ipv6": "http://[fd00:ec2::zz]"},
+     "vpsnet_facts_metadata_url_ipv6="),
+    ({"vpsnet_facts_metadata_ip_version": 5}, "vpsnet_facts_metadata_ip_version="),
+    ({"vpsnet_facts_metadata_ip_version": "ipv6"}, "vpsnet_facts_metadata_ip_version="),
 ])
 def test_role_refuses_bad_input_before_asking_the_host(tmp_path, aws_server, extra, shown):
     """Validation runs on the controller first: the module never runs, so the metadata
