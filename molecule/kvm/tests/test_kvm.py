@@ -51,7 +51,7 @@ def irq_plan(host: Any) -> dict[int, str]:
     plan: dict[int, str] = {}
     for line in conf.splitlines():
         line = line.split("#", 1)[0].strip()
-        if not line:
+        if not line or line.startswith("option "):  # XPS/RPS/CPU 0 options
             continue
         nic, cpulist = line.split()
         cpus: list[int] = []

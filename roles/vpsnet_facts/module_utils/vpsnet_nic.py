@@ -32,10 +32,11 @@ Multi-NIC CPU policy (allocate()):
 
   Each tuned NIC's pool is its NUMA node's online CPUs (all online CPUs when
   the node is unknown) minus the reserved CPUs, minus CPU 0 when CPU 0 is
-  avoided. NICs with the same pool are taken in natural name order (eth2
-  before eth10) and each gets the next min(queues, pool size) CPUs of the
-  pool, so their ranges are disjoint while CPUs last; when the pool runs out
-  the next NIC wraps round to the pool's start and shares CPUs round-robin.
+  avoided. NICs are taken in natural name order (eth2 before eth10) and each
+  gets min(queues, pool size) CPUs of its pool, CPUs no NIC has yet first, so
+  the NICs of a node get disjoint ranges while CPUs last; when the pool runs
+  out, the least shared CPUs are shared again, round-robin from where the
+  previous NIC of that pool stopped.
   Queue N of a NIC goes to cpus[N % len(cpus)] (cpus sorted), also for the
   queues beyond its CPU count.
 
@@ -300,20 +301,31 @@ def nic_pool(node_cpus: list[int] | None, online: list[int], reserved: Iterable[
 
 
 def allocate(nics: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """[{name, pool, queues}] -> {name: its sorted CPUs}: NICs sharing a pool, in
-    natural name order, take the next min(queues, pool size) CPUs of the pool,
-    wrapping round to its start when the pool runs out (then shared round-robin)."""
+    """[{name, pool, queues}] -> {name: its sorted CPUs}. NICs in natural name
+    order each take min(queues, pool size) CPUs of their pool: CPUs no NIC has
+    yet first (so ranges are disjoint while CPUs last, also across pools that
+    overlap), then the least shared ones; ties go round-robin from where the
+    previous NIC of the same pool stopped."""
     out: dict[str, list[int]] = {}
-    cursors: dict[tuple[int, ...], int] = {}
+    usage: dict[int, int] = {}
+    starts: dict[tuple[int, ...], int] = {}
     for nic in sorted(nics, key=lambda n: natural_key(n["name"])):
         pool = tuple(sorted(set(nic["pool"])))
         if not pool:
             out[nic["name"]] = []
             continue
         take = min(max(int(nic.get("queues") or 1), 1), len(pool))
-        start = cursors.get(pool, 0)
-        out[nic["name"]] = sorted(pool[(start + i) % len(pool)] for i in range(take))
-        cursors[pool] = (start + take) % len(pool)
+        start = starts.get(pool, 0)
+
+        def rank(index: int, start: int = start, pool: tuple[int, ...] = pool) -> tuple[int, int]:
+            return usage.get(pool[index], 0), (index - start) % len(pool)
+
+        order = sorted(range(len(pool)), key=rank)
+        chosen = order[:take]
+        for index in chosen:
+            usage[pool[index]] = usage.get(pool[index], 0) + 1
+        starts[pool] = (chosen[-1] + 1) % len(pool)
+        out[nic["name"]] = sorted(pool[i] for i in chosen)
     return out
 
 

@@ -6,9 +6,27 @@ tests/unit/roles/test_vpsnet_tune_plan.py; the role's tasks only apply them.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+
+def _nic_rules() -> ModuleType:
+    """The role's files/vpsnet_nic.py (IRQ names and queue -> CPU rules), the
+    same file the host-side writer imports: loaded by path, no sys.path edits."""
+    path = Path(__file__).resolve().parent.parent / "files" / "vpsnet_nic.py"
+    spec = importlib.util.spec_from_file_location("vpsnet_tune_nic_rules", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+nic_rules = _nic_rules()
 
 # Debian 12's own defaults: the role never sizes below them.
 DEBIAN_TCP_RMEM = (4096, 131072, 6291456)
@@ -22,35 +40,12 @@ DRIVER_PROFILES = {"ena": "ena", "virtio_net": "virtio_net", "gve": "gve"}
 
 def parse_cpulist(text: Any) -> list[int]:
     """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; a list of ints passes through."""
-    if isinstance(text, (list, tuple)):
-        return sorted({int(c) for c in text})
-    cpus: set[int] = set()
-    for part in str(text).replace("\n", "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cpus.update(range(int(lo), int(hi) + 1))
-        else:
-            cpus.add(int(part))
-    return sorted(cpus)
+    return list(nic_rules.parse_cpulist(text))
 
 
 def format_cpulist(cpus: list[int]) -> str:
     """[0, 1, 2, 3, 8] -> '0-3,8' (the kernel's own cpulist format)."""
-    out: list[str] = []
-    run: list[int] = []
-    for cpu in sorted(set(cpus)):
-        if run and cpu == run[-1] + 1:
-            run.append(cpu)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [cpu]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(out)
+    return str(nic_rules.format_cpulist(cpus))
 
 
 def _number(
@@ -88,59 +83,144 @@ def buffers(rtt_ms: float, bandwidth_mbit: float, max_bytes: int) -> dict[str, A
     }
 
 
+def planned_queues(nic: dict[str, Any], profile: str, vcpus: int) -> int:
+    """How many queues the NIC runs once its ethtool profile is applied: the
+    profile's channel target when it sets one, else the current count, else
+    the number of queues its IRQs serve."""
+    queues = nic.get("queues") or {}
+    target = ethtool_target(profile, {"max": queues.get("max") or {}}, {}, vcpus)["channels"]
+    count = int(target.get("combined") or max(target.get("rx") or 0, target.get("tx") or 0))
+    if not count:
+        current = queues.get("current") or {}
+        count = max(int(current.get("rx") or 0), int(current.get("tx") or 0))
+    if not count:
+        count = len({i.get("queue") for i in nic.get("irqs") or [] if i.get("queue") is not None})
+    return max(count, 1)
+
+
 def irq_plan(
     nics: list[dict[str, Any]],
     online_cpus: list[int],
     node_cpus: dict[Any, Any],
     reserved: list[int],
     profiles: dict[str, str],
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Queue IRQs of every tuned NIC spread round-robin (by queue number) over
-    the NIC's NUMA-local CPUs minus the reserved ones. Same rule as
-    files/vpsnet-irq-affinity, which re-applies it at boot and on hotplug.
-    """
-    errors: list[str] = []
-    plan: list[dict[str, Any]] = []
+    cpu0: str = "auto",
+) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """Queue IRQs of every tuned NIC on the CPUs the multi-NIC policy of
+    files/vpsnet_nic.py gives it (the same rules files/vpsnet-irq-affinity
+    re-applies at boot and on hotplug): -> (plan, errors, CPU 0 avoided)."""
     nodes = {str(k): parse_cpulist(v) for k, v in (node_cpus or {}).items()}
+    tuned = [
+        dict(nic, queues=planned_queues(nic, profiles[str(nic.get("name"))], len(online_cpus)))
+        for nic in nics
+        if profiles.get(str(nic.get("name")), "none") != "none"
+    ]
+    plan, avoided, errors = nic_rules.plan_irqs(tuned, online_cpus, nodes, reserved, cpu0)
+    return list(plan), list(errors), bool(avoided)
+
+
+def queue_maps(nic: dict[str, Any], tx_queues: int, rx_queues: int, xps: bool, rps: bool,
+               siblings: dict[Any, Any]) -> dict[str, Any]:
+    """XPS (tx queue -> CPU) and RPS CPUs one planned NIC should have for
+    these queue counts; None where the role leaves them alone."""
+    sib = {int(k): [int(c) for c in v] for k, v in (siblings or {}).items()}
+    used = nic_rules.irq_cpus(nic["cpus"], nic["irqs"])
+    return {
+        "xps": nic_rules.xps_plan(nic["cpus"], tx_queues) if xps else None,
+        "rps": nic_rules.rps_plan(nic["pool"], used, sib, rx_queues) if rps else None,
+    }
+
+
+def parse_readback(text: str) -> dict[str, Any]:
+    """The role's read-back command output: `irq N LIST` and `NIC tx-N MASK` /
+    `NIC rx-N MASK` lines -> {'irqs': {N: LIST}, 'queues': {NIC: {'tx': {N: MASK}, 'rx': ...}}}."""
+    out: dict[str, Any] = {"irqs": {}, "queues": {}}
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "irq" and nic_rules.IRQ_RE.fullmatch(fields[1]):
+            out["irqs"][int(fields[1])] = fields[2] if len(fields) > 2 else ""
+            continue
+        if len(fields) == 3:
+            match = re.fullmatch(r"(tx|rx)-([0-9]{1,6})", fields[1])
+            if match:
+                nic = out["queues"].setdefault(fields[0], {"tx": {}, "rx": {}})
+                nic[match.group(1)][int(match.group(2))] = fields[2]
+    return out
+
+
+def _cpus_text(text: str) -> str:
+    return text or "unreadable"
+
+
+def readback_problems(plan_out: dict[str, Any], text: str) -> list[str]:
+    """Every planned IRQ, XPS and RPS value the host does not have (read back
+    after applying; the queue counts are the live ones)."""
+    seen = parse_readback(text)
+    problems: list[str] = []
+    options = plan_out.get("irq_options") or {}
+    for nic in plan_out.get("irq_plan") or []:
+        for irq in nic["irqs"]:
+            live = seen["irqs"].get(int(irq["irq"]), "")
+            try:
+                same = nic_rules.parse_cpulist(live) == [irq["cpu"]]
+            except ValueError:
+                same = False
+            if not same:
+                problems.append(f"{nic['nic']} IRQ {irq['irq']} ({irq['name']}) has "
+                                f"smp_affinity_list {_cpus_text(live)}, planned {irq['cpu']}")
+        queues = seen["queues"].get(nic["nic"], {"tx": {}, "rx": {}})
+        maps = queue_maps(nic, len(queues["tx"]), len(queues["rx"]), options.get("xps") == "on",
+                          options.get("rps") == "on", plan_out.get("siblings") or {})
+        for queue, cpu in sorted((maps["xps"] or {}).items()):
+            live_mask = nic_rules.parse_mask(queues["tx"].get(queue, ""))
+            if live_mask != 1 << cpu:
+                problems.append(f"{nic['nic']} tx-{queue} xps_cpus "
+                                f"{nic_rules.show_mask(live_mask)}, planned "
+                                f"{nic_rules.show_mask(1 << cpu)}")
+        if maps["rps"] is not None:
+            value = sum(1 << c for c in maps["rps"])
+            for queue, mask in sorted(queues["rx"].items()):
+                live_mask = nic_rules.parse_mask(mask)
+                if live_mask != value:
+                    problems.append(f"{nic['nic']} rx-{queue} rps_cpus "
+                                    f"{nic_rules.show_mask(live_mask)}, planned "
+                                    f"{nic_rules.show_mask(value)}")
+    return problems
+
+
+def google_problems(nics: list[dict[str, Any]], text: str) -> list[str]:
+    """vpsnet_tune_gce_multiqueue=google: the guest environment must have put
+    each queue IRQ of these NICs on a single CPU and set XPS on every TX queue."""
+    seen = parse_readback(text)
+    problems: list[str] = []
+    why = ("the guest environment's google_set_multiqueue did not set it "
+           "(vpsnet_tune_gce_multiqueue=google leaves it to Google; "
+           "vpsnet_tune_gce_multiqueue=vpsnet lets vpsnet own it)")
     for nic in nics:
         name = nic.get("name")
-        if profiles.get(str(name), "none") == "none":
-            continue
-        node = nic.get("numa_node")
-        local = nodes.get(str(node)) if node is not None and int(node) >= 0 else None
-        base = [c for c in (local or online_cpus) if c in online_cpus]
-        cpus = [c for c in base if c not in reserved]
-        if not cpus:
-            errors.append(
-                f"NIC {name}: no CPU left for its queue IRQs: NUMA-local CPUs "
-                f"{format_cpulist(base)!r} minus vpsnet_tune_reserved_cpus "
-                f"{format_cpulist(reserved)!r}"
-            )
-            continue
-        irqs = []
-        for item in nic.get("irqs") or []:
-            queue = item.get("queue")
-            if queue is None:
+        for irq in nic.get("irqs") or []:
+            if irq.get("queue") is None:
                 continue
-            irqs.append(
-                {
-                    "irq": int(item["irq"]),
-                    "name": item.get("name"),
-                    "queue": int(queue),
-                    "cpu": cpus[int(queue) % len(cpus)],
-                }
-            )
-        plan.append(
-            {
-                "nic": name,
-                "driver": nic.get("driver"),
-                "numa_node": node,
-                "cpus": cpus,
-                "cpulist": format_cpulist(cpus),
-                "irqs": irqs,
-            }
-        )
-    return plan, errors
+            live = seen["irqs"].get(int(irq["irq"]), "")
+            try:
+                single = len(nic_rules.parse_cpulist(live)) == 1
+            except ValueError:
+                single = False
+            if not single:
+                problems.append(f"NIC {name}: queue IRQ {irq['irq']} ({irq.get('name')}) is on "
+                                f"CPUs {_cpus_text(live)}, not one CPU: {why}")
+        tx = (seen["queues"].get(name) or {"tx": {}})["tx"]
+        if len(tx) > 1:
+            for queue, mask in sorted(tx.items()):
+                if not nic_rules.parse_mask(mask):
+                    problems.append(f"NIC {name}: tx-{queue} xps_cpus is {mask or 'unreadable'} "
+                                    f"(no CPU): {why}")
+    return problems
+
+
+GCE_MODES = ("google", "vpsnet")
+# the drivers Google's guest environment tunes (google_set_multiqueue)
+GCE_DRIVERS = ("gve", "virtio_net")
 
 
 def nic_profiles(
@@ -261,10 +341,45 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
                 f"vpsnet_tune_nic_profiles names NIC {name!r}, which this host does not have "
                 f"(NICs: {', '.join(sorted(known)) or 'none'})"
             )
+    cpu0 = str(params.get("irq_cpu0", "auto"))
+    if cpu0 not in nic_rules.CPU0_MODES:
+        errors.append(f"vpsnet_tune_irq_cpu0={cpu0!r} is not one of "
+                      f"{', '.join(nic_rules.CPU0_MODES)}")
+        cpu0 = "auto"
+    gce_mode = str(params.get("gce_multiqueue", "vpsnet"))
+    if gce_mode not in GCE_MODES:
+        errors.append(f"vpsnet_tune_gce_multiqueue={gce_mode!r} is not one of "
+                      f"{', '.join(GCE_MODES)}")
+        gce_mode = "vpsnet"
+    on_gcp = params.get("provider") == "gcp"
+    # google on GCP: the guest environment owns the gve/virtio NICs' IRQs and XPS, never both
+    google_nics = [n for n in nics if on_gcp and gce_mode == "google"
+                   and n.get("driver") in GCE_DRIVERS]
+    google_names = {str(n.get("name")) for n in google_nics}
+    irq_profiles = {k: ("none" if k in google_names else v) for k, v in profiles.items()}
     irqs: list[dict[str, Any]] = []
+    avoided = False
     if params.get("irq_affinity", True) and online:
-        irqs, irq_errors = irq_plan(nics, online, params.get("node_cpus") or {}, reserved, profiles)
+        irqs, irq_errors, avoided = irq_plan(
+            nics, online, params.get("node_cpus") or {}, reserved, irq_profiles, cpu0)
         errors.extend(irq_errors)
+    siblings = params.get("siblings") or {}
+    if isinstance(siblings, str):
+        siblings = nic_rules.parse_siblings(siblings)
+    siblings = {int(k): [int(c) for c in v] for k, v in siblings.items()}
+    options = {
+        "xps": "on" if params.get("xps", True) else "off",
+        "rps": "on" if params.get("rps", True) else "off",
+        "cpu0": "avoid" if avoided else "use",
+        "reserved": format_cpulist(reserved) or "none",
+    }
+    by_name = {str(n.get("name")): n for n in nics}
+    for nic in irqs:
+        # XPS/RPS for the queue count the NIC will run; read back with the live counts
+        nic["queues"] = planned_queues(by_name[str(nic["nic"])], profiles[str(nic["nic"])],
+                                       len(online))
+        nic.update(queue_maps(nic, nic["queues"], nic["queues"], options["xps"] == "on",
+                              options["rps"] == "on", siblings))
 
     result: dict[str, Any] = {
         "errors": errors,
@@ -272,6 +387,12 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
         "reserved_cpus": reserved,
         "profiles": profiles,
         "irq_plan": irqs,
+        "irq_options": options,
+        "irq_conf": nic_rules.format_conf(options, {n["nic"]: n["cpus"] for n in irqs}),
+        "cpu0_avoided": avoided,
+        "siblings": siblings,
+        "gce_multiqueue": gce_mode if on_gcp else None,
+        "google_nics": google_nics,
         "hugepages_mb": huge_mb,
     }
     if rtt is not None and bandwidth is not None and cap is not None:
@@ -366,4 +487,6 @@ class FilterModule:
             "vpsnet_tune_ethtool_diff": ethtool_diff,
             "vpsnet_tune_cpulist": format_cpulist,
             "vpsnet_tune_parse_cpulist": parse_cpulist,
+            "vpsnet_tune_readback_problems": readback_problems,
+            "vpsnet_tune_google_problems": google_problems,
         }

@@ -135,8 +135,11 @@ def test_irq_plan_numa_local_and_virtio_pairs() -> None:
     ena, virtio = out["irq_plan"]
     assert ena["cpus"] == [4, 5, 6, 7]
     assert [i["cpu"] for i in ena["irqs"]] == [4, 5, 6, 7]
-    # no NUMA node: every online CPU; rx and tx of one queue share a CPU; config IRQ left alone
-    assert [(i["irq"], i["cpu"]) for i in virtio["irqs"]] == [(41, 0), (42, 0), (43, 1), (44, 1)]
+    # no NUMA node: every online CPU but CPU 0 (two tuned NICs, a pool of 4+ CPUs: cpu0 auto
+    # avoids it), and none of the ENA NIC's; rx and tx of one queue share a CPU; config IRQ
+    # left alone
+    assert out["cpu0_avoided"]
+    assert [(i["irq"], i["cpu"]) for i in virtio["irqs"]] == [(41, 1), (42, 1), (43, 2), (44, 2)]
 
 
 def test_no_cpu_left_on_node() -> None:
