@@ -8,10 +8,10 @@
 #include <linux/time64.h>
 #include "vpsnet_compat.h"
 #include "vpsnet_abi.h"
+#include "vpsnet_match.h"
 
 #define VPSNET_DRV_LEN		32
 #define VPSNET_MAX_DRIVERS	16
-#define VPSNET_MAX_QUEUES	256
 
 #define VPSNET_SEP
 #define VPSNET_STATE(name)		VPSNET_ST_##name,
@@ -30,15 +30,6 @@ enum vpsnet_family {
 
 #undef VPSNET_FAMILY
 #undef VPSNET_SEP
-
-enum vpsnet_dir { VPSNET_RX, VPSNET_TX, VPSNET_NR_DIR };
-
-enum vpsnet_qfield {
-	VPSNET_QF_PACKETS,
-	VPSNET_QF_BYTES,
-	VPSNET_QF_DROPS,
-	VPSNET_NR_QF
-};
 
 /* per-queue values; valid and qstat are bit masks of enum vpsnet_qfield */
 struct vpsnet_qval {
@@ -63,6 +54,9 @@ struct vpsnet_devsnap {
 	enum vpsnet_state state;
 	u64 flaps;
 	u64 transitions;
+	/* per-device driver counters; dvalid: bit mask of vpsnet_dfield */
+	u64 dval[VPSNET_NR_DF];
+	u32 dvalid;
 	time64_t last_change;
 	struct rtnl_link_stats64 stats;
 	unsigned int nq[VPSNET_NR_DIR];
@@ -71,7 +65,7 @@ struct vpsnet_devsnap {
 };
 
 struct vpsnet_txhist {
-	u64 tx_packets;
+	u64 tx_done;	/* TX packets, else descriptors, completed */
 	unsigned long timeouts;
 	u32 completed;
 	unsigned int stall;

@@ -39,6 +39,7 @@
 #define VPSNET_LS_INFO		"\"version\",\"abi\""
 #define VPSNET_LS_DEV		"\"netns\",\"device\",\"driver\""
 #define VPSNET_LS_STATE		VPSNET_LS_DEV ",\"state\""
+#define VPSNET_LS_COUNTER	VPSNET_LS_DEV ",\"counter\""
 #define VPSNET_LS_DIR		VPSNET_LS_DEV ",\"direction\""
 #define VPSNET_LS_QUEUE		VPSNET_LS_DEV ",\"queue\",\"direction\""
 #define VPSNET_LS_TXQ		VPSNET_LS_DEV ",\"queue\""

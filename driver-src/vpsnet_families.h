@@ -38,6 +38,12 @@ VPSNET_SEP
 VPSNET_FAMILY(device_errors_total, counter, VPSNET_LS_DIR,
 	      "Device errors (rtnl_link_stats64)")
 VPSNET_SEP
+VPSNET_FAMILY(device_allowance_exceeded_total, counter, VPSNET_LS_COUNTER,
+	      "Packets queued or dropped because an instance allowance was exceeded (ENA)")
+VPSNET_SEP
+VPSNET_FAMILY(device_conntrack_allowance_available, gauge, VPSNET_LS_DEV,
+	      "Connections the instance can still track before its conntrack allowance (ENA)")
+VPSNET_SEP
 VPSNET_FAMILY(queue_packets_total, counter, VPSNET_LS_QUEUE,
 	      "Per-queue packets from the driver statistics")
 VPSNET_SEP
@@ -46,6 +52,9 @@ VPSNET_FAMILY(queue_bytes_total, counter, VPSNET_LS_QUEUE,
 VPSNET_SEP
 VPSNET_FAMILY(queue_drops_total, counter, VPSNET_LS_QUEUE,
 	      "Per-queue drops from the driver statistics")
+VPSNET_SEP
+VPSNET_FAMILY(queue_descriptors_total, counter, VPSNET_LS_QUEUE,
+	      "Per-queue descriptors completed (gve, which counts no packets per queue)")
 VPSNET_SEP
 VPSNET_FAMILY(txq_stopped, gauge, VPSNET_LS_TXQ,
 	      "1 if the TX queue is stopped")

@@ -352,12 +352,16 @@ static void vpsnet_sample_dev(struct vpsnet_dev *vd)
 		struct vpsnet_txqval *t = &s->txq[i];
 		struct vpsnet_qval *qv = &s->q[VPSNET_TX][i];
 		struct vpsnet_txhist *h = &vd->hist[i];
-		u64 pk = qv->val[VPSNET_QF_PACKETS];
+		unsigned int f = VPSNET_QF_PACKETS;
 		bool progress;
+		u64 pk;
 
+		/* completed descriptors where the driver counts no packets */
+		if (!(qv->valid & BIT(f)))
+			f = VPSNET_QF_DESCS;
+		pk = qv->val[f];
 		progress = t->completed != h->completed ||
-			   ((qv->valid & BIT(VPSNET_QF_PACKETS)) &&
-			    pk != h->tx_packets);
+			   ((qv->valid & BIT(f)) && pk != h->tx_done);
 		if (vd->primed && t->stopped && !progress)
 			h->stall++;
 		else
@@ -367,7 +371,7 @@ static void vpsnet_sample_dev(struct vpsnet_dev *vd)
 		if (vd->primed && t->timeouts > h->timeouts)
 			vd->timeout_hold = stall_intervals;
 		h->completed = t->completed;
-		h->tx_packets = pk;
+		h->tx_done = pk;
 		h->timeouts = t->timeouts;
 	}
 	if (vd->timeout_hold) {

@@ -298,6 +298,33 @@ static void vpsnet_show_queue(struct seq_file *m,
 	}
 }
 
+/* Per-device driver counters: series only where the driver reports them */
+static void vpsnet_show_dev_counter(struct seq_file *m,
+				    struct vpsnet_snapshot *snap,
+				    enum vpsnet_family f)
+{
+	struct vpsnet_lv lv;
+	unsigned int i, c;
+
+	for (i = 0; i < snap->ndev; i++) {
+		struct vpsnet_devsnap *s = snap->dev[i];
+
+		vpsnet_lv_dev(&lv, s);
+		if (f == VPSNET_FAM_device_conntrack_allowance_available) {
+			c = VPSNET_DF_CONNTRACK_AVAILABLE;
+			if (s->dvalid & BIT(c))
+				vpsnet_series(m, f, lv.v, 3, s->dval[c]);
+			continue;
+		}
+		for (c = 0; c < VPSNET_DF_NR_EXCEEDED; c++) {
+			if (!(s->dvalid & BIT(c)))
+				continue;
+			lv.v[3] = vpsnet_dfield_names[c];
+			vpsnet_series(m, f, lv.v, 4, s->dval[c]);
+		}
+	}
+}
+
 static void vpsnet_show_txq(struct seq_file *m, struct vpsnet_snapshot *snap,
 			    enum vpsnet_family f)
 {
@@ -397,6 +424,13 @@ static int vpsnet_metrics_show(struct seq_file *m, void *v)
 			break;
 		case VPSNET_FAM_queue_drops_total:
 			vpsnet_show_queue(m, snap, f, VPSNET_QF_DROPS);
+			break;
+		case VPSNET_FAM_queue_descriptors_total:
+			vpsnet_show_queue(m, snap, f, VPSNET_QF_DESCS);
+			break;
+		case VPSNET_FAM_device_allowance_exceeded_total:
+		case VPSNET_FAM_device_conntrack_allowance_available:
+			vpsnet_show_dev_counter(m, snap, f);
 			break;
 		case VPSNET_FAM_txq_stopped:
 		case VPSNET_FAM_txq_timeouts_total:

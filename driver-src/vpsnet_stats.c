@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Device statistics collection: rtnl_link_stats64, TX queue state and
+ * Device statistics collection: rtnl_link_stats64, TX queue state,
  * per-queue counters from the queue statistics ops or from the driver's
- * own ethtool statistics names.
+ * own ethtool statistics, and per-device driver counters (ENA's
+ * allowance counters) from the ethtool statistics.
  */
 #include <linux/ethtool.h>
 #include <linux/mm.h>
@@ -13,100 +14,35 @@
 #include "vpsnet.h"
 
 /*
- * ethtool name patterns: prefix, queue number, suffix. Values of every
- * matching name are summed into the field. Names seen in the drivers:
- *   virtio_net <= 6.8: rx_queue_N_packets, tx_queue_N_bytes, ...
- *   virtio_net >= 6.9: rxN_drops, txN_xdp_tx_drops (packets and bytes
- *                      moved to the queue statistics ops)
- *   ena:               queue_N_rx_cnt, queue_N_tx_bytes, ...
- *   gve:               rx_completed_desc[N], tx_bytes[N], ...
+ * One ethtool statistic into the snapshot (vpsnet_match.c says which
+ * field it is). Values of every name matching a field are summed; a
+ * field the queue statistics ops already gave is left alone.
  */
-struct vpsnet_qpat {
-	const char *driver;
-	const char *prefix;
-	const char *suffix;
-	u8 dir;
-	u8 field;
-};
-
-#define QP(drv, pre, suf, d, f) \
-	{ drv, pre, suf, VPSNET_##d, VPSNET_QF_##f }
-
-static const struct vpsnet_qpat vpsnet_qpats[] = {
-	QP("virtio_net", "rx_queue_", "_packets", RX, PACKETS),
-	QP("virtio_net", "rx_queue_", "_bytes", RX, BYTES),
-	QP("virtio_net", "rx_queue_", "_drops", RX, DROPS),
-	QP("virtio_net", "tx_queue_", "_packets", TX, PACKETS),
-	QP("virtio_net", "tx_queue_", "_bytes", TX, BYTES),
-	QP("virtio_net", "tx_queue_", "_xdp_tx_drops", TX, DROPS),
-	QP("virtio_net", "rx", "_packets", RX, PACKETS),
-	QP("virtio_net", "rx", "_bytes", RX, BYTES),
-	QP("virtio_net", "rx", "_drops", RX, DROPS),
-	QP("virtio_net", "rx", "_hw_drops", RX, DROPS),
-	QP("virtio_net", "tx", "_packets", TX, PACKETS),
-	QP("virtio_net", "tx", "_bytes", TX, BYTES),
-	QP("virtio_net", "tx", "_xdp_tx_drops", TX, DROPS),
-	QP("virtio_net", "tx", "_hw_drops", TX, DROPS),
-	QP("ena", "queue_", "_rx_cnt", RX, PACKETS),
-	QP("ena", "queue_", "_rx_bytes", RX, BYTES),
-	QP("ena", "queue_", "_rx_skb_alloc_fail", RX, DROPS),
-	QP("ena", "queue_", "_tx_cnt", TX, PACKETS),
-	QP("ena", "queue_", "_tx_bytes", TX, BYTES),
-	QP("ena", "queue_", "_tx_dma_mapping_err", TX, DROPS),
-	QP("ena", "queue_", "_tx_linearize_failed", TX, DROPS),
-	QP("ena", "queue_", "_tx_prepare_ctx_err", TX, DROPS),
-	QP("gve", "rx_completed_desc[", "]", RX, PACKETS),
-	QP("gve", "rx_bytes[", "]", RX, BYTES),
-	QP("gve", "rx_dropped_pkt[", "]", RX, DROPS),
-	QP("gve", "tx_completed_desc[", "]", TX, PACKETS),
-	QP("gve", "tx_bytes[", "]", TX, BYTES),
-	QP("gve", "tx_dma_mapping_error[", "]", TX, DROPS),
-};
-
-/* Match "<prefix><digits><suffix>" exactly; return the queue or -1 */
-static int vpsnet_qpat_match(const struct vpsnet_qpat *p, const char *name)
-{
-	size_t plen = strlen(p->prefix);
-	unsigned int q = 0;
-	const char *s;
-
-	if (strncmp(name, p->prefix, plen))
-		return -1;
-	s = name + plen;
-	if (!isdigit(*s))
-		return -1;
-	while (isdigit(*s)) {
-		q = q * 10 + (*s - '0');
-		if (q >= VPSNET_MAX_QUEUES)
-			return -1;
-		s++;
-	}
-	if (strcmp(s, p->suffix))
-		return -1;
-	return q;
-}
-
-static void vpsnet_qpat_apply(struct vpsnet_devsnap *s, const char *name,
+static void vpsnet_stat_apply(struct vpsnet_devsnap *s, const char *name,
 			      u64 val)
 {
-	const struct vpsnet_qpat *p;
+	struct vpsnet_match m;
 	struct vpsnet_qval *qv;
-	int q;
 
-	for (p = vpsnet_qpats; p < vpsnet_qpats + ARRAY_SIZE(vpsnet_qpats);
-	     p++) {
-		if (strcmp(p->driver, s->driver))
-			continue;
-		q = vpsnet_qpat_match(p, name);
-		if (q < 0 || q >= s->nq[p->dir])
-			continue;
-		qv = &s->q[p->dir][q];
-		if (qv->qstat & BIT(p->field))
+	switch (vpsnet_match_stat(s->driver, name, &m)) {
+	case VPSNET_MATCH_QUEUE:
+		if (m.queue >= s->nq[m.dir])
 			return;
-		if (!(qv->valid & BIT(p->field)))
-			qv->val[p->field] = 0;
-		qv->val[p->field] += val;
-		qv->valid |= BIT(p->field);
+		qv = &s->q[m.dir][m.queue];
+		if (qv->qstat & BIT(m.field))
+			return;
+		if (!(qv->valid & BIT(m.field)))
+			qv->val[m.field] = 0;
+		qv->val[m.field] += val;
+		qv->valid |= BIT(m.field);
+		return;
+	case VPSNET_MATCH_DEV:
+		if (!(s->dvalid & BIT(m.field)))
+			s->dval[m.field] = 0;
+		s->dval[m.field] += val;
+		s->dvalid |= BIT(m.field);
+		return;
+	default:
 		return;
 	}
 }
@@ -144,7 +80,7 @@ static void vpsnet_collect_ethtool(struct net_device *dev,
 	for (i = 0; i < n; i++) {
 		memcpy(name, strings + i * ETH_GSTRING_LEN, ETH_GSTRING_LEN);
 		name[ETH_GSTRING_LEN] = '\0';
-		vpsnet_qpat_apply(s, name, data[i]);
+		vpsnet_stat_apply(s, name, data[i]);
 	}
 out:
 	kvfree(strings);
