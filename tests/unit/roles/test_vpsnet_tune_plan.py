@@ -222,3 +222,111 @@ def test_qdisc_spec_carries_the_fq_cap() -> None:
     assert tune.plan(params())["qdisc"] == "fq"
     assert tune.plan(params(fq_maxrate_mbit=4750))["qdisc"] == "fq maxrate 4750mbit"
     assert tune.plan(params(default_qdisc="fq_codel"))["qdisc"] == "fq_codel"
+
+
+GVE_NIC = {
+    "name": "ens4",
+    "driver": "gve",
+    "numa_node": None,
+    "queues": {"current": {"rx": 2, "tx": 2}, "max": {"rx": 2, "tx": 2, "other": None,
+                                                      "combined": None}},
+    "irqs": [
+        {"irq": 35, "name": "eth%d-ntfy-block.2", "queue": 0, "direction": "rx"},
+        {"irq": 33, "name": "eth%d-ntfy-block.0", "queue": 0, "direction": "tx"},
+        {"irq": 36, "name": "eth%d-ntfy-block.3", "queue": 1, "direction": "rx"},
+        {"irq": 34, "name": "eth%d-ntfy-block.1", "queue": 1, "direction": "tx"},
+    ],
+}
+
+
+def test_plan_writes_the_conf_the_writer_reads() -> None:
+    out = tune.plan(params(online_cpus="0-7", node_cpus={"0": "0-7"},
+                           nics=[ENA_NIC, dict(VIRTIO_NIC, numa_node=0)]))
+    assert out["errors"] == [] and out["cpu0_avoided"]
+    options, nics = tune.nic_rules.parse_conf(out["irq_conf"])
+    assert options == {"xps": "on", "rps": "on", "cpu0": "avoid", "reserved": "none"}
+    # ens4 (virtio, 2 queues) first in name order, then ens5 (ENA, 4 queues): disjoint
+    assert nics == {"ens4": [1, 2], "ens5": [3, 4, 5, 6]}
+
+
+def test_plan_xps_and_rps_from_smt_siblings() -> None:
+    siblings = "".join(f"cpu{c}/topology/thread_siblings_list:{c % 4},{c % 4 + 4}\n"
+                       for c in range(8))
+    out = tune.plan(params(online_cpus="0-7", node_cpus={"0": "0-7"}, siblings=siblings,
+                           nics=[dict(ENA_NIC, irqs=ENA_NIC["irqs"][:2])]))
+    (nic,) = out["irq_plan"]
+    assert nic["cpus"] == [0, 1] and nic["xps"] == {0: 0, 1: 1}
+    assert nic["rps"] == [2, 3, 6, 7]  # off 0, 1 and their siblings 4, 5
+    off = tune.plan(params(xps=False, rps=False, nics=[ENA_NIC]))
+    assert off["irq_plan"][0]["xps"] is None and off["irq_plan"][0]["rps"] is None
+    assert "option xps off\noption rps off\n" in off["irq_conf"]
+
+
+def test_planned_queues_follow_the_ethtool_profile() -> None:
+    virtio = dict(VIRTIO_NIC, queues={"current": {"rx": 1, "tx": 1},
+                                      "max": {"combined": 8, "rx": None, "tx": None}})
+    assert tune.planned_queues(virtio, "virtio_net", 4) == 4  # one pair per vCPU
+    assert tune.planned_queues(virtio, "none", 4) == 1  # current count
+    assert tune.planned_queues(ENA_NIC, "ena", 4) == 4  # no counts: its queue IRQs
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"irq_cpu0": "never"}, "vpsnet_tune_irq_cpu0='never' is not one of auto, avoid, use"),
+        ({"gce_multiqueue": "both"}, "vpsnet_tune_gce_multiqueue='both' is not one of google"),
+    ],
+)
+def test_bad_irq_options_named(kw: dict[str, object], needle: str) -> None:
+    assert any(needle in e for e in tune.plan(params(**kw))["errors"])
+
+
+def test_gce_google_leaves_gve_and_virtio_to_the_guest_environment() -> None:
+    nics = [GVE_NIC, dict(VIRTIO_NIC, name="ens6")]
+    google = tune.plan(params(nics=nics, provider="gcp", gce_multiqueue="google"))
+    assert google["gce_multiqueue"] == "google" and google["irq_plan"] == []
+    assert [n["name"] for n in google["google_nics"]] == ["ens4", "ens6"]
+    assert "ens4 " not in google["irq_conf"] and "ens6 " not in google["irq_conf"]
+    vpsnet = tune.plan(params(nics=nics, provider="gcp"))
+    assert vpsnet["gce_multiqueue"] == "vpsnet" and vpsnet["google_nics"] == []
+    assert [n["nic"] for n in vpsnet["irq_plan"]] == ["ens4", "ens6"]
+    # not GCP: the option does not apply
+    aws = tune.plan(params(nics=[ENA_NIC], provider="aws", gce_multiqueue="google"))
+    assert aws["gce_multiqueue"] is None and len(aws["irq_plan"]) == 1
+
+
+def test_readback_problems_name_each_item() -> None:
+    out = tune.plan(params(nics=[ENA_NIC], reserved_cpus=[0]))
+    cpus = [1, 2, 3, 1]
+    good = "\n".join([f"irq {27 + q} {cpus[q]}" for q in range(4)]
+                     + [f"ens5 tx-{q} {tune.nic_rules.format_mask([cpus[q]])}" for q in range(4)]
+                     + [f"ens5 rx-{q} 0" for q in range(4)])
+    assert tune.readback_problems(out, good) == []
+    bad = good.replace("irq 28 2", "irq 28 0-3").replace("ens5 tx-3 00000002", "ens5 tx-3 -")
+    assert tune.readback_problems(out, bad) == [
+        "ens5 IRQ 28 (ens5-Tx-Rx-1) has smp_affinity_list 0-3, planned 2",
+        "ens5 tx-3 xps_cpus unreadable, planned 2 (CPUs 1)",
+    ]
+
+
+def test_readback_rps_for_the_live_queue_count() -> None:
+    """Two queues live (after a channel change) on 8 CPUs: RPS over the 6 CPUs the IRQs leave."""
+    out = tune.plan(params(online_cpus="0-7", node_cpus={"0": "0-7"},
+                           nics=[dict(ENA_NIC, irqs=ENA_NIC["irqs"][:2])]))
+    text = "irq 27 0\nirq 28 1\nens5 tx-0 1\nens5 tx-1 2\nens5 rx-0 000000fc\nens5 rx-1 0\n"
+    assert tune.readback_problems(out, text) == [
+        "ens5 rx-1 rps_cpus 0 (CPUs none), planned fc (CPUs 2-7)"]
+
+
+def test_google_problems_name_the_nic() -> None:
+    text = "irq 33 1\nirq 34 0-3\nirq 35 2\nirq 36 3\nens4 tx-0 00000002\nens4 tx-1 00000000\n"
+    assert tune.google_problems([GVE_NIC], text) == [
+        "NIC ens4: queue IRQ 34 (eth%d-ntfy-block.1) is on CPUs 0-3, not one CPU: the guest "
+        "environment's google_set_multiqueue did not set it (vpsnet_tune_gce_multiqueue=google "
+        "leaves it to Google; vpsnet_tune_gce_multiqueue=vpsnet lets vpsnet own it)",
+        "NIC ens4: tx-1 xps_cpus is 00000000 (no CPU): the guest environment's "
+        "google_set_multiqueue did not set it (vpsnet_tune_gce_multiqueue=google leaves it to "
+        "Google; vpsnet_tune_gce_multiqueue=vpsnet lets vpsnet own it)",
+    ]
+    fixed = text.replace("0-3", "1").replace("0000000\n", "0000004\n")
+    assert tune.google_problems([GVE_NIC], fixed) == []
