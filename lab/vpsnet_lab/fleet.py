@@ -116,8 +116,8 @@ def guest_config(spec: Spec, g: Guest, authorized_key: str) -> str:
         "hostname": g.name,
         "authorized_key": authorized_key,
         "metadata": METADATA_GUEST_ADDR,
-        "nics": [{"name": f"eth{n.index}", "address": n.address, "queues": n.queues}
-                 for n in g.nics],
+        "nics": [{"name": f"eth{n.index}", "address": n.address, "address6": n.address6,
+                  "queues": n.queues} for n in g.nics],
     }
     return base64.urlsafe_b64encode(json.dumps(cfg, separators=(",", ":")).encode()).decode()
 
@@ -323,7 +323,8 @@ class Lab:
                     self._save()
                     netns.create(nic.netns)
                     tap_fds[nic.index] = netns.open_mq_tap(nic.netns, f"tap{nic.index}",
-                                                           nic.queues, nic.peer_address)
+                                                           nic.queues, nic.peer_address,
+                                                           nic.peer_address6)
             if g.uefi:
                 certs = [Path(c) for c in g.mok_certs] or [secureboot.fleet_signing_key()[1]]
                 secureboot.make_vars(gdir / secureboot.VARS_NAME, certs)

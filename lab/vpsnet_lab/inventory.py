@@ -33,7 +33,8 @@ def build(spec: Spec, key_file: Path = SSH_KEY) -> dict[str, Any]:
             "vpsnet_lab_kernel": g.kernel,
             "vpsnet_lab_nics": [
                 {"name": f"eth{n.index}", "queues": n.queues, "address": n.address,
-                 "peer_address": n.peer_address, "kind": n.kind,
+                 "peer_address": n.peer_address, "address6": n.address6,
+                 "peer_address6": n.peer_address6, "kind": n.kind,
                  **({"peer": n.link} if n.link else {}),
                  **({"netns": n.netns} if n.netns else {})}
                 for n in g.nics

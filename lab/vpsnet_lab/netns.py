@@ -68,7 +68,8 @@ def _inside(name: str) -> Iterator[None]:
         os.close(home)
 
 
-def open_mq_tap(netns: str, ifname: str, queues: int, host_address: str) -> list[int]:
+def open_mq_tap(netns: str, ifname: str, queues: int, host_address: str,
+                host_address6: str | None = None) -> list[int]:
     """Create a multiqueue tap in netns; return one fd per queue (inheritable)."""
     fds: list[int] = []
     flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (IFF_MULTI_QUEUE if queues > 1 else 0)
@@ -85,5 +86,8 @@ def open_mq_tap(netns: str, ifname: str, queues: int, host_address: str) -> list
                 os.close(fd)
             raise LabError(f"cannot open tap {ifname} in {netns}: {exc.strerror}") from exc
     _ip("addr", "add", host_address, "dev", ifname, netns=netns)
+    if host_address6:
+        # nodad: usable at once, a lab /64 has no other claimant
+        _ip("addr", "add", host_address6, "dev", ifname, "nodad", netns=netns)
     _ip("link", "set", ifname, "up", netns=netns)
     return fds

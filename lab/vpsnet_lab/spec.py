@@ -8,6 +8,7 @@ every bad field; `host_problems` then checks what this machine must provide
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -35,6 +36,11 @@ MIN_MEMORY_MB = 384
 MAX_MEMORY_MB = 1 << 20
 # Guest and NIC indexes make MACs (52:54:00:LL:GG:NN) and tap subnets
 # 198.19.(8 * guest + nic): at most 32 guests of 7 extra NICs each.
+# IPv6 beside them, one ULA /48 (fd42::/48), one /64 per subnet id: link k
+# fd42:0:0:k::/64 (k < 0x100), tap fd42:0:0:(0x100 + 8 * guest + nic)::/64,
+# with the same ::1 / ::2 ends as IPv4.
+ULA_48 = "fd42:0:0"
+ULA_TAP_BASE = 0x100
 MAX_GUESTS = 32
 MAX_NICS = 7
 MAX_SERVICES = 16  # at 10.0.2.101 and up
@@ -75,6 +81,8 @@ class Nic:
     address: str | None = None
     peer_address: str | None = None  # host side (tap) or peer guest (link)
     netns: str | None = None
+    address6: str | None = None  # IPv6 (ULA /64) beside address
+    peer_address6: str | None = None
 
     @property
     def kind(self) -> str:
@@ -375,24 +383,36 @@ def host_problems(spec: Spec) -> list[str]:
     return problems
 
 
+def ula(subnet: int, host: int) -> str:
+    """fd42:0:0:<subnet>::<host>/64 written the short way (fd42::1/64 for link 0)."""
+    return str(ipaddress.IPv6Interface(f"{ULA_48}:{subnet:x}::{host:x}/64"))
+
+
 def _address_nics(guests: list[Guest], links: tuple[Link, ...], lab: str) -> list[Guest]:
-    """Give every extra NIC its lab addresses (198.18.0.0/15, the benchmark range)."""
+    """Give every extra NIC its lab addresses: IPv4 in 198.18.0.0/15 (the benchmark
+    range) and IPv6 in the ULA fd42::/48 (see ULA_48)."""
     extra: dict[str, list[Nic]] = {g.name: list(g.nics) for g in guests}
     for link in links:
         a_side = next(n for n in extra[link.listener] if n.link == link.connector)
         i = extra[link.listener].index(a_side)
         a_addr, b_addr = f"198.18.{link.index}.1/24", f"198.18.{link.index}.2/24"
-        extra[link.listener][i] = Nic(a_side.index, 1, link.connector, a_addr, b_addr)
+        a6, b6 = ula(link.index, 1), ula(link.index, 2)
+        extra[link.listener][i] = Nic(a_side.index, 1, link.connector, a_addr, b_addr,
+                                      address6=a6, peer_address6=b6)
         extra[link.connector].append(
-            Nic(len(extra[link.connector]) + 1, 1, link.listener, b_addr, a_addr))
+            Nic(len(extra[link.connector]) + 1, 1, link.listener, b_addr, a_addr,
+                address6=b6, peer_address6=a6))
     out = []
     for g in guests:
         nics = []
         for n in extra[g.name]:
             if n.kind == "tap":
-                net = f"198.19.{g.index * 8 + n.index}"
+                subnet = g.index * 8 + n.index
+                net = f"198.19.{subnet}"
                 n = Nic(n.index, n.queues, None, f"{net}.2/24", f"{net}.1/24",
-                        f"vpsnet-{lab}-{g.name}-{n.index}-{g.ssh_port}"[:48])
+                        f"vpsnet-{lab}-{g.name}-{n.index}-{g.ssh_port}"[:48],
+                        address6=ula(ULA_TAP_BASE + subnet, 2),
+                        peer_address6=ula(ULA_TAP_BASE + subnet, 1))
             nics.append(n)
         out.append(Guest(**{**g.__dict__, "nics": tuple(nics)}))
     return out

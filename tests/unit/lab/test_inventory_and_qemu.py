@@ -83,4 +83,5 @@ def test_guest_config_round_trips() -> None:
 
     cfg = json.loads(base64.urlsafe_b64decode(guest_config(SPEC, SPEC.guests[0], "key")))
     assert cfg["hostname"] == "a1" and cfg["metadata"] == "10.0.2.100"
-    assert cfg["nics"][0] == {"name": "eth1", "address": "198.19.1.2/24", "queues": 4}
+    assert cfg["nics"][0] == {"name": "eth1", "address": "198.19.1.2/24",
+                              "address6": "fd42:0:0:101::2/64", "queues": 4}
