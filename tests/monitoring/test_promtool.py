@@ -65,6 +65,27 @@ def test_a_broken_threshold_fails_the_unit_tests(tmp_path: Path) -> None:
     assert r.returncode != 0 and "VpsnetLinkDown" in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("old, new", [
+    # fires on counters that do not move
+    ("(increase(vpsnet_device_allowance_exceeded_total[5m])) > 0",
+     "(increase(vpsnet_device_allowance_exceeded_total[5m])) >= 0"),
+    # one counter left out of the aggregation: the per-counter alerts merge
+    ("sum by (instance, device, driver, counter)\n          (increase(vpsnet_device_allowance",
+     "sum by (instance, device, driver)\n          (increase(vpsnet_device_allowance"),
+])
+def test_allowance_alert_tests_have_teeth(tmp_path: Path, old: str, new: str) -> None:
+    """A VpsnetAllowanceExceeded that fires on flat counters, or that loses the
+    counter label, fails tests/vpsnet_allowance_test.yml."""
+    text = RULES.read_text()
+    assert text.count(old) == 1, old
+    (tmp_path / "vpsnet.rules.yml").write_text(text.replace(old, new))
+    (tmp_path / "tests").mkdir()
+    t = PROM / "tests" / "vpsnet_allowance_test.yml"
+    (tmp_path / "tests" / t.name).write_text(t.read_text())
+    r = promtool("test", "rules", str(tmp_path / "tests" / t.name))
+    assert r.returncode != 0 and "VpsnetAllowanceExceeded" in r.stdout + r.stderr
+
+
 def test_dashboard_and_rule_exprs_parse(tmp_path: Path) -> None:
     """promtool parses each expression (as a recording rule); the lab test asks a server too."""
     from .vpsnet_promql import DASHBOARD, dashboard_exprs
@@ -80,5 +101,7 @@ def test_dashboard_and_rule_exprs_parse(tmp_path: Path) -> None:
     titles = {p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]}
     for want in ("Health state timeline", "Per-queue drop rate", "Link flaps",
                  "Softnet drops (backlog full)", "Softnet time squeezes",
-                 "Module versions across the fleet", "Exporters up"):
+                 "Module versions across the fleet", "Exporters up",
+                 "Allowance exceeded (ENA)", "gVNIC RX drops per queue",
+                 "ENA RX drops per queue"):
         assert want in titles
