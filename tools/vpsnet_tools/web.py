@@ -472,6 +472,20 @@ def parse_head(head: bytes) -> Request:
     return Request(method, target, headers)
 
 
+def peer_name(addr: Any) -> str:
+    """A client address for the log: host:port, an IPv6 host in brackets
+    ([2001:db8::7]:40000); an IPv4 client of a dual-stack listener
+    (::ffff:192.0.2.7) as plain IPv4."""
+    if not isinstance(addr, tuple) or len(addr) < 2:
+        return str(addr)
+    host, port = str(addr[0]), addr[1]
+    if ":" not in host:
+        return f"{host}:{port}"
+    if host.lower().startswith("::ffff:") and "." in host:
+        return f"{host[7:]}:{port}"
+    return f"[{host}]:{port}"
+
+
 class Server:
     """The event loop. API as http.server's (serve_forever, shutdown, server_close,
     socket, server_address) so the handoff and the tests use it the same way."""
@@ -643,7 +657,7 @@ class Server:
     def _add(self, sock: socket.socket, addr: Any) -> None:
         sock.setblocking(False)
         now = time.monotonic()
-        peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+        peer = peer_name(addr)
         phase = READ
         if self.ssl_context is not None:
             try:

@@ -5,6 +5,7 @@ test_vpsnet_rollout_step.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,6 +67,16 @@ def vpsnet_rollout_plan(hosts: Sequence[str], hostvars: Mapping[str, Any],
     return plan
 
 
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT as in a URL and in Prometheus's instance label: an IPv6 literal
+    (an inventory name like 2001:db8::7) in brackets, [2001:db8::7]:PORT."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host}:{port}"
+    return f"[{host}]:{port}" if address.version == 6 else f"{host}:{port}"
+
+
 def step_analysis_args(batch: Sequence[str], hostvars: Mapping[str, Any],
                        step_hosts: Sequence[str], region_hosts: Sequence[str],
                        window: Any, now: Any, port: Any = 19462) -> dict[str, Any]:
@@ -75,9 +86,11 @@ def step_analysis_args(batch: Sequence[str], hostvars: Mapping[str, Any],
     that are not in the step (STEP_HOSTS, the batch as it started); the window
     ends at NOW and starts after the step's last reload (at most WINDOW s). A host's
     label: its vpsnet_rollout_analysis_instance, else its name and PORT (role
-    defaults are not in hostvars, so the default is applied here)."""
+    defaults are not in hostvars, so the default is applied here), an IPv6
+    literal name in brackets as Prometheus writes it ([2001:db8::7]:19462)."""
     def label(h: str) -> str:
-        return str(hostvars[h].get("vpsnet_rollout_analysis_instance") or f"{h}:{int(port)}")
+        return str(hostvars[h].get("vpsnet_rollout_analysis_instance")
+                   or host_port(h, int(port)))
 
     touched = set(step_hosts)
     baseline = [h for h in region_hosts
