@@ -2,9 +2,10 @@
 emulated long-haul link, for Debian's defaults, TuneD's network-throughput
 profile and the vpsnet_tune role, side by side in one run.
 
-Run as root: `.venv/bin/python bench/wan.py [--runs 3] [--seconds 20]`; boots its
-own lab (.cache/lab-wan, base_port 19522), always tears it down, writes
-bench/results/wan.json and bench/results/wan.png. See bench/README.md.
+Run as root: `.venv/bin/python bench/wan.py [--runs 3] [--seconds 20] [--ipv6 clean]`;
+boots its own lab (.cache/lab-wan, base_port 19522), always tears it down, writes
+bench/results/wan.json and bench/results/wan.png. `--ipv6 PROFILE` also runs that
+profile over the link's IPv6 addresses (summary key PROFILE-ipv6). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ RESULTS = TOP / "bench" / "results"
 STATE = CACHE / "lab-wan"
 CLIENT, SERVER = "wan-a", "wan-b"
 SERVER_ADDR = "198.18.0.2"
+SERVER_ADDR6 = "fd42::2"  # the lab's IPv6 on the same link (lab/vpsnet_lab/spec.py)
+IPV6_SUFFIX = "-ipv6"  # a profile run over IPv6 is reported as e.g. clean-ipv6
 NIC = "eth1"  # the stream link on both guests
 QDISC_SCRIPT = "/usr/local/sbin/vpsnet-qdisc"  # the role's, copied in
 BANDWIDTH_MBIT = 1000  # what the vpsnet buffers are sized for, every profile
@@ -248,7 +251,10 @@ class Bench:
                         f"tc qdisc add dev ifb0 parent 1:1 {wan} limit 1000; "
                         f"tc qdisc add dev ifb0 parent 1:2 {wan} {shape}; "
                         f"tc filter add dev ifb0 parent 1: protocol ip u32 "
-                        f"match ip tos {BYPASS_TOS} 0xff flowid 1:1")
+                        f"match ip tos {BYPASS_TOS} 0xff flowid 1:1; "
+                        # the IPv6 ping's traffic class (ping -6 -Q sets it)
+                        f"tc filter add dev ifb0 parent 1: protocol ipv6 u32 "
+                        f"match ip6 priority {BYPASS_TOS} 0xff flowid 1:1")
             else:
                 root = f"tc qdisc add dev ifb0 root {wan} {shape}"
             self.sh(g, f"modprobe ifb numifbs=0; modprobe sch_netem; ip link add ifb0 type ifb; "
@@ -256,15 +262,20 @@ class Bench:
                        f"tc filter add dev {NIC} parent ffff: matchall "
                        f"action mirred egress redirect dev ifb0; {root}")
 
-    def measure(self) -> dict[str, Any]:
-        n = int(self.seconds / PING_INTERVAL)
+    def check_ipv6(self) -> None:
+        """Fail at once, saying why, when the link has no IPv6 (a lab image from
+        before the guests' links carried it, or a guest kernel without IPv6)."""
+        out = self.lab.ssh(CLIENT, f"ping -6 -n -c 1 -W 3 {SERVER_ADDR6}", timeout=30)
+        if out.rc != 0:
+            raise SystemExit(f"--ipv6: {CLIENT} cannot ping {SERVER_ADDR6} over {NIC} "
+                             f"({' '.join(str(out.stdout).split())[-200:]}); the lab's guests "
+                             "get their link's IPv6 address from vpsnet-lab-init at boot")
+
+    def measure(self, ipv6: bool = False) -> dict[str, Any]:
         self.sh(SERVER, "pkill -x iperf3 || true; iperf3 -s -D -1 >/dev/null 2>&1; sleep 0.5")
-        ping = f"ping -n -i {PING_INTERVAL} -c {n}"
-        bypass = (f"{ping} -Q {BYPASS_TOS} {SERVER_ADDR} > /tmp/ping-bypass.txt 2>&1 & "
-                  if self.controls else "")
-        out = self.sh(CLIENT, f"{ping} {SERVER_ADDR} > /tmp/ping.txt 2>&1 & {bypass}"
-                              f"iperf3 -c {SERVER_ADDR} -t {self.seconds} -J; wait",
+        out = self.sh(CLIENT, measure_command(self.seconds, self.controls, ipv6),
                       timeout=self.seconds * 3 + 120)
+        n = int(self.seconds / PING_INTERVAL)
         result = json.loads(out[out.index("{"):])
         series = ping_series(self.sh(CLIENT, "cat /tmp/ping.txt"))
         end = result["end"]
@@ -280,6 +291,28 @@ class Bench:
             m.update({f"bypass_{k}": v for k, v in rtt_stats(bypass_series).items()},
                      bypass_ping_series=bypass_series)
         return m
+
+
+def measure_command(seconds: int, controls: bool, ipv6: bool) -> str:
+    """The client's shell command of one run: ping (and the bypass ping with
+    --controls) in the background, iperf3 in the foreground; over the link's
+    IPv4 or, with ipv6, its IPv6 addresses (ping -6, iperf3 -6)."""
+    n = int(seconds / PING_INTERVAL)
+    addr, family = (SERVER_ADDR6, "-6 ") if ipv6 else (SERVER_ADDR, "")
+    ping = f"ping {family}-n -i {PING_INTERVAL} -c {n}"
+    bypass = (f"{ping} -Q {BYPASS_TOS} {addr} > /tmp/ping-bypass.txt 2>&1 & "
+              if controls else "")
+    return (f"{ping} {addr} > /tmp/ping.txt 2>&1 & {bypass}"
+            f"iperf3 {family}-c {addr} -t {seconds} -J; wait")
+
+
+def legs(profiles: list[str], ipv6: str | None) -> list[tuple[str, str, bool]]:
+    """(summary label, link profile, over IPv6) of each leg of the run: every
+    profile over IPv4, then IPV6's profile over IPv6 (label PROFILE-ipv6)."""
+    out = [(p, p, False) for p in profiles]
+    if ipv6:
+        out.append((ipv6 + IPV6_SUFFIX, ipv6, True))
+    return out
 
 
 def netem_limit(rtt_ms: float, rate_mbit: float) -> int:
@@ -362,11 +395,20 @@ def main() -> int:
                         help="with --link-mbit: also run vpsnet with cubic instead of BBR, and "
                              "a second ping that goes round the bottleneck queue; results get "
                              "a -controls suffix")
+    parser.add_argument("--ipv6", metavar="PROFILE", choices=list(PROFILES), default=None,
+                        help="also run this link profile over the link's IPv6 addresses "
+                             f"({SERVER_ADDR6}: iperf3 -6, ping -6); reported as "
+                             f"PROFILE{IPV6_SUFFIX} in the summary")
     parser.add_argument("--with-ansible", action="store_true",
                         help="run the vpsnet_tune role with ansible-playbook to get its sysctl "
                              "file (default: the role's plan filter computes the same file)")
     args = parser.parse_args()
     profiles = args.profiles.split(",")
+    unknown = [p for p in profiles if p not in PROFILES]
+    if unknown:
+        parser.error(f"--profiles: unknown {', '.join(unknown)} (known: {', '.join(PROFILES)})")
+    plan = legs(profiles, args.ipv6)
+    link_profiles = list(dict.fromkeys(p for _, p, _ in plan))
     if args.controls and not args.link_mbit:
         parser.error("--controls needs --link-mbit: without a rate there is no bottleneck "
                      "queue to go round")
@@ -381,15 +423,17 @@ def main() -> int:
         b = Bench(lab, args.seconds, qdisc, args.controls)
         b.record_baseline()
         b.install_qdisc_script()
-        b.vpsnet_conf = (b.plan_vpsnet(profiles) if args.with_ansible
-                         else b.plan_from_filter(profiles))
+        if args.ipv6:
+            b.check_ipv6()
+        b.vpsnet_conf = (b.plan_vpsnet(link_profiles) if args.with_ansible
+                         else b.plan_from_filter(link_profiles))
         setup = {
             "guests": {g: b.sh(g, "uname -r").strip() for g in GUESTS},
             "baseline_sysctls": b.baseline,
             "vpsnet_sysctl_files": b.vpsnet_conf,
             "states": {},
         }
-        for profile in profiles:
+        for label, profile, ipv6 in plan:
             rtt, loss = PROFILES[profile]
             b.restore()
             b.netem(rtt, loss, args.link_mbit)
@@ -400,21 +444,26 @@ def main() -> int:
                     b.restore()
                     b.apply(config, profile)
                     setup["states"].setdefault(config, {g: b.state(g) for g in GUESTS})
-                    m = b.measure()
-                    m.update(profile=profile, config=config, run=run)
-                    say(f"{profile} run {run} {config}: {m['goodput_mbit']} Mbit/s, "
+                    m = b.measure(ipv6)
+                    m.update(profile=label, link_profile=profile, ip_version=6 if ipv6 else 4,
+                             config=config, run=run)
+                    say(f"{label} run {run} {config}: {m['goodput_mbit']} Mbit/s, "
                         f"p99 {m['p99_rtt_ms']} ms (steady {m['p99_rtt_steady_ms']} ms)")
                     runs.append(m)
             b.restore()
         b.netem(0, 0, None)
     finally:
         lab.down(say=say)
-    summary = summarise(runs, profiles, configs)
+    summary = summarise(runs, [label for label, _, _ in plan], configs)
     doc = {
         "summary": summary,
         "method": {
             "runs_per_configuration": args.runs, "iperf3_seconds": args.seconds,
-            "iperf3": "single stream, wan-a -> wan-b over the QEMU stream link (eth1)",
+            "iperf3": "single stream, wan-a -> wan-b over the QEMU stream link (eth1), "
+                      f"IPv4 ({SERVER_ADDR})"
+                      + (f"; {args.ipv6}{IPV6_SUFFIX}: the same over IPv6 ({SERVER_ADDR6}, "
+                         "iperf3 -6, ping -6; 20 more header bytes per packet)"
+                         if args.ipv6 else ""),
             "ping": f"ping -i {PING_INTERVAL} wan-a -> wan-b during the iperf3 run; p99 "
                     "(nearest rank) of the replies, over the whole run and from "
                     f"{WARMUP_SECONDS} s on (steady); every reply in ping_series",
@@ -426,8 +475,9 @@ def main() -> int:
                         f"{MIN_QUEUE_PACKETS} packets)" if args.link_mbit else
                         "; no rate: the guests' CPU (TCG) is the bottleneck"),
             "link_mbit": args.link_mbit,
-            "profiles": {p: {"rtt_ms": PROFILES[p][0], "loss_pct": PROFILES[p][1]}
-                         for p in profiles},
+            "profiles": {label: {"rtt_ms": PROFILES[p][0], "loss_pct": PROFILES[p][1],
+                                 "ip_version": 6 if v6 else 4}
+                         for label, p, v6 in plan},
             "configs": {
                 "defaults": "Debian 12 guest as booted: cubic, default_qdisc per systemd "
                             "(fq_codel), default buffers",
