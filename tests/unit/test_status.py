@@ -63,6 +63,12 @@ vpsnet_device_drops_total{netns="4026531840",device="eth0",driver="virtio_net",d
 # TYPE vpsnet_device_errors_total counter
 vpsnet_device_errors_total{netns="4026531840",device="eth0",driver="virtio_net",direction="rx"} 0
 vpsnet_device_errors_total{netns="4026531840",device="eth0",driver="virtio_net",direction="tx"} 0
+# HELP vpsnet_device_allowance_exceeded_total Packets queued or dropped because an instance allowance was exceeded (ENA)
+# TYPE vpsnet_device_allowance_exceeded_total counter
+vpsnet_device_allowance_exceeded_total{netns="4026532281",device="eth1",driver="ena",counter="bw_in_allowance_exceeded"} 0
+vpsnet_device_allowance_exceeded_total{netns="4026532281",device="eth1",driver="ena",counter="pps_allowance_exceeded"} 12
+# HELP vpsnet_device_conntrack_allowance_available Connections the instance can still track before its conntrack allowance (ENA)
+# TYPE vpsnet_device_conntrack_allowance_available gauge
 # HELP vpsnet_queue_packets_total Per-queue packets from the driver statistics
 # TYPE vpsnet_queue_packets_total counter
 vpsnet_queue_packets_total{netns="4026531840",device="eth0",driver="virtio_net",queue="0",direction="rx"} 600
@@ -78,6 +84,8 @@ vpsnet_queue_bytes_total{netns="4026531840",device="eth0",driver="virtio_net",qu
 vpsnet_queue_drops_total{netns="4026531840",device="eth0",driver="virtio_net",queue="0",direction="rx"} 1
 vpsnet_queue_drops_total{netns="4026531840",device="eth0",driver="virtio_net",queue="1",direction="rx"} 2
 vpsnet_queue_drops_total{netns="4026531840",device="eth0",driver="virtio_net",queue="0",direction="tx"} 0
+# HELP vpsnet_queue_descriptors_total Per-queue descriptors completed (gve, which counts no packets per queue)
+# TYPE vpsnet_queue_descriptors_total counter
 # HELP vpsnet_txq_stopped 1 if the TX queue is stopped
 # TYPE vpsnet_txq_stopped gauge
 vpsnet_txq_stopped{netns="4026531840",device="eth0",driver="virtio_net",queue="0"} 1
