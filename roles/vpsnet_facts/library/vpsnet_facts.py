@@ -705,7 +705,9 @@ def metadata_family(root: str, wanted: str = "auto") -> tuple[str, str]:
     default route or one to the link-local address: the lab's guests have only
     the latter); else IPv6 when an IPv6 route covers fd00:ec2::254; else IPv4
     (as before: nothing routes, the request fails at once). A missing route
-    file (a recorded tree without them) means IPv4."""
+    file (a recorded tree without them) means IPv4. When IPv4 is chosen but
+    its endpoint refuses or cannot be reached, MetadataProbe tries AWS over
+    IPv6 if an IPv6 route covers fd00:ec2::254 (see ipv6_route_to_metadata)."""
     if wanted in ("4", "6"):
         return wanted, f"metadata: IPv{wanted} (forced by metadata_ip_version)"
     v4 = _read(os.path.join(root, "proc/net/route"), MAX_ROUTES)
@@ -714,13 +716,18 @@ def metadata_family(root: str, wanted: str = "auto") -> tuple[str, str]:
     via4 = _ipv4_route_to(v4, METADATA_IPV4)
     if via4 is not None:
         return "4", f"metadata: IPv4 (auto: IPv4 route to {METADATA_IPV4} via {_show(via4)})"
-    v6 = _read(os.path.join(root, "proc/net/ipv6_route"), MAX_ROUTES) or ""
-    via6 = _ipv6_route_to(v6, METADATA_IPV6)
+    via6 = ipv6_route_to_metadata(root)
     if via6 is not None:
         return "6", (f"metadata: IPv6 (auto: no IPv4 route to {METADATA_IPV4}, IPv6 route to "
                      f"{METADATA_IPV6} via {_show(via6)})")
     return "4", (f"metadata: IPv4 (auto: no route to {METADATA_IPV4} nor to {METADATA_IPV6}; "
                  "IPv4 tried as before)")
+
+
+def ipv6_route_to_metadata(root: str) -> str | None:
+    """The interface of an IPv6 route to fd00:ec2::254 on the host at ROOT, else None."""
+    text = _read(os.path.join(root, "proc/net/ipv6_route"), MAX_ROUTES) or ""
+    return _ipv6_route_to(text, METADATA_IPV6)
 
 
 @dataclass
@@ -740,6 +747,7 @@ class MetadataProbe:
     _session: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     family: str = "4"  # the IP version chosen by select()
+    fallback6: bool = False  # auto chose IPv4, and an IPv6 route to the AWS endpoint exists
     url: str = field(init=False)  # the base URL of that family
 
     def __post_init__(self) -> None:
@@ -753,6 +761,8 @@ class MetadataProbe:
         self.family, why = metadata_family(root, self.ip_version)
         self.url = self.base_url6 if self.family == "6" else self.base_url
         self.evidence.append(why)
+        self.fallback6 = (self.ip_version == "auto" and self.family == "4"
+                          and ipv6_route_to_metadata(root) is not None)
 
     def _note(self, text: str, warn: bool = False) -> None:
         with self._lock:
@@ -845,6 +855,14 @@ class MetadataProbe:
                     if result is not None:
                         box.append(result)
                         return
+                if self.fallback6 and self._down and AWS in order:
+                    # a dual-stack host whose IPv4 endpoint is unreachable
+                    self._note(f"metadata: IPv4 endpoint unreachable; trying AWS over IPv6 "
+                               f"(route to {METADATA_IPV6})")
+                    self.family, self.url, self._down = "6", self.base_url6, False
+                    result = self.aws()
+                    if result is not None:
+                        box.append(result)
             except Exception as exc:
                 self._note(f"metadata: internal error ({type(exc).__name__}); no metadata used")
 

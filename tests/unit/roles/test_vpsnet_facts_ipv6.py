@@ -281,3 +281,30 @@ def test_default_ipv6_parameters_pass(vf):
                             "metadata_url_ipv6": vf.AWS_IMDS_IPV6_URL,
                             "metadata_ip_version": "auto", "root": "/"}) is None
     assert vf.AWS_IMDS_IPV6_URL == "http://[fd00:ec2::254]"
+
+
+@needs_ipv6
+def test_unreachable_ipv4_endpoint_falls_back_to_ipv6(vf, tmp_path, aws6, closed_port):
+    """A route to 169.254.169.254 (say a 169.254/16 link route on an IPv6-only
+    instance) but nothing answers there: AWS is asked over IPv6 within the budget."""
+    srv, seen = aws6
+    root = tree(tmp_path, "aws-nitro-ena", ROUTE_LAB, IPV6_DEFAULT)
+    probe = vf.MetadataProbe(f"http://127.0.0.1:{closed_port}", 2.0,
+                             base_url6=f"http://[::1]:{srv.port}")
+    facts = vf.detect(str(root), probe)
+    assert facts["region"] == "us-east-1" and facts["metadata_reachable"] is True
+    assert any(e.startswith("metadata: IPv4 endpoint unreachable; trying AWS over IPv6")
+               for e in facts["evidence"]), facts["evidence"]
+    assert seen.requests
+
+
+@pytest.mark.parametrize(("route6", "forced"), [(IPV6_ULA_ONLY, "auto"), (IPV6_DEFAULT, "4"),
+                                                (None, "auto")])
+def test_no_ipv6_fallback_without_a_route_or_when_forced(vf, tmp_path, closed_port, route6,
+                                                         forced):
+    root = tree(tmp_path, "aws-nitro-ena", ROUTE_LAB, route6)
+    probe = vf.MetadataProbe(f"http://127.0.0.1:{closed_port}", 2.0,
+                             base_url6="http://127.0.0.1:9", ip_version=forced)
+    facts = vf.detect(str(root), probe)
+    assert not any("trying AWS over IPv6" in e for e in facts["evidence"])
+    assert facts["region"] is None
