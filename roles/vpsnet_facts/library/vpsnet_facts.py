@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vpsnet_nic import nic_queue_irqs
 
 try:
     import requests
@@ -433,51 +434,6 @@ def parse_ethtool_channels(text: str) -> dict[str, int | None] | None:
     return {k: maxima.get(k) for k in ("rx", "tx", "other", "combined")}
 
 
-# queue numbers in IRQ names: ASCII and bounded (\d also takes other scripts' digits)
-_Q = r"([0-9]{1,6})"
-
-
-def _queue_irq(driver: str | None, ifname: str, devname: str, irq_name: str,
-               restricted: bool) -> tuple[int | None, str] | None:
-    """(queue, direction) when irq_name is one of this NIC's queue IRQs, else None.
-
-    `restricted` means the candidate IRQs already belong to the NIC's PCI device
-    (from msi_irqs), so the interface/device prefix need not match.
-    """
-    esc_if = re.escape(ifname)
-    if driver == "ena":
-        prefix = r".+" if restricted else esc_if
-        match = re.fullmatch(prefix + r"-Tx-Rx-" + _Q, irq_name)
-        return (int(match.group(1)), "rxtx") if match else None
-    if driver == "virtio_net":
-        prefix = r"virtio[0-9]{1,6}" if restricted else re.escape(devname)
-        match = re.fullmatch(prefix + r"-(input|output)\." + _Q, irq_name)
-        if match:
-            return int(match.group(2)), "rx" if match.group(1) == "input" else "tx"
-        if re.fullmatch(prefix + r"-virtqueues", irq_name):
-            return None, "shared"
-        return None
-    if driver == "gve":
-        match = re.fullmatch(r"gve-ntfy-blk" + _Q + r"@pci:.*", irq_name) or re.fullmatch(
-            r".+-ntfy-block\." + _Q, irq_name
-        )
-        return (int(match.group(1)), "block") if match else None
-    # Xen netfront and generic naming ("eth0-q0-tx", "eth0-TxRx-3", "eth0-rx-1")
-    match = re.fullmatch(esc_if + r"-q" + _Q + r"-(tx|rx)", irq_name)
-    if match:
-        return int(match.group(1)), match.group(2)
-    match = re.fullmatch(esc_if + r"-(?:Tx-Rx|TxRx|txrx|rxtx)-" + _Q, irq_name)
-    if match:
-        return int(match.group(1)), "rxtx"
-    match = re.fullmatch(esc_if + r"-(rx|tx)-" + _Q, irq_name)
-    if match:
-        return int(match.group(2)), match.group(1)
-    match = re.fullmatch(esc_if + r"-(tx|rx)", irq_name)
-    if match:
-        return 0, match.group(1)
-    return None
-
-
 def _pci_device(device_path: str) -> str | None:
     """The PCI function that backs a net device (itself or, for virtio, its parent)."""
     path = device_path
@@ -554,24 +510,7 @@ def read_nics(root: str, clues: Clues, interrupts: dict[int, str],
                     out = None
                 maximum = parse_ethtool_channels(out) if out else None
 
-        irqs: list[dict[str, Any]] = []
-        devname = os.path.basename(device)
-        for irq, irq_name in sorted(interrupts.items()):
-            if msi is not None and irq not in msi:
-                continue
-            found = _queue_irq(driver, name, devname, irq_name, msi is not None)
-            if found is None:
-                continue
-            irqs.append({"irq": irq, "name": irq_name, "queue": found[0], "direction": found[1]})
-        blocks = [i for i in irqs if i["direction"] == "block"]
-        if blocks:
-            # gve: notify blocks 0..n/2-1 serve tx queues, n/2..n-1 rx queues
-            half = max(len(blocks) // 2, 1)
-            for item in blocks:
-                index = item["queue"]
-                item["direction"] = "tx" if index < half else "rx"
-                item["queue"] = index % half
-        irqs.sort(key=lambda i: (i["queue"] if i["queue"] is not None else -1, i["direction"]))
+        irqs = nic_queue_irqs(driver, name, os.path.basename(device), interrupts, msi)
         nics.append({
             "name": name,
             "driver": driver,

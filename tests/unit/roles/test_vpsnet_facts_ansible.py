@@ -15,8 +15,10 @@ BIN = Path(sys.executable).parent
 
 
 def facts_env(tmp_path: Path) -> dict[str, str]:
-    # The repo ansible.cfg asks for YAML results; this test reads JSON.
-    return ansible_env(tmp_path, ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    # The repo ansible.cfg asks for YAML results; this test reads JSON. Ad hoc,
+    # the module finds the role's module_utils only when told where they are.
+    return ansible_env(tmp_path, ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+                       ANSIBLE_MODULE_UTILS=str(REPO / "roles/vpsnet_facts/module_utils"))
 
 
 def adhoc(tmp_path: Path, args: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:

@@ -31,6 +31,8 @@ from input_counts import InputCounts
 from requests.structures import CaseInsensitiveDict
 from vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
 
+nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_fuzzed")
+
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -398,7 +400,7 @@ def test_fuzz_interrupts_parsers(vf, tmp_path, text, driver):
                for k, v in table.items())
     for name in table.values():
         for restricted in (True, False):
-            found = vf._queue_irq(driver, "ens5", "virtio1", name, restricted)
+            found = nic.queue_irq(driver, "ens5", "virtio1", name, restricted)
             assert found is None or (found[0] is None or 0 <= found[0] < 10**6)
     # the boot-time/hotplug script's own parser
     script = irq_affinity()

@@ -29,7 +29,9 @@ def load_role_file(relpath: str, name: str) -> ModuleType:
 
 
 def load_facts_module() -> ModuleType:
-    """The role's library/vpsnet_facts.py, imported as a plain module."""
+    """The role's library/vpsnet_facts.py, imported as a plain module, with its
+    module_utils where Ansible would put them."""
+    load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "ansible.module_utils.vpsnet_nic")
     return load_role_file("vpsnet_facts/library/vpsnet_facts.py", "vpsnet_facts")
 
 
