@@ -9,6 +9,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -519,7 +520,9 @@ def test_irq_restored_by_name_after_renumbering(host: Host, tmp_path: Path) -> N
     assert host.read("proc/irq/40/smp_affinity_list") == "2"
 
 
-def test_not_pristine_when_vpsnet_files_are_there(host: Host, tmp_path: Path) -> None:
+def test_not_pristine_when_vpsnet_files_are_there(
+    host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     host.write("etc/sysctl.d/90-vpsnet.conf", "net.core.somaxconn = 4096")
     record = tmp_path / "record"
     assert (
@@ -529,6 +532,7 @@ def test_not_pristine_when_vpsnet_files_are_there(host: Host, tmp_path: Path) ->
         == 0
     )
     assert json.loads((record / "original.json").read_text())["pristine"] is False
+    assert "an earlier vpsnet_tune had tuned this host" in capsys.readouterr().out
 
 
 def test_restore_without_record_or_with_a_failing_guard(
@@ -564,3 +568,17 @@ def test_bad_request_refused_before_anything(
     )
     assert not record.exists()
     assert "--request" in capsys.readouterr().err
+
+
+def test_the_recorded_sysctls_are_the_ones_the_role_sets() -> None:
+    """original.yml records, before sysctl.yml writes them, the keys sysctl.yml sets:
+    a key added there and not here would not come back with vpsnet_tune_state absent."""
+    import yaml
+
+    tasks = yaml.safe_load((REPO / "roles/vpsnet_tune/tasks/sysctl.yml").read_text())
+    base = next(t for t in tasks if t["name"] == "Collect the sysctls")["vars"]
+    sets = set(base["__vpsnet_tune_sysctls_base"])
+    tasks = yaml.safe_load((REPO / "roles/vpsnet_tune/tasks/original.yml").read_text())
+    save = next(t for t in tasks if "ansible.builtin.script" in t)["vars"]
+    records = set(re.findall(r"'([a-z0-9_.]+)'", save["__vpsnet_tune_save_keys_all"]))
+    assert sets and sets == records
