@@ -582,3 +582,19 @@ def test_the_recorded_sysctls_are_the_ones_the_role_sets() -> None:
     save = next(t for t in tasks if "ansible.builtin.script" in t)["vars"]
     records = set(re.findall(r"'([a-z0-9_.]+)'", save["__vpsnet_tune_save_keys_all"]))
     assert sets and sets == records
+
+
+def test_new_variables_documented_and_checked() -> None:
+    """Each new variable: a default, an argument_specs entry with the same default, a
+    tasks/validate.yml check."""
+    import yaml
+
+    role = REPO / "roles/vpsnet_tune"
+    defaults = yaml.safe_load((role / "defaults/main.yml").read_text())
+    specs = yaml.safe_load((role / "meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    validate = (role / "tasks/validate.yml").read_text()
+    for name in ("vpsnet_tune_state", "vpsnet_tune_absent_without_record",
+                 "vpsnet_tune_verify_interval_seconds", "vpsnet_tune_verify_textfile_dir"):
+        assert options[name]["default"] == defaults[name], name
+        assert f"{{name: {name}, value:" in validate, name
