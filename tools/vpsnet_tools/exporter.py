@@ -61,6 +61,9 @@ from vpsnet_tools.cliargs import finite
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 DEFAULT_PORT = 19462
 TEXTFILE_NAME = "vpsnet.prom"
+# *.prom files other vpsnet parts write (vpsnet_tune's drift metric), served with
+# the module's families: no node_exporter needed (--textfile-include).
+TEXTFILE_INCLUDE = "/var/lib/vpsnet/textfile"
 ERROR_REASONS = ("read", "truncated", "parse")
 MAX_BYTES = 16 * 1024 * 1024  # a sane bound for one snapshot
 
@@ -70,8 +73,9 @@ log = logging.getLogger("vpsnet-exporter")
 class VpsnetCollector:
     """Custom collector: the module's families (all or nothing) plus our own."""
 
-    def __init__(self, path: str = DEFAULT_FILE) -> None:
+    def __init__(self, path: str = DEFAULT_FILE, include: str | None = None) -> None:
         self.path = path
+        self.include = include
         self._lock = threading.Lock()
         self._errors = dict.fromkeys(ERROR_REASONS, 0)
         self._state: str | None = None  # last logged state: up, absent, error
@@ -141,6 +145,7 @@ class VpsnetCollector:
         duration = time.perf_counter() - start
         if fams is not None:
             yield from fams
+        yield from self.included({f.name for f in fams or []})
         up = GaugeMetricFamily(
             "vpsnet_up", "1 if the vpsnet metrics file was read and parsed completely"
         )
@@ -163,14 +168,47 @@ class VpsnetCollector:
             errs.add_metric([reason], float(counts[reason]))
         yield errs
 
+    def included(self, taken: set[str]) -> Iterator[Metric]:
+        """The families of each *.prom file in the include directory, file by file
+        whole: one that does not parse, or names a family already served, is left
+        out (logged), never half-served."""
+        if not self.include:
+            return
+        try:
+            names = sorted(n for n in os.listdir(self.include)
+                           if n.endswith(".prom") and n != TEXTFILE_NAME)
+        except OSError:
+            return  # no directory: nothing to include
+        taken = taken | {"vpsnet_up", "vpsnet_exporter_scrape_duration_seconds",
+                         "vpsnet_exporter_scrape_errors"}
+        for name in names:
+            path = os.path.join(self.include, name)
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read(MAX_BYTES + 1)
+                if len(raw) > MAX_BYTES:
+                    raise ValueError(f"larger than {MAX_BYTES} bytes")
+                fams = list(text_string_to_metric_families(raw.decode("utf-8")))
+                mine = [f.name for f in fams]
+                clash = sorted(set(mine) & taken | {n for n in mine if mine.count(n) > 1})
+                if clash:
+                    raise ValueError(f"families served already: {', '.join(clash)}")
+            except Exception as e:  # the parser raises ValueError, KeyError, IndexError...
+                log.warning("textfile %s left out: %s: %s", path, type(e).__name__, e)
+                continue
+            taken |= set(mine)
+            yield from fams
+
     def describe(self) -> Iterable[Metric]:
         # No describe: the registry must not call collect() at registration.
         return []
 
 
-def make_registry(path: str = DEFAULT_FILE) -> tuple[CollectorRegistry, VpsnetCollector]:
+def make_registry(
+    path: str = DEFAULT_FILE, include: str | None = None
+) -> tuple[CollectorRegistry, VpsnetCollector]:
     registry = CollectorRegistry(auto_describe=False)
-    collector = VpsnetCollector(path)
+    collector = VpsnetCollector(path, include)
     registry.register(collector)
     return registry, collector
 
@@ -397,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--once", action="store_true", help="with --textfile: write once and exit")
     ap.add_argument(
+        "--textfile-include", metavar="DIR", default=TEXTFILE_INCLUDE,
+        help=f"also serve the *.prom files of DIR (each whole, or left out when it does not "
+        f"parse or repeats a family; default {TEXTFILE_INCLUDE}, '' for none)",
+    )
+    ap.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -423,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--web.max-connections %d is above the open-files limit (%d) less %d: at "
                     "the limit accepting pauses and slow clients are closed first",
                     max_connections, web.nofile_limit(), web.FD_RESERVE)
-    registry, _ = make_registry(args.file)
+    registry, _ = make_registry(args.file, args.textfile_include)
     try:
         inherited = handoff.inherited_socket()
     except (OSError, ValueError) as e:
