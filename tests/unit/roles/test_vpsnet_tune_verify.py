@@ -415,6 +415,7 @@ def _request(host: Host) -> str:
             "sysctls": [*SYSCTLS, "vm.nr_hugepages"],
             "nics": ["eth0"],
             "irqbalance_file": "/etc/default/irqbalance",
+            "instance_configs_file": "/etc/default/instance_configs.cfg",
             "grub_file": "/etc/default/grub.d/vpsnet.cfg",
             "installed": ["/etc/sysctl.d/90-vpsnet.conf"],
         }
@@ -426,6 +427,8 @@ def test_save_then_restore_round_trip(
 ) -> None:
     record = tmp_path / "record"
     host.write("etc/default/irqbalance", '#IRQBALANCE_ARGS=""\nIRQBALANCE_ARGS="--foo"')
+    host.write("etc/default/instance_configs.cfg",
+               "[Accounts]\nx = 1\n[InstanceSetup]\nset_multiqueue = true")
     root = ["--root", str(host.root), "--dir", str(record)]
     assert vt.main(["save", *root, "--check", "--request", _request(host)]) == 0
     assert not record.exists() and "would record" in capsys.readouterr().out
@@ -444,6 +447,8 @@ def test_save_then_restore_round_trip(
         "content": None,
     }
     assert (record / "nic/vpsnet-tune-original.sh").exists()
+    assert saved["instance_configs"] == {
+        "path": "/etc/default/instance_configs.cfg", "exists": True, "set_multiqueue": "true"}
     capsys.readouterr()
     # vpsnet_tune changes things
     host.sysctl("net.core.somaxconn", "8192")
