@@ -603,3 +603,21 @@ def test_new_variables_documented_and_checked() -> None:
                  "vpsnet_tune_verify_interval_seconds", "vpsnet_tune_verify_textfile_dir"):
         assert options[name]["default"] == defaults[name], name
         assert f"{{name: {name}, value:" in validate, name
+
+
+@pytest.mark.parametrize(("name", "bad", "says"), [
+    ("vpsnet_tune_state", "gone", "vpsnet_tune_state"),
+    ("vpsnet_tune_state", "absent\n", "vpsnet_tune_state"),
+    ("vpsnet_tune_absent_without_record", "maybe", "vpsnet_tune_absent_without_record"),
+    ("vpsnet_tune_verify_interval_seconds", 5, "vpsnet_tune_verify_interval_seconds"),
+    ("vpsnet_tune_verify_interval_seconds", "300s", "vpsnet_tune_verify_interval_seconds"),
+    ("vpsnet_tune_verify_textfile_dir", "var/lib/x", "vpsnet_tune_verify_textfile_dir"),
+    ("vpsnet_tune_verify_textfile_dir", "/var/lib/../etc", "vpsnet_tune_verify_textfile_dir"),
+])
+def test_new_inputs_checked_by_validate_yml(name: str, bad: object, says: str) -> None:
+    from vpsnet_inputs_helpers import errors
+
+    assert errors("vpsnet_tune") == []
+    assert errors("vpsnet_tune", {"vpsnet_tune_verify_textfile_dir": ""}) == []
+    found = errors("vpsnet_tune", {name: bad})
+    assert len(found) == 1 and found[0].startswith(says), found
