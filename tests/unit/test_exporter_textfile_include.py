@@ -7,8 +7,10 @@ import importlib.machinery
 import importlib.util
 import logging
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from vpsnet_tools import exporter
 
@@ -18,7 +20,7 @@ from .vpsnet_exporter_helpers import metrics_text
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _vpsnet_tune():  # type: ignore[no-untyped-def]
+def _vpsnet_tune() -> ModuleType:
     path = REPO / "roles/vpsnet_tune/files/vpsnet-tune"
     loader = importlib.machinery.SourceFileLoader("vpsnet_tune_cli_x", str(path))
     spec = importlib.util.spec_from_loader("vpsnet_tune_cli_x", loader)
@@ -28,7 +30,7 @@ def _vpsnet_tune():  # type: ignore[no-untyped-def]
     return module
 
 
-def _registry(tmp_path: Path) -> tuple[object, Path]:
+def _registry(tmp_path: Path) -> tuple[CollectorRegistry, Path]:
     metrics = tmp_path / "metrics"
     metrics.write_text(metrics_text())
     include = tmp_path / "textfile"
