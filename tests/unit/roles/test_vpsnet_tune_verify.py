@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "roles/vpsnet_tune/files/vpsnet-tune"
@@ -621,3 +623,39 @@ def test_new_inputs_checked_by_validate_yml(name: str, bad: object, says: str) -
     assert errors("vpsnet_tune", {"vpsnet_tune_verify_textfile_dir": ""}) == []
     found = errors("vpsnet_tune", {name: bad})
     assert len(found) == 1 and found[0].startswith(says), found
+
+
+FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path, capsys: nothing kept between examples
+BAD_PATHS = st.one_of(st.just(""), st.text(min_size=1, max_size=20).map(lambda t: t + "\n"),
+                      st.text(min_size=1, max_size=20).map(lambda t: "/x\x00" + t))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@given(option=st.sampled_from(["--root", "--plan", "--textfile", "--dir"]), value=BAD_PATHS)
+def test_bad_path_arguments_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    argv = {"--dir": ["restore", "--dir", value]}.get(option, ["verify", option, value])
+    with pytest.raises(SystemExit) as exit_:
+        vt.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") <= 3  # argparse's usage + one line
+    assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
+@given(text=st.one_of(st.text(max_size=40), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["sysctls", "nics", "irqbalance_file", "grub_file", "installed", "x"]),
+        inner, max_size=4), max_leaves=8).map(json.dumps)))
+def test_any_request_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    record = tmp_path / "rec"
+    rc = vt.main(["save", "--check", "--root", str(tmp_path / "root"), "--dir", str(record),
+                  "--request", text])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err and err.count("\n") <= 1, err
+    assert not record.exists()
