@@ -625,7 +625,7 @@ def test_new_inputs_checked_by_validate_yml(name: str, bad: object, says: str) -
     assert len(found) == 1 and found[0].startswith(says), found
 
 
-FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path, capsys: nothing kept between examples
+FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path, capsys reused: nothing is written
 BAD_PATHS = st.one_of(st.just(""), st.text(min_size=1, max_size=20).map(lambda t: t + "\n"),
                       st.text(min_size=1, max_size=20).map(lambda t: "/x\x00" + t))
 
