@@ -655,7 +655,7 @@ def test_any_request_never_a_traceback(
 ) -> None:
     record = tmp_path / "rec"
     rc = vt.main(["save", "--check", "--root", str(tmp_path / "root"), "--dir", str(record),
-                  "--request", text])
+                  f"--request={text}"])  # "=": a text starting with '-' is the value
     err = capsys.readouterr().err
     assert rc in (0, 2) and "Traceback" not in err and err.count("\n") <= 1, err
     assert not record.exists()
