@@ -30,7 +30,8 @@ import requests
 # The project's alerts (monitoring/prometheus/vpsnet.rules.yml) that a step's
 # host can raise. VpsnetVersionSkew is left out: it has no host, and is pending
 # during every rollout by design. VpsnetAllowanceExceeded too: it measures the
-# workload against its instance type (ENA), not the module.
+# workload against its instance type (ENA), not the module; and VpsnetTuneDrift /
+# VpsnetTuneVerifyFailing, which compare the host's tuning with vpsnet_tune's plan.
 ALERTS = (
     "VpsnetLinkDown", "VpsnetRxSilent", "VpsnetTxStalled", "VpsnetLinkFlapping",
     "VpsnetQueueDrops", "VpsnetSoftnetTimeSqueeze", "VpsnetExporterDown",
