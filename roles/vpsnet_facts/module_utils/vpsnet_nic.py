@@ -339,8 +339,10 @@ def irq_cpus(cpus: list[int], irqs: list[dict[str, Any]]) -> list[int]:
 
 
 def xps_plan(cpus: list[int], tx_queues: int) -> dict[int, int]:
-    """tx-N -> CPU (the CPU of the IRQ serving TX queue N); {} for one TX queue."""
-    if tx_queues < 2 or not cpus:
+    """tx-N -> CPU (the CPU of the IRQ serving TX queue N), for every TX queue:
+    also a single one, so that what is read back never depends on the driver's
+    default (virtio_net maps its only queue to every CPU)."""
+    if tx_queues < 1 or not cpus:
         return {}
     return {q: irq_cpu(cpus, q) for q in range(tx_queues)}
 

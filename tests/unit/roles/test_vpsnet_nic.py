@@ -219,7 +219,8 @@ def test_overlapping_pools_stay_disjoint_while_cpus_last() -> None:
 
 def test_xps_per_tx_queue_on_its_irq_cpu() -> None:
     assert nic.xps_plan([2, 3], 4) == {0: 2, 1: 3, 2: 2, 3: 3}
-    assert nic.xps_plan([2, 3], 1) == {}  # one TX queue: no map
+    assert nic.xps_plan([2, 3], 1) == {0: 2}  # one TX queue too: its IRQ's CPU
+    assert nic.xps_plan([], 4) == {} and nic.xps_plan([2, 3], 0) == {}
 
 
 def test_rps_off_the_irq_cpus_and_their_smt_siblings() -> None:

@@ -659,3 +659,29 @@ def test_any_request_never_a_traceback(
     err = capsys.readouterr().err
     assert rc in (0, 2) and "Traceback" not in err and err.count("\n") <= 1, err
     assert not record.exists()
+
+
+def test_nics_puts_back_only_what_drifted(host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a reboot or a hotplug loses: channels, rings and adaptive RX go back
+    with one ethtool call each; a NIC as planned gets none."""
+    assert vt.main(["nics", "--root", str(host.root)]) == 0
+    assert capsys.readouterr().out == ""
+    assert "-L" not in (host.stubs / "ethtool.calls").read_text()
+    host.set_ethtool(combined=2, rx=256, adaptive="off")
+    assert vt.main(["nics", "--root", str(host.root), "eth0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["ethtool -L eth0 combined 4", "ethtool -G eth0 rx 1024",
+                   "ethtool -C eth0 adaptive-rx on"]
+    calls = (host.stubs / "ethtool.calls").read_text().splitlines()
+    assert calls[-3:] == ["-L eth0 combined 4", "-G eth0 rx 1024", "-C eth0 adaptive-rx on"]
+
+
+def test_nics_fails_closed(host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    host.set_ethtool(combined=2, rx=1024, adaptive="on")
+    (host.stubs / "ethtool.rc").write_text("1")
+    assert vt.main(["nics", "--root", str(host.root)]) == 2
+    assert "ethtool -l eth0: exit 1" in capsys.readouterr().err
+    assert vt.main(["nics", "--root", str(host.root), "--plan", "/nonexistent"]) == 2
+    with pytest.raises(SystemExit) as bad:
+        vt.main(["nics", "--root", str(host.root), "eth0/../x"])
+    assert bad.value.code == 2
