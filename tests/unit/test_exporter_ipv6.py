@@ -12,22 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ipv6_loopback import ipv6_loopback
 
 from vpsnet_tools import exporter, web
 
 from .vpsnet_exporter_helpers import free_port, metrics_text
 
-
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
+pytestmark = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 
 
 @contextlib.contextmanager

@@ -32,8 +32,8 @@ class Recorder:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
 
 
-def _serve(ident: Identity) -> Iterator[tuple[MetadataServer, Recorder]]:
-    srv = MetadataServer(ident, port=0)
+def _serve(ident: Identity, host: str = "127.0.0.1") -> Iterator[tuple[MetadataServer, Recorder]]:
+    srv = MetadataServer(ident, host=host, port=0)
     recorder = Recorder()
     base = srv.RequestHandlerClass
 
@@ -61,6 +61,12 @@ def aws_server() -> Iterator[tuple[MetadataServer, Recorder]]:
 @pytest.fixture
 def gcp_server() -> Iterator[tuple[MetadataServer, Recorder]]:
     yield from _serve(GCP_IDENTITY)
+
+
+@pytest.fixture
+def aws6() -> Iterator[tuple[MetadataServer, Recorder]]:
+    """The lab's fake IMDSv2 service listening on ::1 only."""
+    yield from _serve(AWS_IDENTITY, host="::1")
 
 
 @pytest.fixture

@@ -11,14 +11,11 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AWS_IDENTITY, Recorder
+from ipv6_loopback import ipv6_loopback
 from vpsnet_facts_helpers import FIXTURES
-
-from vpsnet_lab.metadata import MetadataServer
 
 HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 # 10.0.2.0/24 on eth0 and the default route via 10.0.2.2
@@ -60,39 +57,11 @@ def tree(tmp_path: Path, base: str, route: str | None, ipv6_route: str | None) -
     return root
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 
 
-@pytest.fixture
-def aws6() -> Iterator[tuple[MetadataServer, Recorder]]:
-    """The lab's fake IMDSv2 service listening on ::1 only."""
-    srv = MetadataServer(AWS_IDENTITY, host="::1", port=0)
-    recorder = Recorder()
-    base = srv.RequestHandlerClass
-
-    class Recording(base):  # type: ignore[misc,valid-type]
-        def parse_request(self) -> bool:
-            ok = bool(super().parse_request())
-            if ok:
-                recorder.requests.append((self.command, self.path, dict(self.headers)))
-            return ok
-
-    srv.RequestHandlerClass = Recording
-    srv.start()
-    try:
-        yield srv, recorder
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 # --------------------------------------------------------------------------- PCI ids
