@@ -340,8 +340,9 @@ def irq_cpus(cpus: list[int], irqs: list[dict[str, Any]]) -> list[int]:
 
 def xps_plan(cpus: list[int], tx_queues: int) -> dict[int, int]:
     """tx-N -> CPU (the CPU of the IRQ serving TX queue N), for every TX queue:
-    also a single one, so that what is read back never depends on the driver's
-    default (virtio_net maps its only queue to every CPU)."""
+    also a single one running on a multiqueue NIC, so that what is read back
+    never depends on the driver's default (virtio_net maps its only queue to
+    every CPU). A single-queue device has no xps_cpus file: left out there."""
     if tx_queues < 1 or not cpus:
         return {}
     return {q: irq_cpu(cpus, q) for q in range(tx_queues)}
@@ -594,7 +595,10 @@ def drift(nic: dict[str, Any], want: dict[str, Any],
                                         f"smp_affinity_list {current or 'unreadable'} -> {cpu}"))
     for queue, cpu in sorted((want["xps"] or {}).items()):
         path = f"sys/class/net/{name}/queues/tx-{queue}/xps_cpus"
-        mask = parse_mask(read(path) or "")
+        live = read(path)
+        if live is None and len(nic["tx"]) == 1:
+            continue  # no xps_cpus: the kernel offers no XPS on a single-queue device
+        mask = parse_mask(live or "")
         if mask != 1 << cpu:
             out.append((path, format_mask([cpu]), f"{name}: tx-{queue} xps_cpus "
                                                   f"{show_mask(mask)} -> {show_mask(1 << cpu)}"))

@@ -172,6 +172,8 @@ def readback_problems(plan_out: dict[str, Any], text: str) -> list[str]:
         maps = queue_maps(nic, len(queues["tx"]), len(queues["rx"]), options.get("xps") == "on",
                           options.get("rps") == "on", plan_out.get("siblings") or {})
         for queue, cpu in sorted((maps["xps"] or {}).items()):
+            if queues["tx"].get(queue) == "-" and len(queues["tx"]) == 1:
+                continue  # no xps_cpus file: a single-queue device has no XPS
             live_mask = nic_rules.parse_mask(queues["tx"].get(queue, ""))
             if live_mask != 1 << cpu:
                 problems.append(f"{nic['nic']} tx-{queue} xps_cpus "

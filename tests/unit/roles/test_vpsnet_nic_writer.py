@@ -200,3 +200,22 @@ def test_installed_layout_finds_vpsnet_nic(host: Path,
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == (
         "ens4: irq 33 (eth%d-ntfy-block.0, tx-0) smp_affinity_list 0-7 -> 1")
+
+
+def test_single_queue_device_without_xps_file(host: Path) -> None:
+    """A single-queue device has no xps_cpus (the kernel offers no XPS there): its
+    IRQ and RPS are still set, nothing is written where no file is, and the
+    NIC reads clean afterwards. A multiqueue NIC running one queue keeps its map."""
+    for q in range(1, 4):
+        for d, f in (("tx", "xps_cpus"), ("rx", "rps_cpus")):
+            (host / f"sys/class/net/ens5/queues/{d}-{q}/{f}").unlink()
+            (host / f"sys/class/net/ens5/queues/{d}-{q}").rmdir()
+    (host / "sys/class/net/ens5/queues/tx-0/xps_cpus").unlink()
+    rc, lines, err = run(host, "ens5")
+    assert rc == 0 and err == "", err
+    assert not [line for line in lines if "xps_cpus" in line]
+    assert "ens5: irq 25 (virtio1-input.0, rx-0) smp_affinity_list 0-7 -> 3" in lines
+    assert not (host / "sys/class/net/ens5/queues/tx-0/xps_cpus").exists()
+    assert run(host, "--dry-run", "ens5") == (0, [], "")
+    rc, lines, err = run(host, "ens4")  # two queues: both mapped
+    assert rc == 0 and "ens4: tx-0 xps_cpus 0 (CPUs none) -> 2 (CPUs 1)" in lines
