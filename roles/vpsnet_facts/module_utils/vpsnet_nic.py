@@ -333,9 +333,13 @@ def irq_cpu(cpus: list[int], queue: int) -> int:
     return cpus[int(queue) % len(cpus)]
 
 
-def irq_cpus(cpus: list[int], irqs: list[dict[str, Any]]) -> list[int]:
-    """The CPUs a NIC's queue IRQs land on."""
-    return sorted({irq_cpu(cpus, i["queue"]) for i in irqs if i.get("queue") is not None})
+def irq_cpus(cpus: list[int], irqs: list[dict[str, Any]],
+             queues: int | None = None) -> list[int]:
+    """The CPUs a NIC's queue IRQs land on; with `queues`, only those of the
+    queues in use (virtio_net keeps the vectors of the queue pairs `ethtool -L`
+    turned off, and they carry nothing)."""
+    return sorted({irq_cpu(cpus, i["queue"]) for i in irqs if i.get("queue") is not None
+                   and (queues is None or int(i["queue"]) < queues)})
 
 
 def xps_plan(cpus: list[int], tx_queues: int) -> dict[int, int]:
@@ -569,7 +573,7 @@ def wanted(nic: dict[str, Any], cpus: list[int], options: dict[str, str], online
     xps = xps_plan(cpus, len(nic["tx"])) if options.get("xps") == "on" else None
     rps = None
     if options.get("rps") == "on":
-        used = irq_cpus(cpus, nic["irqs"])
+        used = irq_cpus(cpus, nic["irqs"], len(nic["rx"]))
         rps = rps_plan(pool, used, siblings(used), len(nic["rx"]))
     return {"irqs": irqs, "xps": xps, "rps": rps}
 

@@ -124,7 +124,7 @@ def queue_maps(nic: dict[str, Any], tx_queues: int, rx_queues: int, xps: bool, r
     """XPS (tx queue -> CPU) and RPS CPUs one planned NIC should have for
     these queue counts; None where the role leaves them alone."""
     sib = {int(k): [int(c) for c in v] for k, v in (siblings or {}).items()}
-    used = nic_rules.irq_cpus(nic["cpus"], nic["irqs"])
+    used = nic_rules.irq_cpus(nic["cpus"], nic["irqs"], rx_queues)
     return {
         "xps": nic_rules.xps_plan(nic["cpus"], tx_queues) if xps else None,
         "rps": nic_rules.rps_plan(nic["pool"], used, sib, rx_queues) if rps else None,

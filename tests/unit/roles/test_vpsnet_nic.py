@@ -268,3 +268,13 @@ def test_stdlib_only_and_one_copy() -> None:
     assert link.is_symlink() and link.resolve() == Path(nic.__file__).resolve()
     source = Path(nic.__file__).read_text()
     assert "import ansible" not in source and "from ansible" not in source
+
+
+def test_rps_counts_only_the_irqs_of_queues_in_use() -> None:
+    """virtio_net after `ethtool -L combined 1` keeps the vectors of queue pairs
+    1-3: they carry nothing, so RPS may use their CPUs (seen on 6.1 and 6.12)."""
+    irqs = [{"irq": 30 + q, "queue": q, "direction": d} for q in range(4) for d in ("rx", "tx")]
+    assert nic.irq_cpus([0, 1], irqs) == [0, 1]
+    assert nic.irq_cpus([0, 1], irqs, 1) == [0]
+    assert nic.rps_plan([0, 1], nic.irq_cpus([0, 1], irqs, 1), {}, 1) == [1]
+    assert nic.rps_plan([0, 1], nic.irq_cpus([0, 1], irqs, 2), {}, 2) == []
