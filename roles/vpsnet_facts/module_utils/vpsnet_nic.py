@@ -570,12 +570,22 @@ def wanted(nic: dict[str, Any], cpus: list[int], options: dict[str, str], online
                     reserved_of(options), options.get("cpu0") == "avoid")
     irqs = {int(i["irq"]): irq_cpu(cpus, i["queue"]) for i in nic["irqs"]
             if i.get("queue") is not None}
-    xps = xps_plan(cpus, len(nic["tx"])) if options.get("xps") == "on" else None
-    rps = None
-    if options.get("rps") == "on":
-        used = irq_cpus(cpus, nic["irqs"], len(nic["rx"]))
-        rps = rps_plan(pool, used, siblings(used), len(nic["rx"]))
-    return {"irqs": irqs, "xps": xps, "rps": rps}
+    maps = queue_maps(cpus, pool, nic["irqs"], len(nic["tx"]), len(nic["rx"]),
+                      options.get("xps") == "on", options.get("rps") == "on", siblings)
+    return {"irqs": irqs, **maps}
+
+
+def queue_maps(cpus: list[int], pool: list[int], irqs: list[dict[str, Any]], tx_queues: int,
+               rx_queues: int, xps: bool, rps: bool,
+               siblings: Callable[[list[int]], dict[int, list[int]]]) -> dict[str, Any]:
+    """XPS (tx queue -> CPU) and RPS CPUs of a NIC with these CPUs, pool and
+    queue counts; None where they are left alone. The plan and the writer both
+    ask this, so they cannot disagree."""
+    rps_cpus = None
+    if rps:
+        used = irq_cpus(cpus, irqs, rx_queues)
+        rps_cpus = rps_plan(pool, used, siblings(used), rx_queues)
+    return {"xps": xps_plan(cpus, tx_queues) if xps else None, "rps": rps_cpus}
 
 
 def drift(nic: dict[str, Any], want: dict[str, Any],

@@ -121,14 +121,11 @@ def irq_plan(
 
 def queue_maps(nic: dict[str, Any], tx_queues: int, rx_queues: int, xps: bool, rps: bool,
                siblings: dict[Any, Any]) -> dict[str, Any]:
-    """XPS (tx queue -> CPU) and RPS CPUs one planned NIC should have for
-    these queue counts; None where the role leaves them alone."""
+    """XPS and RPS one planned NIC should have for these queue counts
+    (vpsnet_nic.queue_maps, as the writer asks it)."""
     sib = {int(k): [int(c) for c in v] for k, v in (siblings or {}).items()}
-    used = nic_rules.irq_cpus(nic["cpus"], nic["irqs"], rx_queues)
-    return {
-        "xps": nic_rules.xps_plan(nic["cpus"], tx_queues) if xps else None,
-        "rps": nic_rules.rps_plan(nic["pool"], used, sib, rx_queues) if rps else None,
-    }
+    return dict(nic_rules.queue_maps(nic["cpus"], nic["pool"], nic["irqs"], tx_queues,
+                                     rx_queues, xps, rps, lambda _used: sib))
 
 
 def parse_readback(text: str) -> dict[str, Any]:
