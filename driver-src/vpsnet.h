@@ -102,6 +102,25 @@ extern const char * const vpsnet_state_names[VPSNET_NR_STATES];
 struct vpsnet_devsnap *vpsnet_snap_dev(struct vpsnet_dev *vd);
 void vpsnet_snap_free(struct vpsnet_devsnap *s);
 
+struct vpsnet_cpusnap {
+	unsigned int cpu;
+	u64 processed;
+	u64 dropped;
+	u64 squeeze;
+	u64 net_rx;
+};
+
+struct vpsnet_snapshot {
+	unsigned int ndev;
+	struct vpsnet_devsnap **dev;
+	unsigned int ncpu;
+	struct vpsnet_cpusnap *cpu;
+};
+
+/* vpsnet_snapshot.c */
+struct vpsnet_snapshot *vpsnet_snapshot_take(void);
+void vpsnet_snapshot_free(struct vpsnet_snapshot *snap);
+
 /* vpsnet_proc.c */
 int vpsnet_proc_init(void);
 void vpsnet_proc_exit(void);

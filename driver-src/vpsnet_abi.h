@@ -12,6 +12,7 @@
 #define VPSNET_ABI_H
 
 #include <linux/stringify.h>
+#include "vpsnet_testflags.h"
 
 #define VPSNET_ABI_MAJOR		1
 #define VPSNET_MANIFEST_FORMAT		1

@@ -16,19 +16,6 @@
 #include <net/netdev_queues.h>
 #endif
 
-/* Test-only build flags (make VPSNET_TEST_FORCE_UNHEALTHY=1, VPSNET_TEST_UNHEALTHY_AFTER=S) */
-#ifndef VPSNET_TEST_UNHEALTHY_AFTER
-#define VPSNET_TEST_UNHEALTHY_AFTER 0
-#endif
-#ifndef VPSNET_TEST_FORCE_UNHEALTHY
-#define VPSNET_TEST_FORCE_UNHEALTHY 0
-#endif
-#if VPSNET_TEST_FORCE_UNHEALTHY
-#define VPSNET_TEST_FORCE_UNHEALTHY_JSON "true"
-#else
-#define VPSNET_TEST_FORCE_UNHEALTHY_JSON "false"
-#endif
-
 #ifndef HAVE_PROC_OPS
 #error "vpsnet needs struct proc_ops (Linux 5.6 or newer)"
 #endif

@@ -2,14 +2,12 @@
 /*
  * /proc/net/vpsnet/metrics: Prometheus text exposition format 0.0.4.
  *
- * Each open takes a snapshot of every attached device under RTNL; all
- * reads of that file descriptor format the same snapshot, so a reader
- * never sees a half-updated device. The snapshot is freed on release,
- * which also runs when the module is unloaded while the file is open.
+ * Each open takes a snapshot (vpsnet_snapshot.c); all reads of that file
+ * descriptor format the same snapshot, so a reader never sees a
+ * half-updated device. The snapshot is freed on release, which also runs
+ * when the module is unloaded while the file is open.
  */
 #include <linux/cpumask.h>
-#include <linux/interrupt.h>
-#include <linux/kernel_stat.h>
 #include <linux/mm.h>
 #include <linux/proc_fs.h>
 #include <linux/rtnetlink.h>
@@ -40,92 +38,7 @@ static const struct vpsnet_family_desc vpsnet_families[VPSNET_NR_FAMILIES] = {
 #undef VPSNET_FAMILY
 #undef VPSNET_SEP
 
-struct vpsnet_cpusnap {
-	unsigned int cpu;
-	u64 processed;
-	u64 dropped;
-	u64 squeeze;
-	u64 net_rx;
-};
-
-struct vpsnet_snapshot {
-	unsigned int ndev;
-	struct vpsnet_devsnap **dev;
-	unsigned int ncpu;
-	struct vpsnet_cpusnap *cpu;
-};
-
 static struct proc_dir_entry *vpsnet_proc_dir;
-
-static void vpsnet_snapshot_free(struct vpsnet_snapshot *snap)
-{
-	unsigned int i;
-
-	if (!snap)
-		return;
-	for (i = 0; i < snap->ndev; i++)
-		vpsnet_snap_free(snap->dev[i]);
-	kvfree(snap->dev);
-	kvfree(snap->cpu);
-	kfree(snap);
-}
-
-static struct vpsnet_snapshot *vpsnet_snapshot_take(void)
-{
-	struct vpsnet_snapshot *snap;
-	struct vpsnet_dev *vd;
-	unsigned int cpu, n = 0;
-	int err;
-
-	snap = kzalloc(sizeof(*snap), GFP_KERNEL);
-	if (!snap)
-		return ERR_PTR(-ENOMEM);
-
-	snap->cpu = kvcalloc(nr_cpu_ids, sizeof(*snap->cpu), GFP_KERNEL);
-	if (!snap->cpu) {
-		err = -ENOMEM;
-		goto err;
-	}
-	for_each_online_cpu(cpu) {
-		struct softnet_data *sd = &per_cpu(softnet_data, cpu);
-		struct vpsnet_cpusnap *c = &snap->cpu[n++];
-
-		c->cpu = cpu;
-		c->processed = READ_ONCE(sd->processed);
-		c->dropped = vpsnet_softnet_dropped(sd);
-		c->squeeze = READ_ONCE(sd->time_squeeze);
-		c->net_rx = kstat_softirqs_cpu(NET_RX_SOFTIRQ, cpu);
-		if (n == nr_cpu_ids)
-			break;
-	}
-	snap->ncpu = n;
-
-	err = rtnl_lock_killable();
-	if (err)
-		goto err;
-	snap->dev = kvcalloc(max(vpsnet_ndevs, 1U), sizeof(*snap->dev),
-			     GFP_KERNEL);
-	if (!snap->dev) {
-		rtnl_unlock();
-		err = -ENOMEM;
-		goto err;
-	}
-	list_for_each_entry(vd, &vpsnet_devs, node) {
-		struct vpsnet_devsnap *s = vpsnet_snap_dev(vd);
-
-		if (!s) {
-			rtnl_unlock();
-			err = -ENOMEM;
-			goto err;
-		}
-		snap->dev[snap->ndev++] = s;
-	}
-	rtnl_unlock();
-	return snap;
-err:
-	vpsnet_snapshot_free(snap);
-	return ERR_PTR(err);
-}
 
 static void vpsnet_put_escaped(struct seq_file *m, const char *s)
 {
