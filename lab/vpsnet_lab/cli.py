@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import ansible_env, image, inventory, spec
+from . import ansible_env, image, inventory, specparse
 from .fieldcheck import CONTROL_RE
 from .fleet import DEFAULT_BOOT_TIMEOUT, NIC_RE, SSH_KEY, Lab
 from .paths import INVENTORY, KERNEL_HELP, KERNEL_SERIES, STATE, LabError, kernel_syntax_ok
@@ -53,8 +53,8 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    raw = spec.read(args.spec)  # bounded: size, depth, no aliases, string keys
-    lab = Lab.up(raw, args.spec, state_dir=args.state, boot_timeout=args.timeout, say=_say)
+    lab_spec = specparse.load(args.spec)  # read bounded (specfile.py), then parsed once
+    lab = Lab.up(lab_spec, state_dir=args.state, boot_timeout=args.timeout, say=_say)
     if not args.no_inventory:
         out = inventory.write(lab.spec, Path(args.inventory))
         _say(f"inventory written to {out}")

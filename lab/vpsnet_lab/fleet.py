@@ -7,14 +7,10 @@ remove exactly those, by PID and start time, even after a crashed `up`.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -29,13 +25,13 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from . import accel as accels
 from . import image as images
-from . import netns, secureboot
+from . import netns, procs, secureboot
+from .hostcheck import check_host, port_in_use
 from .paths import CACHE, STATE, LabError
-from .spec import Guest, Link, Nic, Spec, parse
+from .qemu import identity, link_socket, nic_device, qemu_command
+from .spec import Guest, Spec, to_data
+from .specparse import parse
 
-METADATA_GUEST_ADDR = "10.0.2.100"
-BUSYBOX = "/bin/busybox"
-QEMU = "qemu-system-x86_64"
 DEFAULT_BOOT_TIMEOUT = 300.0
 SSH_KEY = CACHE / "lab-ssh" / "id_ed25519"
 
@@ -67,158 +63,6 @@ def ensure_ssh_key() -> Path:
                         "-f", str(SSH_KEY)], check=True)
     return SSH_KEY
 
-
-def _seed(*parts: str) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()
-
-
-def identity(spec: Spec, g: Guest) -> dict[str, str]:
-    """The instance identity the guest's metadata service and DMI agree on."""
-    seed = _seed(spec.name, g.name)
-    instance_id = f"i-0{seed[:16]}" if g.cloud == "aws" else str(int(seed[:15], 16))
-    return {"cloud": g.cloud, "name": g.name, "region": g.region, "zone": g.zone,
-            "instance_type": g.instance_type, "instance_id": instance_id}
-
-
-def smbios_args(spec: Spec, g: Guest) -> list[str]:
-    seed = _seed(spec.name, g.name, "uuid")
-    if g.cloud == "aws":
-        uuid = f"ec2{seed[3:8]}-{seed[8:12]}-{seed[12:16]}-{seed[16:20]}-{seed[20:32]}"
-        vendor, product = "Amazon EC2", g.instance_type
-    else:
-        uuid = f"{seed[:8]}-{seed[8:12]}-{seed[12:16]}-{seed[16:20]}-{seed[20:32]}"
-        vendor, product = "Google", "Google Compute Engine"
-    return ["-smbios", f"type=0,vendor={vendor}",
-            "-smbios", f"type=1,manufacturer={vendor},product={product},uuid={uuid}",
-            "-smbios", f"type=3,manufacturer={vendor},asset={vendor}"]
-
-
-def mac(spec: Spec, g: Guest, nic: int) -> str:
-    lab = int(_seed(spec.name)[:2], 16)
-    return f"52:54:00:{lab:02x}:{g.index:02x}:{nic:02x}"
-
-
-def nic_device(spec: Spec, g: Guest, nic: Nic | None) -> dict[str, Any]:
-    index = nic.index if nic else 0
-    dev: dict[str, Any] = {"driver": "virtio-net-pci", "netdev": f"n{index}", "id": f"nic{index}",
-                           "mac": mac(spec, g, index)}
-    if nic and nic.queues > 1:
-        dev.update(mq="on", vectors=str(2 * nic.queues + 2))
-    return dev
-
-
-def _device_arg(dev: dict[str, Any]) -> str:
-    return ",".join([dev["driver"]] + [f"{k}={v}" for k, v in dev.items() if k != "driver"])
-
-
-def guest_config(spec: Spec, g: Guest, authorized_key: str) -> str:
-    cfg = {
-        "hostname": g.name,
-        "authorized_key": authorized_key,
-        "metadata": METADATA_GUEST_ADDR,
-        "nics": [{"name": f"eth{n.index}", "address": n.address, "address6": n.address6,
-                  "queues": n.queues} for n in g.nics],
-    }
-    return base64.urlsafe_b64encode(json.dumps(cfg, separators=(",", ":")).encode()).decode()
-
-
-def qemu_command(spec: Spec, g: Guest, img: images.Image, gdir: Path, metadata_port: int,
-                 authorized_key: str, tap_fds: dict[int, list[int]],
-                 accel: str = "tcg") -> list[str]:
-    """The full QEMU command line for one guest (pure: unit-tested)."""
-    user = [f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{g.ssh_port}-:22",
-            *(f"hostfwd=tcp:127.0.0.1:{hport}-:{gport}" for gport, hport in g.forwards),
-            f"guestfwd=tcp:{METADATA_GUEST_ADDR}:80-cmd:{BUSYBOX} nc 127.0.0.1 {metadata_port}"]
-    for svc in spec.services:
-        user.append(f"guestfwd=tcp:{svc.guest_addr}:{svc.guest_port}-cmd:"
-                    f"{BUSYBOX} nc 127.0.0.1 {svc.host_port}")
-    config = f"vpsnet_lab={guest_config(spec, g, authorized_key)}"
-    if g.uefi:
-        # The firmware boots shim -> grub -> kernel from the disk's ESP, with
-        # one grub.cfg for every guest: the guest's own config comes as an
-        # SMBIOS OEM string (vpsnet-lab-init reads both).
-        machine = secureboot.qemu_args(gdir)
-        boot = ["-smbios", f"type=11,value={config}"]
-    else:
-        append = " ".join(["root=/dev/vda", "rw", "console=ttyS0,115200", "net.ifnames=0",
-                           "panic=-1", "mitigations=off", config])
-        machine = ["-machine", "pc"]
-        boot = ["-kernel", str(img.kernel), "-initrd", str(img.initrd), "-append", append]
-    cmd = [
-        QEMU, "-name", f"vpsnet-lab-{g.name},process=vpsnet-lab-{g.name}",
-        *machine, *accels.QEMU_ARGS[accel],
-        "-smp", str(g.vcpus), "-m", str(g.memory_mb),
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", *boot,
-        "-drive", f"file={img.disk},format=raw,if=virtio,snapshot=on,cache=unsafe",
-        *smbios_args(spec, g),
-        "-netdev", ",".join(user), "-device", _device_arg(nic_device(spec, g, None)),
-        "-serial", f"file:{gdir / 'serial.log'}",
-        "-qmp", f"unix:{gdir / 'qmp.sock'},server=on,wait=off",
-    ]
-    for nic in g.nics:
-        if nic.link:
-            link = next(lk for lk in spec.links
-                        if {lk.listener, lk.connector} == {g.name, nic.link})
-            # Both ends are clients of the lab's link relay (see daemon.py), so
-            # a paused peer backs up this guest's TX ring as a stuck link would.
-            netdev = (f"stream,id=n{nic.index},server=off,addr.type=unix,"
-                      f"addr.path={link_socket(gdir.parent, link)}")
-        else:
-            fds = ":".join(str(fd) for fd in tap_fds[nic.index])
-            netdev = f"tap,id=n{nic.index},fds={fds},vhost=off"
-        cmd += ["-netdev", netdev, "-device", _device_arg(nic_device(spec, g, nic))]
-    return cmd
-
-
-def link_socket(state_dir: Path, link: Link) -> Path:
-    """The unix socket of a link's relay (lab helper, see daemon.py)."""
-    return state_dir / f"link{link.index}.sock"
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time, or None once it is gone (zombies included)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _alive(proc: dict[str, Any]) -> bool:
-    return _start_time(int(proc["pid"])) == str(proc["start"])
-
-
-def _record(pid: int, what: str) -> dict[str, Any]:
-    return {"pid": pid, "start": _start_time(pid), "what": what}
-
-
-def _stop(proc: dict[str, Any], grace: float = 10.0) -> None:
-    if not _alive(proc):
-        return
-    pid = int(proc["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(proc):
-            return
-        time.sleep(0.1)
-    if _alive(proc):
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(proc):
-            if time.monotonic() > deadline:
-                raise LabError(f"{proc['what']} pid {pid} survived SIGKILL")
-            time.sleep(0.05)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
 
 
 # A guest NIC as the CLI and tests name it: eth1 or nic1 or 1 (ASCII digits).
@@ -253,18 +97,18 @@ class Lab:
 
     @property
     def spec(self) -> Spec:
+        """The lab's spec: the one Lab.up was given, or the state's record parsed
+        once (every ssh, qmp and status call asks for it)."""
         if not self.state:
             raise LabError(f"no lab is up (no state in {self.dir})")
-        # Parsed once per recorded spec: every ssh, qmp and status call asks for it.
-        raw = self.state["spec"]
-        if self._spec is None or self._spec[0] is not raw:
-            self._spec = (raw, parse(raw, self.state.get("source", "<state>"),
-                                     check_host=False))
+        record = self.state["spec"]
+        if self._spec is None or self._spec[0] is not record:
+            self._spec = (record, parse(record, self.state.get("source", "<state>")))
         return self._spec[1]
 
     def is_up(self) -> bool:
-        procs = [*self.state.get("guests", {}).values(), self.state.get("helper") or {}]
-        return any(p and _alive(p) for p in procs)
+        recorded = [*self.state.get("guests", {}).values(), self.state.get("helper") or {}]
+        return any(p and procs.alive(p) for p in recorded)
 
     # --- up / down -------------------------------------------------------------
     @property
@@ -273,13 +117,17 @@ class Lab:
         return str(self.state.get("accel", {}).get("accel", "tcg"))
 
     @classmethod
-    def up(cls, raw_spec: dict[str, Any], source: str = "<spec>", state_dir: Path = STATE,
+    def up(cls, spec: Spec | dict[str, Any], source: str = "<spec>", state_dir: Path = STATE,
            boot_timeout: float = DEFAULT_BOOT_TIMEOUT, say: Say = _quiet,
            accel_probe: accels.Probe | None = None) -> Lab:
+        """Boot SPEC's guests and wait for their SSH. SPEC is a parsed Spec (the
+        CLI loads one) or spec data built in code, parsed here (SOURCE names it)."""
         lab = cls(state_dir)
         if lab.is_up():
             raise LabError(f"a lab is already up in {lab.dir}: run `vpsnet-lab down` first")
-        spec = parse(raw_spec, source)
+        if not isinstance(spec, Spec):
+            spec = parse(spec, source)
+        check_host(spec)
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, taps)")
         want = accels.requested(spec.accel)
@@ -288,10 +136,11 @@ class Lab:
         probe = accel_probe or accels.default_probe(next(iter(imgs.values())).kernel)
         accel = accels.choose(want, probe)
         say(f"accelerator: {accel.name} ({accel.reason})")
-        lab.state = {"spec": raw_spec, "source": source, "guests": {}, "helper": None,
-                     "netns": [], "metadata_ports": {}, "started": time.time(),
+        # The state keeps the spec as spec data: a later process parses it back.
+        lab.state = {"spec": to_data(spec), "source": spec.source, "guests": {},
+                     "helper": None, "netns": [], "metadata_ports": {}, "started": time.time(),
                      "accel": accel.as_dict()}
-        lab._spec = (raw_spec, spec)  # parsed above: Lab.spec need not parse it again
+        lab._spec = (lab.state["spec"], spec)
         lab.dir.mkdir(parents=True, exist_ok=True)
         lab._save()
         try:
@@ -337,7 +186,7 @@ class Lab:
                                         pass_fds=all_fds, start_new_session=True)
             for fd in all_fds:
                 os.close(fd)
-            self.state["guests"][g.name] = _record(proc.pid, "qemu")
+            self.state["guests"][g.name] = procs.record(proc.pid, "qemu")
             self.state["guests"][g.name]["boot_started"] = time.time()
             self._save()
         errors: dict[str, str] = {}
@@ -355,7 +204,6 @@ class Lab:
             f"{self.state['up_seconds']}s under {self.accel.upper()}")
 
     def _start_metadata(self, spec: Spec) -> None:
-        from .spec import port_in_use
         ports: dict[str, int] = {}
         port = spec.base_port + 100
         config = []
@@ -374,13 +222,14 @@ class Lab:
              *(str(link_socket(self.dir, link)) for link in spec.links)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=(self.dir / "helper.err")
             .open("w"), start_new_session=True)
-        self.state["helper"] = _record(proc.pid, "metadata")
+        self.state["helper"] = procs.record(proc.pid, "metadata")
         self.state["metadata_ports"] = ports
         self._save()
         deadline = time.monotonic() + 20
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"metadata helper did not start: {_tail(self.dir / 'helper.err')}")
+                raise LabError("metadata helper did not start: "
+                               f"{procs.tail(self.dir / 'helper.err')}")
             time.sleep(0.05)
 
     def _wait_ssh(self, g: Guest, timeout: float, started: float, say: Say,
@@ -388,10 +237,11 @@ class Lab:
         deadline = started + timeout
         proc = self.state["guests"][g.name]
         while time.monotonic() < deadline:
-            if not _alive(proc):
+            if not procs.alive(proc):
+                gdir = self.dir / g.name
                 errors[g.name] = (f"{g.name}: QEMU exited during boot; qemu log:\n"
-                                  f"{_tail(self.dir / g.name / 'qemu.log')}\nserial log tail:\n"
-                                  f"{_tail(self.dir / g.name / 'serial.log')}")
+                                  f"{procs.tail(gdir / 'qemu.log')}\nserial log tail:\n"
+                                  f"{procs.tail(gdir / 'serial.log')}")
                 return
             try:
                 self._client(g.name, connect_timeout=5)
@@ -401,7 +251,7 @@ class Lab:
             except (OSError, paramiko.SSHException, EOFError):
                 time.sleep(1)
         errors[g.name] = (f"{g.name}: no SSH on 127.0.0.1:{g.ssh_port} within {timeout:.0f}s; "
-                          f"serial log tail:\n{_tail(self.dir / g.name / 'serial.log')}")
+                          f"serial log tail:\n{procs.tail(self.dir / g.name / 'serial.log')}")
 
     def down(self, say: Say = _quiet) -> None:
         """Stop every process and remove every namespace this lab recorded."""
@@ -411,11 +261,11 @@ class Lab:
         if not self.state:
             return
         for name, proc in self.state.get("guests", {}).items():
-            if _alive(proc):
+            if procs.alive(proc):
                 say(f"stopping {name} (pid {proc['pid']})")
-            _stop(proc)
+            procs.stop(proc)
         if self.state.get("helper"):
-            _stop(self.state["helper"])
+            procs.stop(self.state["helper"])
         for sock in self.dir.glob("link*.sock"):
             sock.unlink()
         for ns in self.state.get("netns", []):
@@ -518,7 +368,7 @@ class Lab:
         rows = []
         for g in spec.guests:
             proc = self.state["guests"].get(g.name)
-            alive = bool(proc and _alive(proc))
+            alive = bool(proc and procs.alive(proc))
             run_state = "stopped"
             if alive:
                 try:

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from .fleet import SSH_KEY, identity
+from .fleet import SSH_KEY
+from .qemu import identity
 from .spec import Spec
 
 

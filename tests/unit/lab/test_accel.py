@@ -8,9 +8,10 @@ import pytest
 
 from vpsnet_lab import accel
 from vpsnet_lab.accel import AccelError, choose, requested
-from vpsnet_lab.fleet import qemu_command
 from vpsnet_lab.image import Image
-from vpsnet_lab.spec import SpecError, parse
+from vpsnet_lab.qemu import qemu_command
+from vpsnet_lab.spec import SpecError
+from vpsnet_lab.specparse import parse
 
 from .test_spec import GOOD
 
@@ -58,10 +59,10 @@ def test_environment_overrides_the_spec_and_bad_values_are_named() -> None:
 
 
 def test_spec_accel_is_validated() -> None:
-    assert parse({**GOOD, "accel": "tcg"}, "t.yml", check_host=False).accel == "tcg"
-    assert parse(GOOD, "t.yml", check_host=False).accel == "auto"
+    assert parse({**GOOD, "accel": "tcg"}, "t.yml").accel == "tcg"
+    assert parse(GOOD, "t.yml").accel == "auto"
     with pytest.raises(SpecError) as exc:
-        parse({**GOOD, "accel": "hvf"}, "t.yml", check_host=False)
+        parse({**GOOD, "accel": "hvf"}, "t.yml")
     assert any("accel: unknown accelerator 'hvf'" in p for p in exc.value.problems)
 
 
@@ -72,7 +73,7 @@ def test_device_probe_reports_a_missing_node(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["kvm", "tcg"])
 def test_qemu_command_uses_the_chosen_accelerator(name: str) -> None:
-    spec = parse(GOOD, "t.yml", check_host=False)
+    spec = parse(GOOD, "t.yml")
     img = Image("6.1", "6.1.0-0-cloud-amd64", Path("/img"))
     cmd = qemu_command(spec, spec.guests[1], img, Path("/s/g1"), 50000, "k", {}, accel=name)
     i = cmd.index("-accel")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vpsnet_lab.spec import parse
+from vpsnet_lab.specparse import parse
 
 TOP = Path(__file__).resolve().parents[3]
 
@@ -56,7 +56,7 @@ def test_ipv6_command_uses_the_links_ipv6_address() -> None:
 
 
 def test_bench_aims_at_the_servers_end_of_the_link() -> None:
-    lab = parse(wan.spec(19522), "bench/wan.py", check_host=False)
+    lab = parse(wan.spec(19522), "bench/wan.py")
     server_nic = lab.guest(wan.SERVER).nics[0]
     assert server_nic.address.split("/")[0] == wan.SERVER_ADDR
     assert server_nic.address6.split("/")[0] == wan.SERVER_ADDR6

@@ -7,15 +7,15 @@ from pathlib import Path
 import yaml
 
 from vpsnet_lab import inventory
-from vpsnet_lab.fleet import guest_config, qemu_command, smbios_args
 from vpsnet_lab.image import Image
-from vpsnet_lab.spec import parse
+from vpsnet_lab.qemu import guest_config, qemu_command, smbios_args
+from vpsnet_lab.specparse import parse
 
 from .test_spec import GOOD
 
 SPEC = parse({**GOOD, "regions": {"us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000}},
               "services": [{"name": "repo", "guest_port": 80, "host_port": 48080}]},
-             "t.yml", check_host=False)
+             "t.yml")
 
 
 def test_inventory_groups_by_cloud_and_region(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from vpsnet_lab import inventory, netns
-from vpsnet_lab.fleet import guest_config
-from vpsnet_lab.spec import Spec, parse
+from vpsnet_lab.qemu import guest_config
+from vpsnet_lab.spec import Spec
+from vpsnet_lab.specparse import parse
 
 from .test_spec import GOOD
 
@@ -39,11 +40,11 @@ def three_linked() -> dict[str, Any]:
 
 
 def spec3() -> Spec:
-    return parse(three_linked(), "t.yml", check_host=False)
+    return parse(three_linked(), "t.yml")
 
 
 def test_link_zero_is_fd42_1_and_2() -> None:
-    spec = parse(GOOD, "t.yml", check_host=False)
+    spec = parse(GOOD, "t.yml")
     a1, g1 = spec.guests
     link_a, link_g = a1.nics[1], g1.nics[0]
     assert (link_a.address6, link_a.peer_address6) == ("fd42::1/64", "fd42::2/64")
@@ -53,7 +54,7 @@ def test_link_zero_is_fd42_1_and_2() -> None:
 
 
 def test_taps_get_their_own_64() -> None:
-    a1 = parse(GOOD, "t.yml", check_host=False).guests[0]
+    a1 = parse(GOOD, "t.yml").guests[0]
     tap = a1.nics[0]
     assert tap.kind == "tap"
     assert (tap.address6, tap.peer_address6) == ("fd42:0:0:101::2/64", "fd42:0:0:101::1/64")
@@ -83,14 +84,14 @@ def test_every_nic_has_a_unique_ula_64_shared_with_its_peer_only() -> None:
 
 
 def test_guest_config_carries_address6() -> None:
-    spec = parse(GOOD, "t.yml", check_host=False)
+    spec = parse(GOOD, "t.yml")
     cfg = json.loads(base64.urlsafe_b64decode(guest_config(spec, spec.guests[1], "key")))
     assert cfg["nics"] == [{"name": "eth1", "address": "198.18.0.2/24",
                             "address6": "fd42::2/64", "queues": 1}]
 
 
 def test_inventory_lists_ipv6_addresses(tmp_path: Path) -> None:
-    inv = inventory.build(parse(GOOD, "t.yml", check_host=False))
+    inv = inventory.build(parse(GOOD, "t.yml"))
     nics = inv["all"]["hosts"]["g1"]["vpsnet_lab_nics"]
     assert nics[0]["address6"] == "fd42::2/64" and nics[0]["peer_address6"] == "fd42::1/64"
 

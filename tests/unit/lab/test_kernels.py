@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from vpsnet_lab import image, paths
+from vpsnet_lab.hostcheck import check_host
 from vpsnet_lab.paths import LabError, release_series, resolve_kernel
-from vpsnet_lab.spec import SpecError, parse
+from vpsnet_lab.spec import SpecError
+from vpsnet_lab.specparse import parse
 
 from .test_spec import GOOD, mutate
 
@@ -48,23 +50,22 @@ def test_resolve_series_and_exact_releases() -> None:
 
 @pytest.mark.usefixtures("fake_apt")
 def test_spec_takes_an_exact_release_that_apt_knows() -> None:
-    spec = parse(mutate(("guests", 0, "kernel"), "6.1.0-47-cloud-amd64"), "t.yml",
-                 check_host=False)
+    spec = parse(mutate(("guests", 0, "kernel"), "6.1.0-47-cloud-amd64"), "t.yml")
     assert spec.guests[0].kernel == "6.1.0-47-cloud-amd64"
 
 
 @pytest.mark.usefixtures("fake_apt")
 def test_spec_refuses_a_release_apt_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vpsnet_lab import spec as spec_mod
-    monkeypatch.setattr(spec_mod, "port_in_use", lambda port: False)
-    monkeypatch.setattr(spec_mod, "_host_memory_mb", lambda: 1 << 20)
-    data = mutate(("guests", 0, "kernel"), "6.1.0-99-cloud-amd64")
+    from vpsnet_lab import hostcheck
+    monkeypatch.setattr(hostcheck, "port_in_use", lambda port: False)
+    monkeypatch.setattr(hostcheck, "host_memory_mb", lambda: 1 << 20)
+    spec = parse(mutate(("guests", 0, "kernel"), "6.1.0-99-cloud-amd64"), "t.yml")
     with pytest.raises(SpecError) as exc:
-        parse(data, "t.yml", check_host=True)
+        check_host(spec)
     assert exc.value.problems == [
         "guests[0] (a1).kernel: apt knows no package linux-image-6.1.0-99-cloud-amd64"]
-    parse({**GOOD, "guests": [{**GOOD["guests"][1], "kernel": "6.12.107+deb12-cloud-amd64"}]},
-          "t.yml", check_host=True)
+    check_host(parse({**GOOD, "guests": [{**GOOD["guests"][1],
+                                          "kernel": "6.12.107+deb12-cloud-amd64"}]}, "t.yml"))
 
 
 def test_cache_dirs_are_named_by_release() -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from vpsnet_lab import image, secureboot
-from vpsnet_lab.fleet import qemu_command
+from vpsnet_lab.hostcheck import check_host
 from vpsnet_lab.image import Image
-from vpsnet_lab.spec import SpecError, parse
+from vpsnet_lab.qemu import qemu_command
+from vpsnet_lab.spec import SpecError
+from vpsnet_lab.specparse import parse
 
 from .test_spec import mutate
 
@@ -21,29 +23,29 @@ def _sb_spec() -> dict[str, object]:
 
 
 def test_firmware_defaults_to_bios_and_is_validated() -> None:
-    spec = parse(_sb_spec(), "t.yml", check_host=False)
+    spec = parse(_sb_spec(), "t.yml")
     assert [g.firmware for g in spec.guests] == ["bios", "uefi-secureboot"]
     assert spec.guests[1].uefi and not spec.guests[0].uefi
     with pytest.raises(SpecError) as exc:
-        parse(mutate(("guests", 0, "firmware"), "coreboot"), "t.yml", check_host=False)
+        parse(mutate(("guests", 0, "firmware"), "coreboot"), "t.yml")
     assert any("guests[0] (a1).firmware: unknown firmware 'coreboot'" in p
                for p in exc.value.problems), exc.value.problems
 
 
 def test_mok_certs_only_on_uefi_guests_and_must_be_readable(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as exc:
-        parse(mutate(("guests", 0, "mok_certs"), ["/x.der"]), "t.yml", check_host=False)
+        parse(mutate(("guests", 0, "mok_certs"), ["/x.der"]), "t.yml")
     assert any("only a uefi-secureboot guest has a MokList" in p for p in exc.value.problems)
     data = _sb_spec()
     data["guests"][1]["mok_certs"] = [str(tmp_path / "missing.der")]  # type: ignore[index]
     with pytest.raises(SpecError) as exc:
-        parse(data, "t.yml", check_host=True)
+        check_host(parse(data, "t.yml"))
     assert any(f"mok_certs: cannot read {tmp_path / 'missing.der'}" in p
                for p in exc.value.problems), exc.value.problems
 
 
 def test_uefi_guest_boots_from_pflash_with_its_config_in_smbios() -> None:
-    spec = parse(_sb_spec(), "t.yml", check_host=False)
+    spec = parse(_sb_spec(), "t.yml")
     g1 = spec.guests[1]
     img = Image("6.12", "6.12.0-0-cloud-amd64", Path("/img"), "uefi-secureboot")
     cmd = qemu_command(spec, g1, img, Path("/state/g1"), 50001, "ssh-ed25519 AAAA k", {})

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from vpsnet_lab import specfile
+from vpsnet_lab.hostcheck import check_host
 from vpsnet_lab.paths import TOP
-from vpsnet_lab.spec import SpecError, load, parse
+from vpsnet_lab.spec import SpecError
+from vpsnet_lab.specparse import load, parse
 
 GOOD: dict[str, Any] = {
     "name": "t",
@@ -31,9 +33,12 @@ GOOD: dict[str, Any] = {
 }
 
 
-def problems(data: dict[str, Any], check_host: bool = False) -> list[str]:
+def problems(data: dict[str, Any], on_host: bool = False) -> list[str]:
+    """The problems of DATA; ON_HOST: of running it on this machine too."""
     with pytest.raises(SpecError) as exc:
-        parse(data, "t.yml", check_host=check_host)
+        spec = parse(data, "t.yml")
+        if on_host:
+            check_host(spec)
     return exc.value.problems
 
 
@@ -48,7 +53,7 @@ def mutate(path: tuple[Any, ...], value: Any, base: dict[str, Any] = GOOD) -> di
 
 
 def test_good_spec_parses_with_links_and_taps() -> None:
-    spec = parse(GOOD, "t.yml", check_host=False)
+    spec = parse(GOOD, "t.yml")
     a1, g1 = spec.guests
     assert [n.kind for n in a1.nics] == ["tap", "link"]
     assert a1.nics[0].queues == 4 and a1.nics[0].netns
@@ -97,17 +102,17 @@ def test_port_in_use_on_the_host_is_refused() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        found = problems(mutate(("guests", 0, "ssh_port"), busy), check_host=True)
+        found = problems(mutate(("guests", 0, "ssh_port"), busy), on_host=True)
     assert any(f"port {busy} is already in use" in p for p in found), found
 
 
 def test_more_memory_than_the_machine_has_is_refused() -> None:
-    found = problems(mutate(("guests", 0, "memory_mb"), 1 << 20), check_host=True)
+    found = problems(mutate(("guests", 0, "memory_mb"), 1 << 20), on_host=True)
     assert any("memory_mb: the guests need" in p for p in found), found
 
 
 def test_default_spec_is_valid() -> None:
-    spec = load(TOP / "lab/specs/default.yml", check_host=False)
+    spec = load(TOP / "lab/specs/default.yml")
     clouds = [(g.cloud, g.region, g.kernel) for g in spec.guests]
     assert clouds.count(("aws", "us-east-1", "6.1")) == 2
     assert clouds.count(("gcp", "asia-east1", "6.12")) == 2
@@ -120,7 +125,7 @@ def refused(tmp_path: Path, content: str | bytes) -> list[str]:
     path = tmp_path / "bad.yml"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     with pytest.raises(SpecError) as exc:
-        load(path, check_host=False)
+        load(path)
     assert exc.value.source == str(path)
     for line in str(exc.value).splitlines():
         assert line.startswith(f"{path}: ") and line.isprintable(), line
@@ -136,7 +141,7 @@ def good_text(**changes: Any) -> str:
 def test_a_dumped_good_spec_loads_as_the_dict_parses(tmp_path: Path) -> None:
     path = tmp_path / "t.yml"
     path.write_text(good_text())
-    assert load(path, check_host=False) == parse(GOOD, str(path), check_host=False)
+    assert load(path) == parse(GOOD, str(path))
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -205,7 +210,7 @@ def test_files_that_cannot_be_read_are_refused(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def problem(path: Path) -> str:
         with pytest.raises(SpecError) as exc:
-            load(path, check_host=False)
+            load(path)
         assert len(exc.value.problems) == 1
         return exc.value.problems[0]
 

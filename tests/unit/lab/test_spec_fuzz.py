@@ -24,8 +24,9 @@ from input_counts import InputCounts
 
 from vpsnet_lab import spec as spec_mod
 from vpsnet_lab import specfile
-from vpsnet_lab.paths import KERNEL_SERIES
-from vpsnet_lab.spec import Spec, SpecError, load, parse
+from vpsnet_lab.paths import KERNEL_SERIES, release_series
+from vpsnet_lab.spec import Spec, SpecError
+from vpsnet_lab.specparse import load, parse
 
 from .test_spec import GOOD, mutate
 
@@ -50,12 +51,13 @@ def spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check_valid(spec: Spec) -> None:
     """What every accepted spec guarantees, whatever its input was."""
+    assert parse(spec_mod.to_data(spec), spec.source) == spec  # as the lab state keeps it
     names = [g.name for g in spec.guests]
     assert len(set(names)) == len(names) and spec_mod.NAME_RE.fullmatch(spec.name)
     for g in spec.guests:
         assert spec_mod.NAME_RE.fullmatch(g.name)
         assert spec_mod.INSTANCE_TYPE_RE.fullmatch(g.instance_type)
-        assert g.kernel in KERNEL_SERIES or spec_mod.paths.release_series(g.kernel)
+        assert g.kernel in KERNEL_SERIES or release_series(g.kernel)
         assert g.cloud in spec_mod.CLOUDS and g.firmware in spec_mod.FIRMWARES
         for value, lo, hi in [(g.vcpus, 1, spec_mod.MAX_VCPUS), (g.ssh_port, 1024, 65535),
                               (g.memory_mb, spec_mod.MIN_MEMORY_MB, spec_mod.MAX_MEMORY_MB),
@@ -75,7 +77,7 @@ def check_error(exc: SpecError) -> None:
 def outcome(cls: str, data: Any, source: str = "fuzz.yml") -> Spec | SpecError:
     """parse(DATA): a valid Spec or a SpecError, counted under CLS."""
     try:
-        spec = parse(data, source, check_host=False)
+        spec = parse(data, source)
     except SpecError as exc:
         check_error(exc)
         COUNTS.add(cls, rejected=True)
@@ -89,7 +91,7 @@ def file_outcome(cls: str, path: Path, content: bytes | str) -> Spec | SpecError
     """load() of a file holding CONTENT: a valid Spec or a SpecError, counted under CLS."""
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     try:
-        spec = load(path, check_host=False)
+        spec = load(path)
     except SpecError as exc:
         check_error(exc)
         assert exc.source == str(path)
