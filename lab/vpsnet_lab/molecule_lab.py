@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from vpsnet_lab.fleet import SSH_KEY, Lab, Say
+from vpsnet_lab.specparse import parse
 
 
 def _server_pid_file(state: Path) -> Path:
@@ -68,11 +69,12 @@ def scenario_spec(name: str, base_port: int, guests: list[dict[str, Any]]) -> di
 def up(spec: dict[str, Any], source: str, state: Path, repo: Path,
        instance_config: Path, say: Say) -> Lab:
     down(state, say)
-    start_repo_server(state, repo, spec["base_port"] + REPO_PORT_OFFSET)
+    lab_spec = parse(spec, source)
+    start_repo_server(state, repo, lab_spec.base_port + REPO_PORT_OFFSET)
     started = time.monotonic()
     try:
         # several TCG guests booting at once on 2 cores: minutes each
-        lab = Lab.up(spec, source, state_dir=state, boot_timeout=BOOT_TIMEOUT, say=say)
+        lab = Lab.up(lab_spec, state_dir=state, boot_timeout=BOOT_TIMEOUT, say=say)
     except BaseException:
         stop_repo_server(state)
         raise

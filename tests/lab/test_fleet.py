@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,14 @@ IMDS = "http://169.254.169.254"
 
 def curl(lab: Lab, guest: str, args: str) -> str:
     """HTTP status and body of a request made inside the guest."""
-    return lab.ssh(guest, f"curl -s -m 5 -w ' %{{http_code}}' {args}").stdout
+    return lab.ssh(guest, f"curl -s -m 30 -w ' %{{http_code}}' {args}").stdout
+
+
+def wait_carrier(lab: Lab, guest: str, nic: str, value: int, deadline: int = 60) -> None:
+    """Wait in GUEST until NIC's carrier reads VALUE: QEMU's set_link reaches the
+    guest's driver when it gets to it (seconds on a loaded TCG host)."""
+    lab.ssh(guest, f"timeout {deadline} sh -c 'until [ \"$(cat /sys/class/net/{nic}/carrier)\" "
+                   f"= {value} ]; do sleep 0.2; done'", check=True)
 
 
 def test_guests_run_debian_cloud_kernels(lab: Lab) -> None:
@@ -69,7 +75,7 @@ def test_multiqueue_nic_and_its_namespace(lab: Lab) -> None:
     nic = lab.spec.guest("aws61").nics[0]
     assert nic.netns and nic.peer_address
     peer = nic.peer_address.split("/")[0]
-    lab.ssh("aws61", f"ping -c 2 -W 3 {peer}", check=True)
+    lab.ssh("aws61", f"ping -c 2 -W 10 {peer}", check=True)
     queues = subprocess.run(["ip", "netns", "exec", nic.netns, "ls", "/sys/class/net/tap1/queues"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert sorted(q for q in queues if q.startswith("rx-")) == [f"rx-{i}" for i in range(4)]
@@ -78,14 +84,14 @@ def test_multiqueue_nic_and_its_namespace(lab: Lab) -> None:
 def test_socket_link_and_carrier_control(lab: Lab) -> None:
     peer = lab.spec.guest("gcp612").nics[0].address
     assert peer
-    lab.ssh("aws61", f"ping -c 2 -W 3 {peer.split('/')[0]}", check=True)
+    lab.ssh("aws61", f"ping -c 2 -W 10 {peer.split('/')[0]}", check=True)
     lab.link("aws61", "eth2", up=False)
     try:
-        time.sleep(1)
+        wait_carrier(lab, "aws61", "eth2", 0)
         assert lab.ssh("aws61", "cat /sys/class/net/eth2/carrier").stdout.strip() == "0"
     finally:
         lab.link("aws61", "eth2", up=True)
-    time.sleep(1)
+    wait_carrier(lab, "aws61", "eth2", 1)
     assert lab.ssh("aws61", "cat /sys/class/net/eth2/carrier").stdout.strip() == "1"
 
 

@@ -12,6 +12,9 @@ from vpsnet_lab.metadata import Identity, MetadataServer
 
 TOKEN_TTL = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN = "X-aws-ec2-metadata-token"
+# Each request waits for its answer; this only bounds a hung server (a loaded
+# machine can take seconds to schedule the server thread).
+WAIT = 30
 
 
 def serve(cloud: str) -> Iterator[MetadataServer]:
@@ -49,24 +52,24 @@ def gcp_server() -> Iterator[MetadataServer]:
 
 
 def token(url: str, ttl: str = "60") -> requests.Response:
-    return requests.put(f"{url}/latest/api/token", headers={TOKEN_TTL: ttl}, timeout=2)
+    return requests.put(f"{url}/latest/api/token", headers={TOKEN_TTL: ttl}, timeout=WAIT)
 
 
 def test_aws_token_flow(aws: str) -> None:
     r = token(aws)
     assert r.status_code == 200 and r.headers[TOKEN_TTL] == "60"
     got = requests.get(f"{aws}/latest/meta-data/placement/availability-zone",
-                       headers={TOKEN: r.text}, timeout=2)
+                       headers={TOKEN: r.text}, timeout=WAIT)
     assert (got.status_code, got.text) == (200, "us-east-1a")
     doc = requests.get(f"{aws}/latest/dynamic/instance-identity/document",
-                       headers={TOKEN: r.text}, timeout=2).json()
+                       headers={TOKEN: r.text}, timeout=WAIT).json()
     assert doc["region"] == "us-east-1" and doc["instanceType"] == "m5.large"
 
 
 def test_aws_refuses_imdsv1_and_bad_tokens(aws: str) -> None:
     url = f"{aws}/latest/meta-data/instance-id"
-    assert requests.get(url, timeout=2).status_code == 401
-    assert requests.get(url, headers={TOKEN: "forged"}, timeout=2).status_code == 401
+    assert requests.get(url, timeout=WAIT).status_code == 401
+    assert requests.get(url, headers={TOKEN: "forged"}, timeout=WAIT).status_code == 401
 
 
 @pytest.mark.parametrize("ttl", ["", "0", "21601", "abc"])
@@ -79,22 +82,22 @@ def test_aws_token_expires(aws: str, aws_server: MetadataServer) -> None:
     aws_server.tokens.clock = lambda: now[0]
     tok = token(aws, "5").text
     url = f"{aws}/latest/meta-data/instance-id"
-    assert requests.get(url, headers={TOKEN: tok}, timeout=2).status_code == 200
+    assert requests.get(url, headers={TOKEN: tok}, timeout=WAIT).status_code == 200
     now[0] += 6
-    assert requests.get(url, headers={TOKEN: tok}, timeout=2).status_code == 401
+    assert requests.get(url, headers={TOKEN: tok}, timeout=WAIT).status_code == 401
 
 
 def test_aws_refuses_forwarded_token_requests(aws: str) -> None:
     r = requests.put(f"{aws}/latest/api/token",
-                     headers={TOKEN_TTL: "60", "X-Forwarded-For": "203.0.113.9"}, timeout=2)
+                     headers={TOKEN_TTL: "60", "X-Forwarded-For": "203.0.113.9"}, timeout=WAIT)
     assert r.status_code == 403
 
 
 def test_gcp_needs_the_flavor_header(gcp: str) -> None:
     url = f"{gcp}/computeMetadata/v1/instance/zone"
-    assert requests.get(url, timeout=2).status_code == 403
-    assert requests.get(url, headers={"Metadata-Flavor": "Foo"}, timeout=2).status_code == 403
-    r = requests.get(url, headers={"Metadata-Flavor": "Google"}, timeout=2)
+    assert requests.get(url, timeout=WAIT).status_code == 403
+    assert requests.get(url, headers={"Metadata-Flavor": "Foo"}, timeout=WAIT).status_code == 403
+    r = requests.get(url, headers={"Metadata-Flavor": "Google"}, timeout=WAIT)
     assert r.status_code == 200
     assert r.headers["Metadata-Flavor"] == "Google"
     assert r.text.endswith("/zones/asia-east1-a")
@@ -102,7 +105,7 @@ def test_gcp_needs_the_flavor_header(gcp: str) -> None:
 
 def test_gcp_recursive_instance(gcp: str) -> None:
     r = requests.get(f"{gcp}/computeMetadata/v1/instance/?recursive=true",
-                     headers={"Metadata-Flavor": "Google"}, timeout=2)
+                     headers={"Metadata-Flavor": "Google"}, timeout=WAIT)
     inst = json.loads(r.text)
     assert inst["machine-type"].endswith("/machineTypes/e2-standard-2")
     assert inst["id"] == "1234567890"
