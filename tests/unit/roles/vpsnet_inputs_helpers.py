@@ -1,7 +1,9 @@
 """The roles' input specs as the roles run them: each role's tasks/validate.yml
 (the list handed to the vpsnet_inputs_check filter), rendered with the role's
 defaults and vars plus test values, and checked in-process with the shared
-filter (roles/vpsnet_inputs/filter_plugins/vpsnet_inputs.py)."""
+filter (roles/vpsnet_inputs/filter_plugins/vpsnet_inputs.py). Also what the
+property tests of those inputs share: picking inputs by their check, and
+asserting a bad value is rejected with a message that names it."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from hypothesis import HealthCheck, settings
+from input_counts import InputCounts
 from jinja2.nativetypes import NativeEnvironment
 from vpsnet_facts_helpers import REPO, load_role_file
 
@@ -37,14 +41,21 @@ _ENV = NativeEnvironment()
 
 @functools.cache
 def inputs_module() -> ModuleType:
+    """The filter plugin (its `check` and `safe_filename` are the two filters)."""
     return load_role_file("vpsnet_inputs/filter_plugins/vpsnet_inputs.py", "vpsnet_inputs_filters")
+
+
+def checks_module(name: str) -> ModuleType:
+    """Module NAME of roles/vpsnet_inputs/plugin_utils, as the filter plugin loads it."""
+    module: ModuleType = inputs_module().checks_module(name)
+    return module
 
 
 def armor(data: bytes, label: str) -> str:
     """DATA as one ASCII-armored OpenPGP block with its CRC-24 checksum."""
     b64 = base64.b64encode(data).decode()
     lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
-    crc = inputs_module()._crc24(data).to_bytes(3, "big")
+    crc = checks_module("keys").crc24(data).to_bytes(3, "big")
     return "\n".join([f"-----BEGIN PGP {label}-----", "", *lines,
                       "=" + base64.b64encode(crc).decode(), f"-----END PGP {label}-----", ""])
 
@@ -165,3 +176,43 @@ def errors(role: str, overrides: dict[str, Any] | None = None) -> list[str]:
     result = inputs_module().check(specs(role, overrides))
     assert isinstance(result, list)
     return result
+
+
+# Property tests: enough examples to find a class's bad values, no deadline
+# (a loaded machine), no example database in the tree.
+SETTINGS = settings(max_examples=150, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def spec_of(role: str, name: str) -> dict[str, Any]:
+    return next(s for s in specs(role) if s["name"] == name)
+
+
+def by_check(*kinds: str, where: Any = None) -> list[tuple[str, str]]:
+    """(role, variable) for every single-variable input whose check is one of KINDS."""
+    out = []
+    for role in ROLES:
+        for name in variables(role):
+            spec = spec_of(role, name)
+            if spec["check"] in kinds and (where is None or where(spec)):
+                out.append((role, name))
+    assert out, kinds
+    return out
+
+
+def rejected(counts: InputCounts, role: str, name: str, value: Any, klass: str,
+             overrides: dict[str, Any] | None = None) -> list[str]:
+    """Check VALUE for NAME: at least one error names NAME, none carries a raw
+    control character; count it under KLASS in COUNTS."""
+    errs = errors(role, {**(overrides or {}), name: value})
+    assert errs, f"{role}: {name}={value!r} accepted"
+    assert any(name in e for e in errs), errs
+    for e in errs:
+        assert checks_module("rules").control_char(e) is None, e
+    counts.add(klass, rejected=True)
+    return errs
+
+
+def good_string(role: str, name: str) -> str:
+    value = spec_of(role, name)["value"]
+    return value if isinstance(value, str) and value else "x"
