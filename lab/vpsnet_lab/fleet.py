@@ -64,7 +64,6 @@ def ensure_ssh_key() -> Path:
     return SSH_KEY
 
 
-
 # A guest NIC as the CLI and tests name it: eth1 or nic1 or 1 (ASCII digits).
 NIC_RE = re.compile(r"(?:eth|nic)?([0-9]{1,2})")
 
