@@ -5,49 +5,40 @@ bench aims at being the one the lab gives the server's end of the link."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from vpsnet_lab.specparse import parse
 
-TOP = Path(__file__).resolve().parents[3]
+from .bench_modules import load_bench
 
-
-def load_wan() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_wan", TOP / "bench/wan.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_wan"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-wan = load_wan()
+wan = load_bench("wan")
+link = load_bench("wan_link")
+measure = load_bench("wan_measure")
+summary_of = load_bench("wan_summary")
+guests = load_bench("wan_guests")
 
 
 def test_legs_add_one_ipv6_profile_last() -> None:
-    assert wan.legs(["transpacific", "clean"], None) == [
+    assert link.legs(["transpacific", "clean"], None) == [
         ("transpacific", "transpacific", False), ("clean", "clean", False)]
-    assert wan.legs(["transpacific", "clean"], "clean") == [
+    assert link.legs(["transpacific", "clean"], "clean") == [
         ("transpacific", "transpacific", False), ("clean", "clean", False),
         ("clean-ipv6", "clean", True)]
     # an IPv6 profile need not be among the IPv4 ones
-    assert wan.legs(["clean"], "regional")[-1] == ("regional-ipv6", "regional", True)
+    assert link.legs(["clean"], "regional")[-1] == ("regional-ipv6", "regional", True)
 
 
 def test_ipv4_command_is_as_before() -> None:
-    assert wan.measure_command(20, False, False) == (
+    assert measure.measure_command(20, False, False) == (
         "ping -n -i 0.2 -c 100 198.18.0.2 > /tmp/ping.txt 2>&1 & "
         "iperf3 -c 198.18.0.2 -t 20 -J; wait")
 
 
 def test_ipv6_command_uses_the_links_ipv6_address() -> None:
-    cmd = wan.measure_command(20, True, True)
+    cmd = measure.measure_command(20, True, True)
     assert cmd == (
         "ping -6 -n -i 0.2 -c 100 fd42::2 > /tmp/ping.txt 2>&1 & "
         "ping -6 -n -i 0.2 -c 100 -Q 0x10 fd42::2 > /tmp/ping-bypass.txt 2>&1 & "
@@ -56,19 +47,19 @@ def test_ipv6_command_uses_the_links_ipv6_address() -> None:
 
 
 def test_bench_aims_at_the_servers_end_of_the_link() -> None:
-    lab = parse(wan.spec(19522), "bench/wan.py")
-    server_nic = lab.guest(wan.SERVER).nics[0]
-    assert server_nic.address.split("/")[0] == wan.SERVER_ADDR
-    assert server_nic.address6.split("/")[0] == wan.SERVER_ADDR6
-    client_nic = lab.guest(wan.CLIENT).nics[0]
-    assert client_nic.peer_address6.split("/")[0] == wan.SERVER_ADDR6
+    lab = parse(link.spec(19522), "bench/wan.py")
+    server_nic = lab.guest(link.SERVER).nics[0]
+    assert server_nic.address.split("/")[0] == link.SERVER_ADDR
+    assert server_nic.address6.split("/")[0] == link.SERVER_ADDR6
+    client_nic = lab.guest(link.CLIENT).nics[0]
+    assert client_nic.peer_address6.split("/")[0] == link.SERVER_ADDR6
 
 
 def test_ipv6_ping_output_is_parsed() -> None:
     text = ("PING fd42::2(fd42::2) 56 data bytes\n"
             "64 bytes from fd42::2: icmp_seq=1 ttl=64 time=0.512 ms\n"
             "64 bytes from fd42::2: icmp_seq=2 ttl=64 time=1.25 ms\n")
-    assert wan.ping_series(text) == [(1, 0.512), (2, 1.25)]
+    assert measure.ping_series(text) == [(1, 0.512), (2, 1.25)]
 
 
 def run(profile: str, config: str, goodput: float, p99: float) -> dict[str, Any]:
@@ -81,7 +72,7 @@ def test_summary_has_the_ipv6_profile_beside_the_others() -> None:
             for c, g, r in (("defaults", 100 * scale, 50), ("tuned-network-throughput",
                                                               110 * scale, 60),
                             ("vpsnet", 100 * scale, 5))]
-    summary = wan.summarise(runs, ["clean", "clean-ipv6"], wan.CONFIGS)
+    summary = summary_of.summarise(runs, ["clean", "clean-ipv6"], guests.CONFIGS)
     assert list(summary) == ["clean", "clean-ipv6"]
     assert summary["clean-ipv6"]["goodput_mbit"]["vpsnet"] == 90.0
     assert summary["clean-ipv6"]["vpsnet_vs_clean"] == 0.9  # against IPv4's clean vpsnet
