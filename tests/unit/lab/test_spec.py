@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vpsnet_lab import specfile
+from vpsnet_lab import hostcheck, paths, specfile
 from vpsnet_lab.hostcheck import check_host
 from vpsnet_lab.paths import TOP
 from vpsnet_lab.spec import SpecError
@@ -109,6 +109,18 @@ def test_port_in_use_on_the_host_is_refused() -> None:
 def test_more_memory_than_the_machine_has_is_refused() -> None:
     found = problems(mutate(("guests", 0, "memory_mb"), 1 << 20), on_host=True)
     assert any("memory_mb: the guests need" in p for p in found), found
+
+
+def test_parsing_looks_at_nothing_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> bool:
+        raise AssertionError("parse looked at the host")
+
+    for module, name in [(hostcheck, "port_in_use"), (hostcheck, "host_memory_mb"),
+                         (paths, "apt_knows")]:
+        monkeypatch.setattr(module, name, refuse)
+    demanding = mutate(("guests", 0, "kernel"), "6.1.0-99-cloud-amd64")
+    demanding["guests"][0]["memory_mb"] = 1 << 20
+    assert parse(demanding, "t.yml").guests[0].memory_mb == 1 << 20
 
 
 def test_default_spec_is_valid() -> None:
