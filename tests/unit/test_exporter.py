@@ -15,15 +15,21 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from vpsnet_tools import exporter
+from vpsnet_tools import exporter, exporter_metrics, exporter_server
 
-from .vpsnet_exporter_helpers import FAMILIES, free_port, metrics_text, stage_tools
+from .vpsnet_exporter_helpers import (
+    FAMILIES,
+    free_port,
+    metrics_text,
+    self_signed,
+    stage_tools,
+)
 
 MODULE_FAMILIES = {f"vpsnet_{n}".removesuffix("_total") for n, _, _ in FAMILIES}
 
 
 def scrape(registry) -> dict[str, list]:
-    text = exporter.render(registry).decode()
+    text = exporter_metrics.render(registry).decode()
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
 
@@ -51,7 +57,7 @@ def assert_none(fams: dict) -> None:
 def test_healthy_file_is_reexposed(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     fams = scrape(reg)
     assert_whole(fams)
     assert value(fams, "vpsnet_up") == 1
@@ -62,7 +68,7 @@ def test_healthy_file_is_reexposed(tmp_path: Path) -> None:
 
 
 def test_module_absent_keeps_serving_up_0(tmp_path: Path, caplog) -> None:
-    reg, _ = exporter.make_registry(str(tmp_path / "missing"))
+    reg, _ = exporter_metrics.make_registry(str(tmp_path / "missing"))
     with caplog.at_level(logging.WARNING, logger="vpsnet-exporter"):
         for _ in range(3):
             fams = scrape(reg)
@@ -75,7 +81,7 @@ def test_module_absent_keeps_serving_up_0(tmp_path: Path, caplog) -> None:
 
 def test_started_before_module_then_loaded_unloaded_reloaded(tmp_path: Path, caplog) -> None:
     f = tmp_path / "metrics"
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     with caplog.at_level(logging.INFO, logger="vpsnet-exporter"):
         assert_none(scrape(reg))
         f.write_text(metrics_text(seed=1))  # modprobe
@@ -101,7 +107,7 @@ def test_truncated_mid_line_is_a_scrape_error(tmp_path: Path, cut: float) -> Non
         n -= 1
     f = tmp_path / "metrics"
     f.write_text(text[:n])
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     fams = scrape(reg)
     assert_none(fams)
     assert value(fams, "vpsnet_exporter_scrape_errors_total", reason="truncated") == 1
@@ -122,7 +128,7 @@ def test_truncated_mid_line_is_a_scrape_error(tmp_path: Path, cut: float) -> Non
 def test_malformed_is_a_scrape_error_never_a_crash(tmp_path: Path, bad: str) -> None:
     f = tmp_path / "metrics"
     f.write_text(metrics_text() + bad if "vpsnet_info" not in bad else bad)
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     fams = scrape(reg)
     assert_none(fams)
     assert value(fams, "vpsnet_exporter_scrape_errors_total", reason="parse") == 1
@@ -131,7 +137,7 @@ def test_malformed_is_a_scrape_error_never_a_crash(tmp_path: Path, bad: str) -> 
 def test_not_a_vpsnet_file(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     f.write_text("# TYPE vpsnet_link_up gauge\nvpsnet_link_up 1\n")
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     fams = scrape(reg)
     assert_none(fams)
     assert value(fams, "vpsnet_exporter_scrape_errors_total", reason="parse") == 1
@@ -140,7 +146,7 @@ def test_not_a_vpsnet_file(tmp_path: Path) -> None:
 def test_unreadable_is_a_read_error(tmp_path: Path) -> None:
     d = tmp_path / "metrics"
     d.mkdir()  # open() of a directory: IsADirectoryError
-    reg, _ = exporter.make_registry(str(d))
+    reg, _ = exporter_metrics.make_registry(str(d))
     fams = scrape(reg)
     assert_none(fams)
     assert value(fams, "vpsnet_exporter_scrape_errors_total", reason="read") == 1
@@ -151,7 +157,7 @@ def test_file_replaced_while_scraping_never_partial(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     good = [metrics_text(seed=s, version=f"1.{s}.0") for s in (1, 2)]
     f.write_text(good[0])
-    reg, _ = exporter.make_registry(str(f))
+    reg, _ = exporter_metrics.make_registry(str(f))
     stop = threading.Event()
 
     def writer() -> None:
@@ -195,8 +201,8 @@ def test_file_replaced_while_scraping_never_partial(tmp_path: Path) -> None:
 def test_http_server_and_404(tmp_path: Path) -> None:
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
-    reg, _ = exporter.make_registry(str(f))
-    srv = exporter.make_server(reg, f"127.0.0.1:{free_port()}")
+    reg, _ = exporter_metrics.make_registry(str(f))
+    srv = exporter_server.make_server(reg, f"127.0.0.1:{free_port()}")
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -214,17 +220,11 @@ def test_http_server_and_404(tmp_path: Path) -> None:
 
 
 def test_tls(tmp_path: Path) -> None:
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
-    reg, _ = exporter.make_registry(str(f))
-    srv = exporter.make_server(reg, f"127.0.0.1:{free_port()}", str(cert), str(key))
+    reg, _ = exporter_metrics.make_registry(str(f))
+    srv = exporter_server.make_server(reg, f"127.0.0.1:{free_port()}", str(cert), str(key))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
@@ -279,12 +279,12 @@ def test_cli_serves_and_logs(tmp_path: Path) -> None:
 
 
 def test_parse_listen() -> None:
-    assert exporter.parse_listen(":19462") == ("", 19462)
-    assert exporter.parse_listen("[::1]:80") == ("::1", 80)
-    assert exporter.parse_listen("10.0.0.1:9") == ("10.0.0.1", 9)
+    assert exporter_server.parse_listen(":19462") == ("", 19462)
+    assert exporter_server.parse_listen("[::1]:80") == ("::1", 80)
+    assert exporter_server.parse_listen("10.0.0.1:9") == ("10.0.0.1", 9)
     for bad in ("19462", "x:y", ":0", ":70000"):
         with pytest.raises(ValueError):
-            exporter.parse_listen(bad)
+            exporter_server.parse_listen(bad)
 
 
 def test_packaged_exporter_starts_without_importlib_metadata(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from vpsnet_tools.exporter import make_registry, render
+from vpsnet_tools.exporter_metrics import make_registry, render
 
 from .test_stats_match import families_from_source
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .vpsnet_exporter_helpers import free_port, metrics_text, stage_tools
+from .vpsnet_exporter_helpers import free_port, metrics_text, stage_tools, wait_for
 
 
 class FakeSystemd:
@@ -146,9 +146,11 @@ def scrape_while(e: Exporter, action) -> list[str]:
     t = threading.Thread(target=scraper.run, daemon=True)
     t.start()
     try:
-        time.sleep(0.3)
+        # scrapes answered before the action and after it, however slow the machine
+        wait_for(lambda: len(scraper.results) >= 3, "scrapes before the action", 60)
         action()
-        time.sleep(0.5)
+        after = len(scraper.results) + 3
+        wait_for(lambda: len(scraper.results) >= after, "scrapes after the action", 60)
     finally:
         scraper.stop.set()
         t.join()
@@ -227,6 +229,8 @@ def test_textfile_mode_reloads_too(tmp_path: Path) -> None:
         new_pid = e.pids_to_reap()[-1]
         assert new_pid != e.proc.pid
         os.kill(new_pid, 0)
-        assert "vpsnet_up 1.0" in (out / "vpsnet.prom").read_text()
+        prom = out / "vpsnet.prom"
+        wait_for(lambda: prom.exists() and "vpsnet_up 1.0" in prom.read_text(),
+                 "the successor's textfile", 60)
     finally:
         stop(e)

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from ipv6_loopback import ipv6_loopback
 
-from vpsnet_tools import exporter, web
+from vpsnet_tools.exporter_metrics import make_registry
+from vpsnet_tools.exporter_server import make_server
+from vpsnet_tools.web import Server
+from vpsnet_tools.web_http import peer_name
 
 from .vpsnet_exporter_helpers import free_port, metrics_text
 
@@ -22,11 +25,11 @@ pytestmark = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback he
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path, listen: str) -> Iterator[web.Server]:
+def serving(tmp_path: Path, listen: str) -> Iterator[Server]:
     f = tmp_path / "metrics"
     f.write_text(metrics_text())
-    reg, _ = exporter.make_registry(str(f))
-    srv = exporter.make_server(reg, listen)
+    reg, _ = make_registry(str(f))
+    srv = make_server(reg, listen)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -75,4 +78,4 @@ def test_ipv6_loopback_only(tmp_path: Path) -> None:
     ("/run/x.sock", "/run/x.sock"),
 ])
 def test_peer_names(addr: object, shown: str) -> None:
-    assert web.peer_name(addr) == shown
+    assert peer_name(addr) == shown

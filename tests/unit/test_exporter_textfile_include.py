@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from prometheus_client import CollectorRegistry
 
-from vpsnet_tools import exporter
+from vpsnet_tools import exporter, exporter_metrics
 
 from .test_exporter import MODULE_FAMILIES, scrape, value
 from .vpsnet_exporter_helpers import metrics_text
@@ -35,7 +35,7 @@ def _registry(tmp_path: Path) -> tuple[CollectorRegistry, Path]:
     metrics.write_text(metrics_text())
     include = tmp_path / "textfile"
     include.mkdir()
-    reg, _ = exporter.make_registry(str(metrics), str(include))
+    reg, _ = exporter_metrics.make_registry(str(metrics), str(include))
     return reg, include
 
 
@@ -73,7 +73,7 @@ def test_bad_or_clashing_files_left_out_whole(
 def test_no_directory_no_families(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics"
     metrics.write_text(metrics_text())
-    reg, _ = exporter.make_registry(str(metrics), str(tmp_path / "missing"))
+    reg, _ = exporter_metrics.make_registry(str(metrics), str(tmp_path / "missing"))
     assert set(scrape(reg)) >= MODULE_FAMILIES
 
 

@@ -1,13 +1,23 @@
 """Realistic /proc/net/vpsnet/metrics text for exporter tests and the benchmark,
-a free loopback port, and the tools staged as the packages build them."""
+a free loopback port, the tools staged as the packages build them, waiting for
+an event, and the exporter's server run in a thread for the web tests."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from vpsnet_tools.exporter_metrics import make_registry
+from vpsnet_tools.exporter_server import make_server
+from vpsnet_tools.web import Server
+from vpsnet_tools.web_config import WebConfig
 
 TOP = Path(__file__).resolve().parents[2]
 
@@ -16,6 +26,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(event: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll until EVENT() is true: a generous deadline, never a fixed window."""
+    deadline = time.monotonic() + timeout
+    while not event():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.02)
 
 
 def stage_tools(dest: Path, version: str) -> None:
@@ -91,6 +109,39 @@ def metrics_text(nics: int = 2, queues: int = 4, cpus: int = 2, seed: int = 1,
 
 
 # --- the web server (tests/unit/test_exporter_web*.py, bench/exporter_load.py) -----------
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, web_config: WebConfig | None = None,
+            **attrs: float) -> Iterator[tuple[Server, int]]:
+    """The exporter's server in a thread; ATTRS override server attributes."""
+    f = tmp_path / "metrics"
+    f.write_text(metrics_text())
+    reg, _ = make_registry(str(f))
+    kw = {k: attrs.pop(k) for k in ("max_connections", "request_timeout") if k in attrs}
+    srv = make_server(reg, f"127.0.0.1:{free_port()}", web_config=web_config, **kw)
+    srv.registry = reg  # type: ignore[attr-defined]
+    for k, v in attrs.items():
+        setattr(srv, k, v)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv, int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(10)
+
+
+def closed(srv: Server, reason: str) -> int:
+    """Connections SRV closed for REASON (its vpsnet_exporter_connections_closed)."""
+    with srv.stats.lock:
+        return int(srv.stats.closed[reason])
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for s in socks:
+        s.close()
 
 
 def self_signed(directory: Path, name: str = "server", cn: str = "localhost") -> tuple[Path, Path]:

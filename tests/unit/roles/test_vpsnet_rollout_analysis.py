@@ -156,7 +156,7 @@ def test_the_host_regex_selects_exactly_the_hosts() -> None:
 def test_metrics_are_the_modules_and_exporters() -> None:
     families = set(re.findall(r"VPSNET_FAMILY\((\w+),",
                               (REPO / "driver-src/vpsnet_families.h").read_text()))
-    exporter = (REPO / "tools/vpsnet_tools/exporter.py").read_text()
+    exporter = (REPO / "tools/vpsnet_tools/exporter_metrics.py").read_text()
     for name, fam in FAMILY.items():
         if fam == "up":
             continue  # Prometheus's own
