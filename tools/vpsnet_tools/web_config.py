@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpsnet_tools.web_tls import tls_context_from_config
+from vpsnet_tools.web_tls import Bad, tls_context_from_config
 
 MAX_WEB_CONFIG_BYTES = 64 * 1024
 TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version",
@@ -75,6 +75,24 @@ def load_web_config(path: str, *, tls_from_flags: bool = False) -> WebConfig:
         return WebConfigError(f"web config {path}: {where}: {msg}" if where
                               else f"web config {path}: {msg}")
 
+    doc = _read_document(path, bad)
+    cfg = WebConfig(path=path)
+    users = doc.get("basic_auth_users")
+    if users is not None:
+        cfg.users = _users(users, bad)
+    tls = doc.get("tls_server_config")
+    if tls is not None:
+        if not isinstance(tls, dict):
+            raise bad("tls_server_config", "must be a mapping")
+        if tls_from_flags:
+            raise bad("tls_server_config", "given together with --tls-cert: use one of them")
+        _check_tls_fields(tls, bad)
+        cfg.ssl_context = tls_context_from_config(tls, Path(path).parent, bad)
+    return cfg
+
+
+def _read_document(path: str, bad: Bad) -> dict[str, Any]:
+    """PATH as a YAML mapping of known top-level keys (an empty file: {})."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_WEB_CONFIG_BYTES + 1)
@@ -108,44 +126,41 @@ def load_web_config(path: str, *, tls_from_flags: bool = False) -> WebConfig:
             raise bad(key, "not supported by vpsnet-exporter")
         if key not in TOP_KEYS:
             raise bad(_field(key), f"unknown field (known: {', '.join(TOP_KEYS)})")
-    base = Path(path).parent
-    cfg = WebConfig(path=path)
+    return doc
 
-    users = doc.get("basic_auth_users")
-    if users is not None:
-        if not isinstance(users, dict):
-            raise bad("basic_auth_users", "must be a mapping of user: bcrypt hash")
-        for user, hashed in users.items():
-            if not USER_NAME.fullmatch(user):
-                raise bad(f"basic_auth_users.{_field(user)}",
-                          "user names have 1-128 characters, no ':', spaces or control "
-                          "characters")
-            if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
-                raise bad(f"basic_auth_users.{_field(user)}",
-                          f"{_escape(hashed)[:20]}... is not a bcrypt hash ($2y$10$ + 53 "
-                          "characters; htpasswd -nBC 10 USER)")
-            cfg.users[user] = hashed.encode()
-        if cfg.users:
-            try:
-                import bcrypt  # noqa: F401
-            except ImportError:
-                raise bad("basic_auth_users", "needs the bcrypt module (python3-bcrypt)") from None
 
-    tls = doc.get("tls_server_config")
-    if tls is not None:
-        if not isinstance(tls, dict):
-            raise bad("tls_server_config", "must be a mapping")
-        if tls_from_flags:
-            raise bad("tls_server_config", "given together with --tls-cert: use one of them")
-        for key, value in tls.items():
-            where = f"tls_server_config.{_field(key)}"
-            if key in TLS_KEYS_UNSUPPORTED:
-                raise bad(where, "not supported by vpsnet-exporter")
-            if key not in TLS_KEYS:
-                raise bad(where, f"unknown field (known: {', '.join(TLS_KEYS)})")
-            if not isinstance(value, str):
-                raise bad(where, f"must be a string, not {type(value).__name__}")
-            if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-                raise bad(where, f"{_escape(value)} has control characters")
-        cfg.ssl_context = tls_context_from_config(tls, base, bad)
-    return cfg
+def _users(users: object, bad: Bad) -> dict[str, bytes]:
+    """basic_auth_users: user -> bcrypt hash, each checked."""
+    if not isinstance(users, dict):
+        raise bad("basic_auth_users", "must be a mapping of user: bcrypt hash")
+    table: dict[str, bytes] = {}
+    for user, hashed in users.items():
+        if not USER_NAME.fullmatch(user):
+            raise bad(f"basic_auth_users.{_field(user)}",
+                      "user names have 1-128 characters, no ':', spaces or control "
+                      "characters")
+        if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
+            raise bad(f"basic_auth_users.{_field(user)}",
+                      f"{_escape(hashed)[:20]}... is not a bcrypt hash ($2y$10$ + 53 "
+                      "characters; htpasswd -nBC 10 USER)")
+        table[user] = hashed.encode()
+    if table:
+        try:
+            import bcrypt  # noqa: F401
+        except ImportError:
+            raise bad("basic_auth_users", "needs the bcrypt module (python3-bcrypt)") from None
+    return table
+
+
+def _check_tls_fields(tls: dict[Any, Any], bad: Bad) -> None:
+    """tls_server_config: known keys only, each a string without control characters."""
+    for key, value in tls.items():
+        where = f"tls_server_config.{_field(key)}"
+        if key in TLS_KEYS_UNSUPPORTED:
+            raise bad(where, "not supported by vpsnet-exporter")
+        if key not in TLS_KEYS:
+            raise bad(where, f"unknown field (known: {', '.join(TLS_KEYS)})")
+        if not isinstance(value, str):
+            raise bad(where, f"must be a string, not {type(value).__name__}")
+        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise bad(where, f"{_escape(value)} has control characters")
