@@ -120,7 +120,6 @@ def serving(tmp_path: Path, web_config: WebConfig | None = None,
     reg, _ = make_registry(str(f))
     kw = {k: attrs.pop(k) for k in ("max_connections", "request_timeout") if k in attrs}
     srv = make_server(reg, f"127.0.0.1:{free_port()}", web_config=web_config, **kw)
-    srv.registry = reg  # type: ignore[attr-defined]
     for k, v in attrs.items():
         setattr(srv, k, v)
     t = threading.Thread(target=srv.serve_forever, daemon=True)

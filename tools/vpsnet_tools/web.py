@@ -261,7 +261,7 @@ class Server(Connections):
         # data often arrives with the connection: try at once
         self._event(c, selectors.EVENT_READ)
 
-    # -- per connection -------------------------------------------------------------------
+    # -- a complete request: basic auth, then a worker renders the answer ---------------
 
     def _dispatch(self, c: Conn, req: Request) -> None:
         c.phase = WORK
