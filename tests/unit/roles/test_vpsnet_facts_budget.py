@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, raw_http_server, recorded_ethtool, trickle
+from vpsnet_facts_helpers import FIXTURES, facts_util, raw_http_server, recorded_ethtool, trickle
+
+inventory = facts_util("vpsnet_inventory")
 
 LOOSE = 1.0  # wall-clock slack over the budget (loaded CI machine)
 REPORTED = 0.5  # slack for the module's own measurement
@@ -43,7 +45,7 @@ def reported_time(evidence: list[str]) -> float:
 
 def timed(vf, name: str, budget: float, root: str, port: int, ethtool=None,
           deadline=None) -> dict:
-    probe = vf.MetadataProbe(f"http://127.0.0.1:{port}", budget)
+    probe = vf.MetadataProbe(f"http://127.0.0.1:{port}", budget, within=deadline)
     start = time.monotonic()
     facts = vf.detect(root, probe, ethtool, deadline)
     wall = time.monotonic() - start
@@ -185,5 +187,5 @@ def test_ethtool_runner_reads_real_output(vf, tmp_path: Path):
     fake.write_text(f"#!/bin/sh\nexec cat {tmp_path / 'out'}\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     runner = vf.ethtool_runner(str(fake), vf.Deadline(2.0))
-    assert vf.parse_ethtool_channels(runner("ens5"))["combined"] == 2
+    assert inventory.parse_ethtool_channels(runner("ens5"))["combined"] == 2
     assert os.path.exists(fake)

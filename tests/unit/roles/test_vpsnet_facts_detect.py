@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, recorded_ethtool
+from vpsnet_facts_helpers import FIXTURES, facts_util, recorded_ethtool
+
+inventory = facts_util("vpsnet_inventory")
 
 
 def irq_table(nic: dict) -> list[tuple[int, str, int | None, str]]:
@@ -140,12 +142,12 @@ def test_not_a_cloud_when_nothing_is_there(vf, tmp_path: Path):
     ],
 )
 def test_parse_ethtool_channels(vf, text, expected):
-    assert vf.parse_ethtool_channels(text) == expected
+    assert inventory.parse_ethtool_channels(text) == expected
 
 
 def test_parse_interrupts(vf):
     text = (FIXTURES / "aws-nitro-ena/proc/interrupts").read_text()
-    table = vf.parse_interrupts(text)
+    table = inventory.parse_interrupts(text)
     assert table[26] == "ena-mgmnt@pci:0000:00:05.0"
     assert table[27] == "ens5-Tx-Rx-0"
     assert "NMI" not in table and all(isinstance(k, int) for k in table)

@@ -29,9 +29,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from input_counts import InputCounts
 from requests.structures import CaseInsensitiveDict
-from vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
+from vpsnet_facts_helpers import FIXTURES, REPO, facts_util, load_role_file
 
 nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_fuzzed")
+bounds = facts_util("vpsnet_bounds")
+identity = facts_util("vpsnet_identity")
+inventory = facts_util("vpsnet_inventory")
+metadata = facts_util("vpsnet_metadata")
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -146,19 +150,19 @@ def check_identity(vf: ModuleType, result: Any, problems: Any) -> None:
                                                for p in problems)
     if result is None:
         return
-    assert vf.AWS_REGION_RE.fullmatch(result.region)
+    assert identity.AWS_REGION_RE.fullmatch(result.region)
     assert result.zone.startswith(result.region)
-    assert result.instance_type is None or vf.AWS_TYPE_RE.fullmatch(result.instance_type)
-    assert result.instance_id is None or vf.AWS_INSTANCE_ID_RE.fullmatch(result.instance_id)
+    assert result.instance_type is None or identity.AWS_TYPE_RE.fullmatch(result.instance_type)
+    assert result.instance_id is None or identity.AWS_INSTANCE_ID_RE.fullmatch(result.instance_id)
 
 
 @FUZZ
 @given(JSON_TEXTS)
 def test_fuzz_metadata_json(vf, case):
     kind, text = case
-    value, why = vf.load_json_bounded(text)
+    value, why = identity.load_json_bounded(text)
     assert why is None or (isinstance(why, str) and value is None and "\n" not in why)
-    result, problems = vf.aws_identity(value) if why is None else (None, [why])
+    result, problems = identity.aws_identity(value) if why is None else (None, [why])
     check_identity(vf, result, problems)
     COUNTS.add(f"metadata JSON: {kind}", rejected=result is None)  # accepted: checked above
 
@@ -214,7 +218,7 @@ def test_fuzz_metadata_answers(vf, case):
         if not queue:
             return None
         status, headers, text = queue.pop(0)
-        return vf.Answer(status, CaseInsensitiveDict(headers), text)
+        return metadata.Answer(status, CaseInsensitiveDict(headers), text)
 
     probe._request = fake_request
     result = probe.aws() if cloud == "aws" else probe.gcp()
@@ -223,14 +227,14 @@ def test_fuzz_metadata_answers(vf, case):
     COUNTS.add(f"metadata answers: {cloud}", rejected=result is None)
     if result is None:
         return
-    assert isinstance(result, vf.MetadataResult) and result.provider == cloud
+    assert isinstance(result, identity.MetadataResult) and result.provider == cloud
     if cloud == "aws":
         check_identity(vf, result, [])
     else:
-        assert vf.GCP_ZONE_RE.fullmatch(result.zone)
-        assert result.region == vf.GCP_ZONE_RE.fullmatch(result.zone).group(1)
-        assert result.instance_type is None or vf.GCP_TYPE_RE.fullmatch(result.instance_type)
-        assert result.instance_id is None or vf.GCP_ID_RE.fullmatch(result.instance_id)
+        assert identity.GCP_ZONE_RE.fullmatch(result.zone)
+        assert result.region == identity.GCP_ZONE_RE.fullmatch(result.zone).group(1)
+        assert result.instance_type is None or identity.GCP_TYPE_RE.fullmatch(result.instance_type)
+        assert result.instance_id is None or identity.GCP_ID_RE.fullmatch(result.instance_id)
 
 
 # --------------------------------------------------------------------------- DMI / PCI / sysfs
@@ -315,9 +319,9 @@ def test_fuzz_dmi_pci_sysfs(vf, host_tree, contents, msi_names, ethtool_out):
 
 def test_sysfs_reads_are_capped(vf, tmp_path):
     big = tmp_path / "big"
-    big.write_bytes(b"A" * (vf.MAX_SYSFS * 4))
-    assert len(vf._read(str(big))) == vf.MAX_SYSFS
-    assert vf._read(str(tmp_path)) is None  # a directory: unreadable, not an exception
+    big.write_bytes(b"A" * (bounds.MAX_SYSFS * 4))
+    assert len(bounds.read_attr(str(big))) == bounds.MAX_SYSFS
+    assert bounds.read_attr(str(tmp_path)) is None  # a directory: unreadable, not an exception
 
 
 # --------------------------------------------------------------------------- ethtool text
@@ -348,7 +352,7 @@ def ethtool_text(draw: st.DrawFn) -> str:
 @given(ethtool_text())
 def test_fuzz_ethtool_parsers(vf, text):
     tune = tune_filters()
-    channels = vf.parse_ethtool_channels(text)
+    channels = inventory.parse_ethtool_channels(text)
     assert channels is None or (set(channels) == {"rx", "tx", "other", "combined"} and all(
         v is None or (isinstance(v, int) and 0 <= v <= MAX_INT) for v in channels.values()))
     parsed = tune.parse_ethtool(text)
@@ -395,7 +399,7 @@ def interrupts_text(draw: st.DrawFn) -> str:
 @FUZZ
 @given(interrupts_text(), st.sampled_from(["ena", "virtio_net", "gve", "vif", None]))
 def test_fuzz_interrupts_parsers(vf, tmp_path, text, driver):
-    table = vf.parse_interrupts(text)
+    table = inventory.parse_interrupts(text)
     assert all(isinstance(k, int) and 0 <= k <= MAX_INT and isinstance(v, str) and v
                for k, v in table.items())
     for name in table.values():

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vpsnet_facts_helpers import FIXTURES, http_server
+from vpsnet_facts_helpers import FIXTURES, facts_util, http_server
+
+dmi_reader = facts_util("vpsnet_dmi")
+identity = facts_util("vpsnet_identity")
 
 EC2_UUID = "ec2d6a3c-1f4b-2e9a-7c5d-8b0e4f6a9c12"
 
@@ -136,7 +139,7 @@ def test_random_ec2_uuids_never_make_a_plain_kvm_host_aws(vf, tmp_path, value, f
         text = "ec2" + text[3:]
         UUID_SEEN[form] += 1
     if form == "ec2_byte_swapped":
-        text = vf._swapped_uuid(text)
+        text = dmi_reader.swapped_uuid(text)
     if upper:
         text = text.upper()
     facts = vf.detect(str(tree(tmp_path, product_uuid=text, product_serial="")))
@@ -156,7 +159,7 @@ def test_uuid_counts_are_reported():
 def test_ds_identify_swapped_form_matches_python_uuid(vf):
     """Our byte swap is the same as uuid.UUID(...).bytes_le (what cloud-init uses)."""
     value = uuidlib.UUID("45e12aec-dcd1-b213-94ed-012345abcdef")
-    assert vf._swapped_uuid(str(value)) == str(uuidlib.UUID(bytes=value.bytes_le))
+    assert dmi_reader.swapped_uuid(str(value)) == str(uuidlib.UUID(bytes=value.bytes_le))
 
 
 # --------------------------------------------------------------------------- instance types
@@ -174,16 +177,16 @@ BAD_TYPES = ["m5.large\n", "m5.large\r", " m5.large", "M5.large", "m5.", ".large
 
 @pytest.mark.parametrize("itype", GOOD_TYPES)
 def test_instance_type_accepted(vf, itype):
-    assert vf.AWS_TYPE_RE.fullmatch(itype)
+    assert identity.AWS_TYPE_RE.fullmatch(itype)
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": itype}
-    result, problems = vf.aws_identity(doc)
+    result, problems = identity.aws_identity(doc)
     assert result.instance_type == itype and problems == []
 
 
 @pytest.mark.parametrize("itype", BAD_TYPES)
 def test_instance_type_refused(vf, itype):
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": itype}
-    result, problems = vf.aws_identity(doc)
+    result, problems = identity.aws_identity(doc)
     assert result.instance_type is None
     assert problems and problems[0].startswith("instance type ")
     assert "\n" not in problems[0]
@@ -214,14 +217,14 @@ def test_dmi_product_name_with_a_newline_is_not_a_type(vf, tmp_path):
 def test_placement_must_fully_match(vf, field, value):
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large"}
     doc[field] = value
-    result, problems = vf.aws_identity(doc)
+    result, problems = identity.aws_identity(doc)
     assert result is None
     assert len(problems) == 1 and "\n" not in problems[0]
 
 
 def test_instance_id_with_a_newline_is_dropped(vf):
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceId": "i-0abc\n"}
-    result, _ = vf.aws_identity(doc)
+    result, _ = identity.aws_identity(doc)
     assert result.instance_id is None
 
 
@@ -232,7 +235,7 @@ def test_deep_json_is_refused_without_recursion_error(vf):
     deep = "[" * 100000 + "]" * 100000
     with pytest.raises(RecursionError):  # what the plain parser does with it
         json.loads(deep)
-    value, why = vf.load_json_bounded(deep)
+    value, why = identity.load_json_bounded(deep)
     assert value is None and why == "JSON nested deeper than 16 levels"
 
 
@@ -245,13 +248,13 @@ def test_deep_json_is_refused_without_recursion_error(vf):
     ("", "not JSON"),
 ])
 def test_bad_json_is_a_reason_not_an_exception(vf, text, why):
-    value, reason = vf.load_json_bounded(text)
+    value, reason = identity.load_json_bounded(text)
     assert value is None and reason.startswith(why)
 
 
 def test_brackets_inside_strings_do_not_count(vf):
     text = json.dumps({"region": "[" * 1000, "x": ["{" * 50]})
-    value, why = vf.load_json_bounded(text)
+    value, why = identity.load_json_bounded(text)
     assert why is None and value["region"] == "[" * 1000
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from ipv6_loopback import ipv6_loopback
-from vpsnet_facts_helpers import FIXTURES
+from vpsnet_facts_helpers import FIXTURES, facts_util
+
+routes = facts_util("vpsnet_metadata_route")
 
 HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 # 10.0.2.0/24 on eth0 and the default route via 10.0.2.2
@@ -89,7 +91,7 @@ def test_every_ena_pci_id_of_the_driver_table_is_aws(vf, tmp_path, device, label
     (ROUTE_DEFAULT, "eth0"), (ROUTE_LAB, "eth0"), (ROUTE_LAN_ONLY, None), (ROUTE_DEAD, None),
     (HEADER, None), ("", None), (HEADER + "eth0 zz 0 1 0 0 0 yy\nshort line\n", None)])
 def test_ipv4_route_to_the_metadata_address(vf, text, via):
-    assert vf._ipv4_route_to(text, "169.254.169.254") == via
+    assert routes.ipv4_route_to(text, "169.254.169.254") == via
 
 
 @pytest.mark.parametrize(("text", "via"), [
@@ -99,7 +101,7 @@ def test_ipv4_route_to_the_metadata_address(vf, text, via):
     (v6("fd000ec2000000000000000000000253", 128, 0x1, "ens5"), None),  # another /128
     ("zz " * 10 + "\n", None)])
 def test_ipv6_route_to_the_metadata_address(vf, text, via):
-    assert vf._ipv6_route_to(text, "fd00:ec2::254") == via
+    assert routes.ipv6_route_to(text, "fd00:ec2::254") == via
 
 
 @pytest.mark.parametrize(("route", "route6", "family", "why"), [
@@ -113,7 +115,7 @@ def test_ipv6_route_to_the_metadata_address(vf, text, via):
 ])
 def test_auto_family_from_the_hosts_routes(vf, tmp_path, route, route6, family, why):
     root = tree(tmp_path, "kvm-plain", route, route6)
-    got, evidence = vf.metadata_family(str(root))
+    got, evidence = routes.metadata_family(str(root))
     assert got == family
     assert evidence.startswith(f"metadata: IPv{family} (auto: ")
     assert why in evidence
@@ -122,7 +124,7 @@ def test_auto_family_from_the_hosts_routes(vf, tmp_path, route, route6, family, 
 @pytest.mark.parametrize("forced", ["4", "6"])
 def test_forced_family_ignores_the_routes(vf, tmp_path, forced):
     root = tree(tmp_path, "kvm-plain", ROUTE_DEFAULT if forced == "6" else HEADER, IPV6_DEFAULT)
-    assert vf.metadata_family(str(root), forced) == (
+    assert routes.metadata_family(str(root), forced) == (
         forced, f"metadata: IPv{forced} (forced by metadata_ip_version)")
 
 
