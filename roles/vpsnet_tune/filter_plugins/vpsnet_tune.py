@@ -9,24 +9,36 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 
-def _nic_rules() -> ModuleType:
-    """The role's files/vpsnet_nic.py (IRQ names and queue -> CPU rules), the
-    same file the host-side writer imports: loaded by path, no sys.path edits."""
-    path = Path(__file__).resolve().parent.parent / "files" / "vpsnet_nic.py"
-    spec = importlib.util.spec_from_file_location("vpsnet_tune_nic_rules", path)
+def _role_file(name: str) -> ModuleType:
+    """The role's files/NAME.py, the file the host-side tools import, loaded by
+    path and registered under NAME, the name the files import each other by
+    (vpsnet_irqplan imports vpsnet_nic): no sys.path edits."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent.parent / "files" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-nic_rules = _nic_rules()
+inventory = _role_file("vpsnet_nic")  # first: the plan imports it
+irqplan = _role_file("vpsnet_irqplan")
+ethtool = _role_file("vpsnet_ethtool")
+# the filters the tasks use, under the names this module has always had
+parse_ethtool = ethtool.parse_ethtool
+parse_adaptive_rx = ethtool.parse_adaptive_rx
+ethtool_target = ethtool.ethtool_target
+ethtool_diff = ethtool.ethtool_diff
 
 # Debian 12's own defaults: the role never sizes below them.
 DEBIAN_TCP_RMEM = (4096, 131072, 6291456)
@@ -40,12 +52,12 @@ DRIVER_PROFILES = {"ena": "ena", "virtio_net": "virtio_net", "gve": "gve"}
 
 def parse_cpulist(text: Any) -> list[int]:
     """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; a list of ints passes through."""
-    return list(nic_rules.parse_cpulist(text))
+    return list(inventory.parse_cpulist(text))
 
 
 def format_cpulist(cpus: list[int]) -> str:
     """[0, 1, 2, 3, 8] -> '0-3,8' (the kernel's own cpulist format)."""
-    return str(nic_rules.format_cpulist(cpus))
+    return str(inventory.format_cpulist(cpus))
 
 
 def _number(
@@ -107,7 +119,7 @@ def irq_plan(
     cpu0: str = "auto",
 ) -> tuple[list[dict[str, Any]], list[str], bool]:
     """Queue IRQs of every tuned NIC on the CPUs the multi-NIC policy of
-    files/vpsnet_nic.py gives it (the same rules files/vpsnet-irq-affinity
+    files/vpsnet_irqplan.py gives it (the same rules files/vpsnet-irq-affinity
     re-applies at boot and on hotplug): -> (plan, errors, CPU 0 avoided)."""
     nodes = {str(k): parse_cpulist(v) for k, v in (node_cpus or {}).items()}
     tuned = [
@@ -115,16 +127,16 @@ def irq_plan(
         for nic in nics
         if profiles.get(str(nic.get("name")), "none") != "none"
     ]
-    plan, avoided, errors = nic_rules.plan_irqs(tuned, online_cpus, nodes, reserved, cpu0)
+    plan, avoided, errors = irqplan.plan_irqs(tuned, online_cpus, nodes, reserved, cpu0)
     return list(plan), list(errors), bool(avoided)
 
 
 def queue_maps(nic: dict[str, Any], tx_queues: int, rx_queues: int, xps: bool, rps: bool,
                siblings: dict[Any, Any]) -> dict[str, Any]:
     """XPS and RPS one planned NIC should have for these queue counts
-    (vpsnet_nic.queue_maps, as the writer asks it)."""
+    (vpsnet_irqplan.queue_maps, as the writer asks it)."""
     sib = {int(k): [int(c) for c in v] for k, v in (siblings or {}).items()}
-    return dict(nic_rules.queue_maps(nic["cpus"], nic["pool"], nic["irqs"], tx_queues,
+    return dict(irqplan.queue_maps(nic["cpus"], nic["pool"], nic["irqs"], tx_queues,
                                      rx_queues, xps, rps, lambda _used: sib))
 
 
@@ -134,7 +146,7 @@ def parse_readback(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {"irqs": {}, "queues": {}}
     for line in (text or "").splitlines():
         fields = line.split()
-        if len(fields) >= 2 and fields[0] == "irq" and nic_rules.IRQ_RE.fullmatch(fields[1]):
+        if len(fields) >= 2 and fields[0] == "irq" and inventory.IRQ_RE.fullmatch(fields[1]):
             out["irqs"][int(fields[1])] = fields[2] if len(fields) > 2 else ""
             continue
         if len(fields) == 3:
@@ -159,7 +171,7 @@ def readback_problems(plan_out: dict[str, Any], text: str) -> list[str]:
         for irq in nic["irqs"]:
             live = seen["irqs"].get(int(irq["irq"]), "")
             try:
-                same = nic_rules.parse_cpulist(live) == [irq["cpu"]]
+                same = inventory.parse_cpulist(live) == [irq["cpu"]]
             except ValueError:
                 same = False
             if not same:
@@ -171,19 +183,19 @@ def readback_problems(plan_out: dict[str, Any], text: str) -> list[str]:
         for queue, cpu in sorted((maps["xps"] or {}).items()):
             if queues["tx"].get(queue) == "-" and len(queues["tx"]) == 1:
                 continue  # no xps_cpus file: a single-queue device has no XPS
-            live_mask = nic_rules.parse_mask(queues["tx"].get(queue, ""))
+            live_mask = irqplan.parse_mask(queues["tx"].get(queue, ""))
             if live_mask != 1 << cpu:
                 problems.append(f"{nic['nic']} tx-{queue} xps_cpus "
-                                f"{nic_rules.show_mask(live_mask)}, planned "
-                                f"{nic_rules.show_mask(1 << cpu)}")
+                                f"{irqplan.show_mask(live_mask)}, planned "
+                                f"{irqplan.show_mask(1 << cpu)}")
         if maps["rps"] is not None:
             value = sum(1 << c for c in maps["rps"])
             for queue, mask in sorted(queues["rx"].items()):
-                live_mask = nic_rules.parse_mask(mask)
+                live_mask = irqplan.parse_mask(mask)
                 if live_mask != value:
                     problems.append(f"{nic['nic']} rx-{queue} rps_cpus "
-                                    f"{nic_rules.show_mask(live_mask)}, planned "
-                                    f"{nic_rules.show_mask(value)}")
+                                    f"{irqplan.show_mask(live_mask)}, planned "
+                                    f"{irqplan.show_mask(value)}")
     return problems
 
 
@@ -202,7 +214,7 @@ def google_problems(nics: list[dict[str, Any]], text: str) -> list[str]:
                 continue
             live = seen["irqs"].get(int(irq["irq"]), "")
             try:
-                single = len(nic_rules.parse_cpulist(live)) == 1
+                single = len(inventory.parse_cpulist(live)) == 1
             except ValueError:
                 single = False
             if not single:
@@ -211,7 +223,7 @@ def google_problems(nics: list[dict[str, Any]], text: str) -> list[str]:
         tx = (seen["queues"].get(name) or {"tx": {}})["tx"]
         if len(tx) > 1:
             for queue, mask in sorted(tx.items()):
-                if not nic_rules.parse_mask(mask):
+                if not irqplan.parse_mask(mask):
                     problems.append(f"NIC {name}: tx-{queue} xps_cpus is {mask or 'unreadable'} "
                                     f"(no CPU): {why}")
     return problems
@@ -341,9 +353,9 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
                 f"(NICs: {', '.join(sorted(known)) or 'none'})"
             )
     cpu0 = str(params.get("irq_cpu0", "auto"))
-    if cpu0 not in nic_rules.CPU0_MODES:
+    if cpu0 not in irqplan.CPU0_MODES:
         errors.append(f"vpsnet_tune_irq_cpu0={cpu0!r} is not one of "
-                      f"{', '.join(nic_rules.CPU0_MODES)}")
+                      f"{', '.join(irqplan.CPU0_MODES)}")
         cpu0 = "auto"
     gce_mode = str(params.get("gce_multiqueue", "vpsnet"))
     if gce_mode not in GCE_MODES:
@@ -364,7 +376,7 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
         errors.extend(irq_errors)
     siblings = params.get("siblings") or {}
     if isinstance(siblings, str):
-        siblings = nic_rules.parse_siblings(siblings)
+        siblings = inventory.parse_siblings(siblings)
     siblings = {int(k): [int(c) for c in v] for k, v in siblings.items()}
     options = {
         "xps": "on" if params.get("xps", True) else "off",
@@ -387,7 +399,7 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
         "profiles": profiles,
         "irq_plan": irqs,
         "irq_options": options,
-        "irq_conf": nic_rules.format_conf(options, {n["nic"]: n["cpus"] for n in irqs}),
+        "irq_conf": irqplan.format_conf(options, {n["nic"]: n["cpus"] for n in irqs}),
         "cpu0_avoided": avoided,
         "siblings": siblings,
         "gce_multiqueue": gce_mode if on_gcp else None,
@@ -397,81 +409,6 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
     if rtt is not None and bandwidth is not None and cap is not None:
         result["buffers"] = buffers(rtt, bandwidth, int(cap))
     return result
-
-
-_SECTION_RE = re.compile(r"^(Pre-set maximums|Current hardware settings)\s*:", re.I)
-_FIELD_RE = re.compile(r"^\s*(RX|TX|Other|Combined|RX Mini|RX Jumbo)\s*:\s*(\S+)", re.I)
-
-
-def parse_ethtool(text: str) -> dict[str, dict[str, int | None]]:
-    """`ethtool -l` or `ethtool -g` output -> {'max': {...}, 'current': {...}}
-    with keys rx, tx, other, combined, rx_mini, rx_jumbo (None when n/a)."""
-    out: dict[str, dict[str, int | None]] = {"max": {}, "current": {}}
-    section: str | None = None
-    for line in (text or "").splitlines():
-        match = _SECTION_RE.match(line.strip())
-        if match:
-            section = "max" if match.group(1).lower().startswith("pre-set") else "current"
-            continue
-        match = _FIELD_RE.match(line)
-        if match and section:
-            key = match.group(1).lower().replace(" ", "_")
-            value = match.group(2)
-            # ASCII digits, bounded: isdigit() takes "²" and int() refuses 4300+ digits
-            ok = value.isascii() and value.isdigit() and len(value) <= 10
-            out[section][key] = int(value) if ok else None
-    return out
-
-
-def ethtool_target(
-    profile: str, channels: dict[str, Any], rings: dict[str, Any], vcpus: int
-) -> dict[str, Any]:
-    """What the NIC profile asks for, given parsed `ethtool -l` / `-g` output.
-    Only settings the NIC reports (max > 0) are included."""
-    chmax = (channels or {}).get("max", {})
-    rgmax = (rings or {}).get("max", {})
-    target: dict[str, Any] = {"channels": {}, "rings": {}, "adaptive_rx": None}
-    if profile == "none":
-        return target
-    combined = chmax.get("combined") or 0
-    if profile == "virtio_net":
-        if combined:
-            target["channels"]["combined"] = min(int(vcpus), combined)
-    elif combined:
-        target["channels"]["combined"] = combined
-    else:
-        for key in ("rx", "tx"):
-            if chmax.get(key):
-                target["channels"][key] = chmax[key]
-    if profile == "ena":
-        for key in ("rx", "tx"):
-            if rgmax.get(key):
-                target["rings"][key] = rgmax[key]
-        target["adaptive_rx"] = True
-    return target
-
-
-def ethtool_diff(
-    target: dict[str, Any], channels: dict[str, Any], rings: dict[str, Any], adaptive_rx: Any = None
-) -> dict[str, Any]:
-    """The part of `target` that differs from the current settings."""
-    cur_ch = (channels or {}).get("current", {})
-    cur_rg = (rings or {}).get("current", {})
-    out: dict[str, Any] = {
-        "channels": {k: v for k, v in target.get("channels", {}).items() if cur_ch.get(k) != v},
-        "rings": {k: v for k, v in target.get("rings", {}).items() if cur_rg.get(k) != v},
-        "adaptive_rx": None,
-    }
-    want = target.get("adaptive_rx")
-    if want is not None and adaptive_rx is not None and bool(adaptive_rx) != bool(want):
-        out["adaptive_rx"] = want
-    return out
-
-
-def parse_adaptive_rx(text: str) -> bool | None:
-    """`ethtool -c` output -> Adaptive RX on/off (None when not reported)."""
-    match = re.search(r"Adaptive RX:\s*(on|off)", text or "")
-    return None if match is None else match.group(1) == "on"
 
 
 class FilterModule:

@@ -1,13 +1,11 @@
 """vpsnet_nic (roles/vpsnet_facts/module_utils): every driver's IRQ naming scheme,
-from recorded /proc/interrupts text (fixtures/nic-irqs), the multi-NIC CPU policy
-on 1-, 2-, 5- and 9-NIC shapes with one and two NUMA nodes, XPS/RPS and masks,
-and the conf file format."""
+from recorded /proc/interrupts text (fixtures/nic-irqs), /proc/interrupts read
+loosely and as the facts module reads it, and CPU lists. The plan built on it:
+test_vpsnet_irqplan.py."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
-from typing import Any
 
 import pytest
 from vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
@@ -90,17 +88,20 @@ def test_interrupts_lines_without_a_number_are_skipped() -> None:
     assert nic.parse_interrupts("CPU0\n ²7: 1 PCI-MSI x\n 99999999999: 1 y\n") == {}
 
 
-# --------------------------------------------------------------------------- CPU lists, masks
+
+def test_interrupts_as_the_facts_module_reads_them() -> None:
+    """per_cpu_columns skips the count columns and wants a chip and a name after
+    them; max_irq leaves out larger IRQ numbers."""
+    text = ("   CPU0  CPU1\n 24:  1  2  PCI-MSIX  ens5-Tx-Rx-0\n 25:  1  2\n"
+            " 26:  1  2  ens5-Tx-Rx-1\n 2147483648:  1  2  PCI-MSIX  big\n")
+    assert nic.parse_interrupts(text) == {24: "ens5-Tx-Rx-0", 25: "2", 26: "ens5-Tx-Rx-1",
+                                          2147483648: "big"}
+    assert nic.parse_interrupts(text, per_cpu_columns=True, max_irq=2**31 - 1) == {
+        24: "ens5-Tx-Rx-0"}
+    assert nic.parse_interrupts("", per_cpu_columns=True) == {}
 
 
-def test_masks_in_the_kernel_format_and_compared_by_value() -> None:
-    assert nic.format_mask([2]) == "00000004"
-    assert nic.format_mask([0, 33]) == "00000002,00000001"
-    assert nic.format_mask([]) == "0"
-    assert nic.parse_mask("00000000,00000004") == nic.parse_mask("4") == 4
-    assert nic.parse_mask("00000002,00000001") == (1 << 33) | 1
-    assert nic.parse_mask("-") is None and nic.parse_mask("0x4") is None
-    assert nic.show_mask(12) == "c (CPUs 2-3)" and nic.show_mask(0) == "0 (CPUs none)"
+# --------------------------------------------------------------------------- CPU lists
 
 
 def test_cpulists() -> None:
@@ -117,150 +118,6 @@ def test_siblings_from_one_grep() -> None:
     assert nic.parse_siblings(text) == {0: [0, 4], 4: [0, 4], 1: [1, 2]}
 
 
-# --------------------------------------------------------------------------- the policy
-
-ONE_NODE = {"0": list(range(8))}
-TWO_NODES = {"0": list(range(8)), "1": list(range(8, 16))}
-
-
-def shape(count: int, queues: int, nodes: dict[str, list[int]]) -> list[dict[str, Any]]:
-    """count NICs named eth0.. (alternating nodes when there are two), each with
-    `queues` combined queue IRQs."""
-    out = []
-    for n in range(count):
-        node = n % len(nodes)
-        out.append({"name": f"eth{n}", "driver": "ena", "numa_node": node, "queues": queues,
-                    "irqs": [{"irq": 100 * n + q, "name": f"eth{n}-Tx-Rx-{q}", "queue": q,
-                              "direction": "rxtx"} for q in range(queues)]})
-    return out
-
-
-def plan(nics: list[dict[str, Any]], nodes: dict[str, list[int]], reserved: list[int] | None = None,
-         cpu0: str = "auto") -> tuple[dict[str, dict[str, Any]], bool]:
-    online = sorted(itertools.chain(*nodes.values()))
-    out, avoided, errors = nic.plan_irqs(nics, online, nodes, reserved or [], cpu0)
-    assert errors == []
-    return {p["nic"]: p for p in out}, avoided
-
-
-@pytest.mark.parametrize("nodes", [ONE_NODE, TWO_NODES], ids=["1node", "2nodes"])
-@pytest.mark.parametrize("count", [1, 2, 5, 9])
-@pytest.mark.parametrize("queues", [1, 2, 4])
-def test_shapes(nodes: dict[str, list[int]], count: int, queues: int) -> None:
-    nics = shape(count, queues, nodes)
-    reserved = [7]
-    out, avoided = plan(nics, nodes, reserved)
-    assert avoided == (count > 1)  # 8 CPUs on node 0: auto keeps CPU 0 free with 2+ NICs
-    for n in nics:
-        p = out[n["name"]]
-        local = set(nodes[str(n["numa_node"])]) - set(reserved) - ({0} if avoided else set())
-        # node-local, reserved CPUs (and CPU 0 when avoided) honoured
-        assert set(p["cpus"]) <= local and p["pool"] == sorted(local)
-        assert len(p["cpus"]) == min(queues, len(local))
-        # every queue IRQ gets a CPU of the NIC's range
-        assert [i["irq"] for i in p["irqs"]] == [i["irq"] for i in n["irqs"]]
-        assert all(i["cpu"] == p["cpus"][i["queue"] % len(p["cpus"])] for i in p["irqs"])
-    for node in nodes:
-        members = [out[n["name"]] for n in nics if str(n["numa_node"]) == node]
-        pool = members[0]["pool"] if members else []
-        taken = [c for m in members for c in m["cpus"]]
-        if sum(min(queues, len(pool)) for _ in members) <= len(pool):
-            assert len(taken) == len(set(taken)), "disjoint while CPUs last"
-        else:  # shared round-robin: no CPU of the pool used twice before every one once
-            counts = [taken.count(c) for c in pool]
-            assert max(counts) - min(counts) <= 1, counts
-
-
-def test_nine_nics_on_one_node_share_round_robin_in_name_order() -> None:
-    out, avoided = plan(shape(9, 2, ONE_NODE), ONE_NODE)
-    assert avoided
-    assert [out[f"eth{n}"]["cpulist"] for n in range(9)] == [
-        "1-2", "3-4", "5-6", "1,7", "2-3", "4-5", "6-7", "1-2", "3-4"]
-
-
-def test_natural_name_order() -> None:
-    nics = shape(11, 1, ONE_NODE)
-    out, _ = plan(nics, ONE_NODE, cpu0="use")
-    assert out["eth2"]["cpus"] == [2] and out["eth10"]["cpus"] == [2]  # eth10 after eth9, wraps
-
-
-@pytest.mark.parametrize(
-    ("cpus", "count", "mode", "avoided"),
-    [
-        (2, 2, "auto", False),  # a 2-vCPU VM keeps both CPUs
-        (4, 2, "auto", True),
-        (8, 1, "auto", False),  # one NIC: CPU 0 is fine
-        (8, 1, "avoid", True),
-        (8, 3, "use", False),
-    ],
-)
-def test_cpu0_rule(cpus: int, count: int, mode: str, avoided: bool) -> None:
-    nodes = {"0": list(range(cpus))}
-    out, got = plan(shape(count, 2, nodes), nodes, cpu0=mode)
-    assert got == avoided
-    used = {c for p in out.values() for c in p["cpus"]}
-    assert (0 in used) == (not avoided)
-
-
-def test_cpu0_avoid_that_leaves_nothing_is_an_error() -> None:
-    nics = shape(1, 2, {"0": [0]})
-    _, _, errors = nic.plan_irqs(nics, [0], {"0": [0]}, [], "avoid")
-    assert errors == ["NIC eth0: no CPU left for its queue IRQs: NUMA-local CPUs '0' minus "
-                      "vpsnet_tune_reserved_cpus '' minus CPU 0 (vpsnet_tune_irq_cpu0=avoid)"]
-
-
-def test_overlapping_pools_stay_disjoint_while_cpus_last() -> None:
-    """A NIC without a NUMA node may use every CPU: it still takes CPUs no NIC has."""
-    nics = shape(2, 2, TWO_NODES)
-    nics[0]["numa_node"] = None
-    out, _ = plan(nics, TWO_NODES, cpu0="use")
-    assert out["eth0"]["cpus"] == [0, 1] and out["eth1"]["cpus"] == [8, 9]
-
-
-def test_xps_per_tx_queue_on_its_irq_cpu() -> None:
-    assert nic.xps_plan([2, 3], 4) == {0: 2, 1: 3, 2: 2, 3: 3}
-    assert nic.xps_plan([2, 3], 1) == {0: 2}  # one TX queue too: its IRQ's CPU
-    assert nic.xps_plan([], 4) == {} and nic.xps_plan([2, 3], 0) == {}
-
-
-def test_rps_off_the_irq_cpus_and_their_smt_siblings() -> None:
-    pool = list(range(8))
-    siblings = {c: [c % 4, c % 4 + 4] for c in range(8)}  # 0/4, 1/5, 2/6, 3/7
-    assert nic.rps_plan(pool, [0, 1], siblings, 2) == [2, 3, 6, 7]
-    assert nic.rps_plan(pool, [0, 1], {}, 2) == [2, 3, 4, 5, 6, 7]
-    assert nic.rps_plan([0, 1], [0, 1], siblings, 2) == []  # no more CPUs than RX queues: off
-
-
-# --------------------------------------------------------------------------- conf
-
-
-def test_old_conf_files_read_with_irq_only_defaults() -> None:
-    options, nics = nic.parse_conf("# old\neth0 0-1\nens5 2,3\n")
-    assert nics == {"eth0": [0, 1], "ens5": [2, 3]}
-    assert options == {"xps": "off", "rps": "off", "cpu0": "use", "reserved": "none"}
-
-
-def test_conf_round_trip() -> None:
-    options = {"xps": "on", "rps": "on", "cpu0": "avoid", "reserved": "7"}
-    text = nic.format_conf(options, {"eth10": [5], "eth2": [1, 2]})
-    assert text == ("option xps on\noption rps on\noption cpu0 avoid\noption reserved 7\n"
-                    "eth2 1-2\neth10 5\n")
-    assert nic.parse_conf(text) == (options, {"eth2": [1, 2], "eth10": [5]})
-    assert nic.reserved_of(options) == [7]
-
-
-@pytest.mark.parametrize(("line", "needle"), [
-    ("option xps maybe", "line 1: option xps 'maybe' is not one of on, off"),
-    ("option turbo on", "line 1: 'option turbo on' is not a known option"),
-    ("option reserved x", "line 1: reserved 'x' is not a CPU list"),
-    ("eth0", "line 1: 'eth0' is not `IFNAME CPULIST`"),
-    ("eth0 zero", "line 1: 'zero' is not a CPU list"),
-])
-def test_bad_conf_lines_named(line: str, needle: str) -> None:
-    with pytest.raises(nic.ConfError) as err:
-        nic.parse_conf(line + "\n")
-    assert str(err.value) == needle
-
 
 def test_stdlib_only_and_one_copy() -> None:
     """The role ships files/vpsnet_nic.py as a link to the facts role's module_utils copy."""
@@ -269,12 +126,3 @@ def test_stdlib_only_and_one_copy() -> None:
     source = Path(nic.__file__).read_text()
     assert "import ansible" not in source and "from ansible" not in source
 
-
-def test_rps_counts_only_the_irqs_of_queues_in_use() -> None:
-    """virtio_net after `ethtool -L combined 1` keeps the vectors of queue pairs
-    1-3: they carry nothing, so RPS may use their CPUs (seen on 6.1 and 6.12)."""
-    irqs = [{"irq": 30 + q, "queue": q, "direction": d} for q in range(4) for d in ("rx", "tx")]
-    assert nic.irq_cpus([0, 1], irqs) == [0, 1]
-    assert nic.irq_cpus([0, 1], irqs, 1) == [0]
-    assert nic.rps_plan([0, 1], nic.irq_cpus([0, 1], irqs, 1), {}, 1) == [1]
-    assert nic.rps_plan([0, 1], nic.irq_cpus([0, 1], irqs, 2), {}, 2) == []

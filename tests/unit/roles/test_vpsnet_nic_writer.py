@@ -192,7 +192,8 @@ def test_installed_layout_finds_vpsnet_nic(host: Path,
     lib.mkdir(parents=True)
     sbin.mkdir()
     shutil.copy(FILES / "vpsnet-irq-affinity", lib / "vpsnet-irq-affinity")
-    shutil.copy(FILES / "vpsnet_nic.py", lib / "vpsnet_nic.py")  # follows the repo's link
+    for name in ("vpsnet_nic.py", "vpsnet_irqplan.py"):  # vpsnet_nic.py: follows the link
+        shutil.copy(FILES / name, lib / name)
     os.symlink(lib / "vpsnet-irq-affinity", sbin / "vpsnet-irq-affinity")
     proc = subprocess.run([sys.executable, str(sbin / "vpsnet-irq-affinity"), "--root", str(host),
                            "--dry-run", "ens4"], capture_output=True, text=True, check=False,

@@ -243,7 +243,7 @@ def test_plan_writes_the_conf_the_writer_reads() -> None:
     out = tune.plan(params(online_cpus="0-7", node_cpus={"0": "0-7"},
                            nics=[ENA_NIC, dict(VIRTIO_NIC, numa_node=0)]))
     assert out["errors"] == [] and out["cpu0_avoided"]
-    options, nics = tune.nic_rules.parse_conf(out["irq_conf"])
+    options, nics = tune.irqplan.parse_conf(out["irq_conf"])
     assert options == {"xps": "on", "rps": "on", "cpu0": "avoid", "reserved": "none"}
     # ens4 (virtio, 2 queues) first in name order, then ens5 (ENA, 4 queues): disjoint
     assert nics == {"ens4": [1, 2], "ens5": [3, 4, 5, 6]}
@@ -299,7 +299,7 @@ def test_readback_problems_name_each_item() -> None:
     out = tune.plan(params(nics=[ENA_NIC], reserved_cpus=[0]))
     cpus = [1, 2, 3, 1]
     good = "\n".join([f"irq {27 + q} {cpus[q]}" for q in range(4)]
-                     + [f"ens5 tx-{q} {tune.nic_rules.format_mask([cpus[q]])}" for q in range(4)]
+                     + [f"ens5 tx-{q} {tune.irqplan.format_mask([cpus[q]])}" for q in range(4)]
                      + [f"ens5 rx-{q} 0" for q in range(4)])
     assert tune.readback_problems(out, good) == []
     bad = good.replace("irq 28 2", "irq 28 0-3").replace("ens5 tx-3 00000002", "ens5 tx-3 -")

@@ -1,8 +1,9 @@
-"""vpsnet_tune's plan record (tasks/record.yml) run by a real ansible-playbook against
-localhost, in check mode (nothing on this machine changes), with a fake `ethtool` on
-PATH: the plan file the role writes is one vpsnet-tune verify reads, with the targets
-the role sets; a second undo has nothing to do. The role parses (--syntax-check) with
-both states. The rest of the undo: test_vpsnet_tune_verify_absent_ansible.py."""
+"""vpsnet_tune's plan record (tasks/record.yml, after tasks/ethtool_nic.yml computed
+each NIC's target) run by a real ansible-playbook against localhost, in check mode
+(nothing on this machine changes), with a fake `ethtool` on PATH: the plan file the
+role writes is one vpsnet-tune verify reads, with the targets the role sets; a second
+undo has nothing to do. The role parses (--syntax-check) with both states. The rest
+of the undo: test_vpsnet_tune_verify_absent_ansible.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_vpsnet_tune_verify import vt
 from vpsnet_facts_helpers import REPO, ansible_env
+from vpsnet_tune_helpers import vt
 
 BIN = Path(sys.executable).parent
 
@@ -40,6 +41,14 @@ RECORD_PLAY = """\
                             vm.nr_hugepages: 64}
     vpsnet_tune_hugepages_2m: 64
   tasks:
+    - name: The NIC profile tasks (they collect each NIC's target; check mode sets none)
+      ansible.builtin.include_role:
+        name: vpsnet_tune
+        tasks_from: ethtool_nic
+      loop: "{{ __vpsnet_tune_plan.profiles | dict2items
+                | rejectattr('value', 'equalto', 'none') }}"
+      loop_control:
+        loop_var: __vpsnet_tune_nic
     - name: The record tasks
       ansible.builtin.include_role:
         name: vpsnet_tune
@@ -107,7 +116,7 @@ def test_the_plan_file_is_what_verify_reads(tmp_path: Path) -> None:
     }
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
-    assert vt.load_plan(str(path)) == plan
+    assert vt.planfile.load_plan(str(path)) == plan
     unit = diff_of(out, "/vpsnet-tune-verify.service.j2")
     assert "ExecStart=/usr/local/sbin/vpsnet-tune verify --textfile /var/lib/vpsnet/textfile\n" \
         in unit
