@@ -50,27 +50,29 @@ def load_plan(path: str) -> dict[str, Any]:
     if not isinstance(sysctls, dict) or not all(
             isinstance(k, str) and SYSCTL_RE.fullmatch(k) for k in sysctls):
         problems.append("sysctls: not a map of sysctl keys")
-    qdisc = plan.get("qdisc") or {}
-    if not isinstance(qdisc, dict):
-        problems.append("qdisc: not a map NIC -> spec")
-    else:
-        for nic, spec in qdisc.items():
-            try:
-                check_ifname(nic)
-                parse_spec(str(spec))
-            except ValueError as err:
-                problems.append(f"qdisc {nic!r}: {err}")
-    ethtool = plan.get("ethtool") or {}
-    if not isinstance(ethtool, dict):
-        problems.append("ethtool: not a map NIC -> targets")
-    else:
-        for nic, target in ethtool.items():
-            try:
-                check_ifname(nic)
-            except ValueError as err:
-                problems.append(f"ethtool: {err}")
-            if not isinstance(target, dict):
-                problems.append(f"ethtool {nic!r}: not a map")
+
+    def qdisc_entry(nic: Any, spec: Any) -> None:
+        try:
+            check_ifname(nic)
+            parse_spec(str(spec))
+        except ValueError as err:
+            problems.append(f"qdisc {nic!r}: {err}")
+
+    def ethtool_entry(nic: Any, target: Any) -> None:
+        try:
+            check_ifname(nic)
+        except ValueError as err:
+            problems.append(f"ethtool: {err}")
+        if not isinstance(target, dict):
+            problems.append(f"ethtool {nic!r}: not a map")
+
+    for key, what, entry in (("qdisc", "spec", qdisc_entry), ("ethtool", "targets", ethtool_entry)):
+        section = plan.get(key) or {}
+        if not isinstance(section, dict):
+            problems.append(f"{key}: not a map NIC -> {what}")
+            continue
+        for nic, value in section.items():
+            entry(nic, value)
     huge = plan.get("hugepages")
     if huge is not None and not (isinstance(huge, dict) and all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in huge.values())):

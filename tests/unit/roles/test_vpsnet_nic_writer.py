@@ -19,6 +19,7 @@ from types import ModuleType
 
 import pytest
 from vpsnet_facts_helpers import FIXTURES, REPO
+from vpsnet_tune_helpers import install
 
 FILES = REPO / "roles/vpsnet_tune/files"
 
@@ -185,16 +186,9 @@ def test_write_error_named_and_nonzero(host: Path) -> None:
 
 def test_installed_layout_finds_vpsnet_nic(host: Path,
                                            tmp_path_factory: pytest.TempPathFactory) -> None:
-    """/usr/local/lib/vpsnet/{vpsnet-irq-affinity,vpsnet_nic.py} and the sbin symlink:
-    Python puts the script's real directory first on sys.path."""
-    prefix = tmp_path_factory.mktemp("usr-local")
-    lib, sbin = prefix / "lib/vpsnet", prefix / "sbin"
-    lib.mkdir(parents=True)
-    sbin.mkdir()
-    shutil.copy(FILES / "vpsnet-irq-affinity", lib / "vpsnet-irq-affinity")
-    for name in ("vpsnet_nic.py", "vpsnet_irqplan.py"):  # vpsnet_nic.py: follows the link
-        shutil.copy(FILES / name, lib / name)
-    os.symlink(lib / "vpsnet-irq-affinity", sbin / "vpsnet-irq-affinity")
+    """/usr/local/lib/vpsnet/ as the role installs it (its file list) and the sbin
+    symlink: Python puts the script's real directory first on sys.path."""
+    sbin = install(tmp_path_factory.mktemp("usr-local"), "vpsnet-irq-affinity")
     proc = subprocess.run([sys.executable, str(sbin / "vpsnet-irq-affinity"), "--root", str(host),
                            "--dry-run", "ens4"], capture_output=True, text=True, check=False,
                           env={"PATH": "/usr/bin:/bin"})

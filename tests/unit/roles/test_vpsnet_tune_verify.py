@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vpsnet_tune_helpers import SCRIPT, Host, _tc, vt
+from vpsnet_tune_helpers import SCRIPT, Host, _tc, install, vt
 
 
 @pytest.fixture
@@ -227,6 +227,18 @@ def test_cli_exit_codes_as_a_process(host: Host) -> None:
         check=False,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "no plan" in done.stderr
+
+
+def test_installed_layout_finds_its_libraries(host: Host, tmp_path: Path) -> None:
+    """/usr/local/lib/vpsnet as the role installs it and the /usr/local/sbin link: the
+    command imports its libraries from its real directory (no copy in the repo's)."""
+    sbin = install(tmp_path / "usr-local", "vpsnet-tune")
+    host.sysctl("net.core.somaxconn", "1")
+    done = subprocess.run([sys.executable, str(sbin / "vpsnet-tune"), "verify", "--root",
+                           str(host.root)], capture_output=True, text=True, check=False,
+                          cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == "sysctl net.core.somaxconn: 4096 planned, 1 live\n"
 
 
 FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path, capsys reused: nothing is written

@@ -9,6 +9,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -189,3 +190,21 @@ class Host:
 
     def verify(self, *extra: str) -> int:
         return int(vt.main(["verify", "--root", str(self.root), *extra]))
+
+
+def install(prefix: Path, *commands: str) -> Path:
+    """The role's layout under PREFIX: every file of __vpsnet_tune_lib_files (the
+    role's install list) in lib/vpsnet, and sbin/COMMAND links to them.
+    -> the sbin directory."""
+    import yaml
+
+    files = yaml.safe_load((REPO / "roles/vpsnet_tune/vars/main.yml").read_text())
+    lib, sbin = prefix / "lib/vpsnet", prefix / "sbin"
+    lib.mkdir(parents=True)
+    sbin.mkdir()
+    for item in files["__vpsnet_tune_lib_files"]:
+        shutil.copy(REPO / "roles/vpsnet_tune/files" / item["src"], lib / item["src"])
+        (lib / item["src"]).chmod(int(item["mode"], 8))
+    for command in commands:
+        os.symlink(lib / command, sbin / command)
+    return sbin
