@@ -193,7 +193,7 @@ def main() -> None:
     probe = None
     if module.params["metadata"]:
         if HAS_REQUESTS:
-            probe = MetadataProbe(module.params["metadata_url"], deadline.seconds or 2.0,
+            probe = MetadataProbe(module.params["metadata_url"],
                                   base_url6=module.params["metadata_url_ipv6"],
                                   ip_version=module.params["metadata_ip_version"],
                                   within=deadline)

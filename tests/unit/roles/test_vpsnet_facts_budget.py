@@ -189,3 +189,12 @@ def test_ethtool_runner_reads_real_output(vf, tmp_path: Path):
     runner = vf.ethtool_runner(str(fake), vf.Deadline(2.0))
     assert inventory.parse_ethtool_channels(runner("ens5"))["combined"] == 2
     assert os.path.exists(fake)
+
+
+def test_the_probe_shares_the_detections_deadline(vf):
+    """One deadline: a probe built with its own is refused, before anything is read."""
+    probe = vf.MetadataProbe("http://127.0.0.1:9", 1.0)
+    assert vf.MetadataProbe("http://127.0.0.1:9", 1.0, within=probe.deadline).deadline is (
+        probe.deadline)
+    with pytest.raises(ValueError, match="share the detection's deadline"):
+        vf.detect(str(FIXTURES / "kvm-plain"), probe, None, vf.Deadline(1.0))
