@@ -141,11 +141,11 @@ def test_not_a_cloud_when_nothing_is_there(vf, tmp_path: Path):
         ("netlink error: Operation not supported\n", None),
     ],
 )
-def test_parse_ethtool_channels(vf, text, expected):
+def test_parse_ethtool_channels(text, expected):
     assert inventory.parse_ethtool_channels(text) == expected
 
 
-def test_parse_interrupts(vf):
+def test_parse_interrupts():
     text = (FIXTURES / "aws-nitro-ena/proc/interrupts").read_text()
     table = inventory.parse_interrupts(text)
     assert table[26] == "ena-mgmnt@pci:0000:00:05.0"

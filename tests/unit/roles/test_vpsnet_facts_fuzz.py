@@ -145,7 +145,7 @@ JSON_TEXTS = st.one_of(
 )
 
 
-def check_identity(vf: ModuleType, result: Any, problems: Any) -> None:
+def check_identity(result: Any, problems: Any) -> None:
     assert isinstance(problems, list) and all(isinstance(p, str) and "\n" not in p
                                                for p in problems)
     if result is None:
@@ -163,7 +163,7 @@ def test_fuzz_metadata_json(vf, case):
     value, why = identity.load_json_bounded(text)
     assert why is None or (isinstance(why, str) and value is None and "\n" not in why)
     result, problems = identity.aws_identity(value) if why is None else (None, [why])
-    check_identity(vf, result, problems)
+    check_identity(result, problems)
     COUNTS.add(f"metadata JSON: {kind}", rejected=result is None)  # accepted: checked above
 
 
@@ -229,7 +229,7 @@ def test_fuzz_metadata_answers(vf, case):
         return
     assert isinstance(result, identity.MetadataResult) and result.provider == cloud
     if cloud == "aws":
-        check_identity(vf, result, [])
+        check_identity(result, [])
     else:
         assert identity.GCP_ZONE_RE.fullmatch(result.zone)
         assert result.region == identity.GCP_ZONE_RE.fullmatch(result.zone).group(1)
@@ -317,7 +317,7 @@ def test_fuzz_dmi_pci_sysfs(vf, host_tree, contents, msi_names, ethtool_out):
             path.unlink()
 
 
-def test_sysfs_reads_are_capped(vf, tmp_path):
+def test_sysfs_reads_are_capped(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"A" * (bounds.MAX_SYSFS * 4))
     assert len(bounds.read_attr(str(big))) == bounds.MAX_SYSFS
@@ -350,7 +350,7 @@ def ethtool_text(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(ethtool_text())
-def test_fuzz_ethtool_parsers(vf, text):
+def test_fuzz_ethtool_parsers(text):
     tune = tune_filters()
     channels = inventory.parse_ethtool_channels(text)
     assert channels is None or (set(channels) == {"rx", "tx", "other", "combined"} and all(
@@ -398,7 +398,7 @@ def interrupts_text(draw: st.DrawFn) -> str:
 
 @FUZZ
 @given(interrupts_text(), st.sampled_from(["ena", "virtio_net", "gve", "vif", None]))
-def test_fuzz_interrupts_parsers(vf, tmp_path, text, driver):
+def test_fuzz_interrupts_parsers(tmp_path, text, driver):
     table = inventory.parse_interrupts(text)
     assert all(isinstance(k, int) and 0 <= k <= MAX_INT and isinstance(v, str) and v
                for k, v in table.items())
@@ -420,7 +420,7 @@ def test_fuzz_interrupts_parsers(vf, tmp_path, text, driver):
     COUNTS.add("interrupts text", rejected=not table)  # refused: no IRQ lines
 
 
-def test_interrupts_of_non_utf8_bytes(vf, tmp_path):
+def test_interrupts_of_non_utf8_bytes(tmp_path):
     """The script reads /proc/interrupts itself: bytes that are not UTF-8 are replaced."""
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc/interrupts").write_bytes(b"CPU0\n 27: 5 PCI-MSI ens5-Tx-Rx-0\xff\n")

@@ -156,7 +156,7 @@ def test_uuid_counts_are_reported():
     assert UUID_SEEN["ec2"] and UUID_SEEN["ec2_byte_swapped"]
 
 
-def test_ds_identify_swapped_form_matches_python_uuid(vf):
+def test_ds_identify_swapped_form_matches_python_uuid():
     """Our byte swap is the same as uuid.UUID(...).bytes_le (what cloud-init uses)."""
     value = uuidlib.UUID("45e12aec-dcd1-b213-94ed-012345abcdef")
     assert dmi_reader.swapped_uuid(str(value)) == str(uuidlib.UUID(bytes=value.bytes_le))
@@ -176,7 +176,7 @@ BAD_TYPES = ["m5.large\n", "m5.large\r", " m5.large", "M5.large", "m5.", ".large
 
 
 @pytest.mark.parametrize("itype", GOOD_TYPES)
-def test_instance_type_accepted(vf, itype):
+def test_instance_type_accepted(itype):
     assert identity.AWS_TYPE_RE.fullmatch(itype)
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": itype}
     result, problems = identity.aws_identity(doc)
@@ -184,7 +184,7 @@ def test_instance_type_accepted(vf, itype):
 
 
 @pytest.mark.parametrize("itype", BAD_TYPES)
-def test_instance_type_refused(vf, itype):
+def test_instance_type_refused(itype):
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": itype}
     result, problems = identity.aws_identity(doc)
     assert result.instance_type is None
@@ -214,7 +214,7 @@ def test_dmi_product_name_with_a_newline_is_not_a_type(vf, tmp_path):
     ("region", None),
     ("availabilityZone", 7),
 ])
-def test_placement_must_fully_match(vf, field, value):
+def test_placement_must_fully_match(field, value):
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large"}
     doc[field] = value
     result, problems = identity.aws_identity(doc)
@@ -222,7 +222,7 @@ def test_placement_must_fully_match(vf, field, value):
     assert len(problems) == 1 and "\n" not in problems[0]
 
 
-def test_instance_id_with_a_newline_is_dropped(vf):
+def test_instance_id_with_a_newline_is_dropped():
     doc = {"region": "us-east-1", "availabilityZone": "us-east-1a", "instanceId": "i-0abc\n"}
     result, _ = identity.aws_identity(doc)
     assert result.instance_id is None
@@ -231,7 +231,7 @@ def test_instance_id_with_a_newline_is_dropped(vf):
 # --------------------------------------------------------------------------- JSON
 
 
-def test_deep_json_is_refused_without_recursion_error(vf):
+def test_deep_json_is_refused_without_recursion_error():
     deep = "[" * 100000 + "]" * 100000
     with pytest.raises(RecursionError):  # what the plain parser does with it
         json.loads(deep)
@@ -247,12 +247,12 @@ def test_deep_json_is_refused_without_recursion_error(vf):
     ("{'region': 1}", "not JSON"),
     ("", "not JSON"),
 ])
-def test_bad_json_is_a_reason_not_an_exception(vf, text, why):
+def test_bad_json_is_a_reason_not_an_exception(text, why):
     value, reason = identity.load_json_bounded(text)
     assert value is None and reason.startswith(why)
 
 
-def test_brackets_inside_strings_do_not_count(vf):
+def test_brackets_inside_strings_do_not_count():
     text = json.dumps({"region": "[" * 1000, "x": ["{" * 50]})
     value, why = identity.load_json_bounded(text)
     assert why is None and value["region"] == "[" * 1000

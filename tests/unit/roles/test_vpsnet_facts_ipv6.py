@@ -90,7 +90,7 @@ def test_every_ena_pci_id_of_the_driver_table_is_aws(vf, tmp_path, device, label
 @pytest.mark.parametrize(("text", "via"), [
     (ROUTE_DEFAULT, "eth0"), (ROUTE_LAB, "eth0"), (ROUTE_LAN_ONLY, None), (ROUTE_DEAD, None),
     (HEADER, None), ("", None), (HEADER + "eth0 zz 0 1 0 0 0 yy\nshort line\n", None)])
-def test_ipv4_route_to_the_metadata_address(vf, text, via):
+def test_ipv4_route_to_the_metadata_address(text, via):
     assert routes.ipv4_route_to(text, "169.254.169.254") == via
 
 
@@ -100,7 +100,7 @@ def test_ipv4_route_to_the_metadata_address(vf, text, via):
     (v6("fd000ec2000000000000000000000254", 128, 0x1, "ens5"), "ens5"),  # its /128
     (v6("fd000ec2000000000000000000000253", 128, 0x1, "ens5"), None),  # another /128
     ("zz " * 10 + "\n", None)])
-def test_ipv6_route_to_the_metadata_address(vf, text, via):
+def test_ipv6_route_to_the_metadata_address(text, via):
     assert routes.ipv6_route_to(text, "fd00:ec2::254") == via
 
 
@@ -113,7 +113,7 @@ def test_ipv6_route_to_the_metadata_address(vf, text, via):
     (HEADER, IPV6_ULA_ONLY, "4", "no route to 169.254.169.254 nor to fd00:ec2::254"),
     (HEADER, None, "4", "no route"),
 ])
-def test_auto_family_from_the_hosts_routes(vf, tmp_path, route, route6, family, why):
+def test_auto_family_from_the_hosts_routes(tmp_path, route, route6, family, why):
     root = tree(tmp_path, "kvm-plain", route, route6)
     got, evidence = routes.metadata_family(str(root))
     assert got == family
@@ -122,7 +122,7 @@ def test_auto_family_from_the_hosts_routes(vf, tmp_path, route, route6, family, 
 
 
 @pytest.mark.parametrize("forced", ["4", "6"])
-def test_forced_family_ignores_the_routes(vf, tmp_path, forced):
+def test_forced_family_ignores_the_routes(tmp_path, forced):
     root = tree(tmp_path, "kvm-plain", ROUTE_DEFAULT if forced == "6" else HEADER, IPV6_DEFAULT)
     assert routes.metadata_family(str(root), forced) == (
         forced, f"metadata: IPv{forced} (forced by metadata_ip_version)")
