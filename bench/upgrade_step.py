@@ -31,14 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-TOP = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOP / "molecule" / "rollout"))
-
-from builds import build_rollout_repo  # noqa: E402
-
-from vpsnet_lab import inventory, molecule_lab  # noqa: E402
-from vpsnet_lab.ansible_env import mitogen_env  # noqa: E402
-from vpsnet_lab.fleet import Lab  # noqa: E402
+from vpsnet_lab import inventory, molecule_lab
+from vpsnet_lab.ansible_env import mitogen_env
+from vpsnet_lab.fleet import Lab
+from vpsnet_lab.paths import TOP
 
 RESULTS = TOP / "bench" / "results" / "upgrade_step.json"
 WORK = TOP / ".cache" / "bench-upgrade-step"
@@ -87,7 +83,10 @@ def step(name: str, book: str, *args: str) -> dict[str, Any]:
 def main() -> None:
     load_before = os.getloadavg()
     WORK.mkdir(parents=True, exist_ok=True)
-    repo = build_rollout_repo()  # where the lab group_vars' vpsnet_repo_key_src points
+    # molecule/rollout/builds.py, run as a program, prints the repository's path
+    repo = Path(subprocess.run([sys.executable, str(TOP / "molecule/rollout/builds.py")],
+                               stdout=subprocess.PIPE, text=True, check=True)
+                .stdout.strip().splitlines()[-1])  # the lab group_vars' vpsnet_repo_key_src
     raw = spec()
     molecule_lab.start_repo_server(STATE, repo, BASE_PORT + molecule_lab.REPO_PORT_OFFSET)
     lab: Lab | None = None

@@ -14,19 +14,24 @@ State lives in .cache/lab-kvm (VPSNET_KVM_STATE), ports from base_port 19022
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
-
-from builds import build_rollout_repo
-
 from vpsnet_lab import molecule_lab
-from vpsnet_lab.paths import CACHE
+from vpsnet_lab.paths import CACHE, TOP
 
 STATE = Path(os.environ.get("VPSNET_KVM_STATE", str(CACHE / "lab-kvm")))
 BASE_PORT = int(os.environ.get("VPSNET_KVM_BASE_PORT", "19022"))
+
+
+def build_rollout_repo() -> Path:
+    """The rollout scenario's repository: molecule/rollout/builds.py run as a
+    program (as scripts/demo.sh does), which prints the repository's path."""
+    out = subprocess.run([sys.executable, str(TOP / "molecule/rollout/builds.py")],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    return Path(out.strip().splitlines()[-1])
 
 
 def spec() -> dict[str, Any]:

@@ -33,8 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+# Run as a script: its own folder is first on sys.path, so builds.py imports by name.
 from builds import build_rollout_repo
 
 from vpsnet_lab import molecule_lab
