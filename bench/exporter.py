@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,27 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOP / "tests" / "unit"))
-from vpsnet_exporter_helpers import metrics_text  # noqa: E402
-
-from vpsnet_tools import exporter  # noqa: E402
+from vpsnet_lab.loopback import cpu_seconds, free_port
+from vpsnet_lab.paths import TOP
+from vpsnet_lab.sample_metrics import metrics_text
+from vpsnet_tools import exporter
 
 RESULTS = TOP / "bench" / "results" / "exporter.json"
 SCRAPES = int(os.environ.get("VPSNET_BENCH_SCRAPES", "1000"))
 WARMUP = 50
 NICS, QUEUES, CPUS = 2, 4, 2
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> tuple[float, int]:

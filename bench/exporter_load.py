@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TOP = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOP / "tests" / "unit"))
-from vpsnet_exporter_helpers import cpu_seconds, free_port, metrics_text  # noqa: E402
+from vpsnet_lab.loopback import cpu_seconds, free_port
+from vpsnet_lab.paths import TOP
+from vpsnet_lab.sample_metrics import metrics_text
 
 RESULTS = TOP / "bench" / "results" / "exporter_load.json"
 CLIENTS = 500

@@ -14,18 +14,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from vpsnet_lab.loopback import cpu_seconds as cpu_seconds
+from vpsnet_lab.loopback import free_port as free_port
+from vpsnet_lab.sample_metrics import FAMILIES as FAMILIES
+from vpsnet_lab.sample_metrics import metrics_text as metrics_text
 from vpsnet_tools.exporter_metrics import make_registry
 from vpsnet_tools.exporter_server import make_server
 from vpsnet_tools.web import Server
 from vpsnet_tools.web_config import WebConfig
 
 TOP = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(event: Callable[[], object], what: str, timeout: float = 30) -> None:
@@ -44,69 +42,6 @@ def stage_tools(dest: Path, version: str) -> None:
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, str(TOP / "packaging/scripts/pin-tools-version.py"),
                     str(dest), version], check=True)
-
-FAMILIES = [
-    ("info", "gauge", "vpsnet module version and interface ABI major (always 1)"),
-    ("devices_attached", "gauge", "Network devices vpsnet is attached to"),
-    ("link_up", "gauge", "1 if the device is administratively up and has carrier"),
-    ("link_flaps_total", "counter", "Carrier losses seen since attach"),
-    ("link_last_change_timestamp_seconds", "gauge", "Unix time of the last carrier change"),
-    ("health_state", "gauge", "Health state: 1 for the current state, else 0"),
-    ("health_transitions_total", "counter", "Health state transitions since attach"),
-    ("device_packets_total", "counter", "Device packets (rtnl_link_stats64)"),
-    ("device_bytes_total", "counter", "Device bytes (rtnl_link_stats64)"),
-    ("device_drops_total", "counter", "Device dropped packets (rtnl_link_stats64)"),
-    ("device_errors_total", "counter", "Device errors (rtnl_link_stats64)"),
-    ("queue_packets_total", "counter", "Per-queue packets from the driver statistics"),
-    ("queue_bytes_total", "counter", "Per-queue bytes from the driver statistics"),
-    ("queue_drops_total", "counter", "Per-queue drops from the driver statistics"),
-    ("txq_stopped", "gauge", "1 if the TX queue is stopped"),
-    ("txq_timeouts_total", "counter", "TX watchdog timeouts of the queue"),
-    ("txq_bql_inflight_bytes", "gauge", "Bytes queued to the device and not yet completed"),
-    ("softnet_processed_total", "counter", "Packets processed by the CPU backlog"),
-    ("softnet_dropped_total", "counter", "Packets dropped because the CPU backlog was full"),
-    ("softnet_time_squeeze_total", "counter", "NET_RX runs that ended with work left"),
-    ("softirq_net_rx_total", "counter", "NET_RX softirqs handled by the CPU"),
-]
-STATES = ["ok", "rx_silent", "tx_stalled", "carrier_down"]
-
-
-def metrics_text(nics: int = 2, queues: int = 4, cpus: int = 2, seed: int = 1,
-                 version: str = "1.0.0", state: str = "ok") -> str:
-    """One snapshot as the module writes it: nics devices with queues each."""
-    devs = [(f"eth{i + 1}", "virtio_net", "4026531840") for i in range(nics)]
-    out: list[str] = []
-    for name, typ, help_ in FAMILIES:
-        full = f"vpsnet_{name}"
-        out += [f"# HELP {full} {help_}", f"# TYPE {full} {typ}"]
-        for di, (dev, drv, ns) in enumerate(devs):
-            dl = f'netns="{ns}",device="{dev}",driver="{drv}"'
-            v = seed * 1000 + di
-            if name == "link_up":
-                out.append(f"{full}{{{dl}}} 1")
-            elif name == "link_flaps_total":
-                out.append(f"{full}{{{dl}}} {seed}")
-            elif name == "link_last_change_timestamp_seconds":
-                out.append(f"{full}{{{dl}}} 1764070000")
-            elif name == "health_state":
-                out += [f'{full}{{{dl},state="{s}"}} {int(s == state)}' for s in STATES]
-            elif name == "health_transitions_total":
-                out.append(f"{full}{{{dl}}} {seed}")
-            elif name.startswith("device_"):
-                out += [f'{full}{{{dl},direction="{d}"}} {v}' for d in ("rx", "tx")]
-            elif name.startswith("queue_"):
-                out += [f'{full}{{{dl},queue="{q}",direction="{d}"}} {v + q}'
-                        for q in range(queues) for d in ("rx", "tx")]
-            elif name.startswith("txq_"):
-                out += [f'{full}{{{dl},queue="{q}"}} 0' for q in range(queues)]
-        if name == "info":
-            out.append(f'{full}{{version="{version}",abi="1"}} 1')
-        elif name == "devices_attached":
-            out.append(f"{full} {nics}")
-        elif name.startswith(("softnet_", "softirq_")):
-            out += [f'{full}{{cpu="{c}"}} {seed * 100 + c}' for c in range(cpus)]
-    return "\n".join(out) + "\n"
-
 
 # --- the web server (tests/unit/test_exporter_web*.py, bench/exporter_load.py) -----------
 
@@ -192,11 +127,3 @@ def http_get(port: int, path: str = "/metrics", headers: dict[str, str] | None =
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
         conn.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
