@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.vpsnet_bounds import (
+    MAX_INT,
     MAX_SYSFS,
     Deadline,
     link_basename,
@@ -19,6 +20,7 @@ from ansible.module_utils.vpsnet_bounds import (
     small_int,
 )
 from ansible.module_utils.vpsnet_nic import nic_queue_irqs
+from ansible.module_utils.vpsnet_nic import parse_interrupts as nic_parse_interrupts
 
 PCI_ADDR_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 MAX_INTERRUPTS = 16 * 1024 * 1024  # many CPUs x many IRQs
@@ -38,25 +40,10 @@ class Inventory:
 
 
 def parse_interrupts(text: str) -> dict[int, str]:
-    """IRQ number -> action name(s) from /proc/interrupts. Lines that are not an
-    IRQ line (NMI, LOC, garbage, absurd numbers) are skipped, never raised on."""
-    lines = text.splitlines()
-    if not lines:
-        return {}
-    ncpu = len(lines[0].split())
-    result: dict[int, str] = {}
-    for line in lines[1:]:
-        head, sep, rest = line.partition(":")
-        irq = small_int(head) if sep else None
-        if irq is None:
-            continue
-        fields = rest.split()
-        tail = fields[ncpu:]
-        if len(tail) < 2:
-            continue
-        # chip, [hwirq,] [type,] name(s): the name is the last field
-        result[irq] = tail[-1]
-    return result
+    """IRQ number -> action name from /proc/interrupts, as the fact reads it: the name
+    after the per-CPU counts and the chip, IRQ numbers up to MAX_INT (vpsnet_nic's parser)."""
+    table: dict[int, str] = nic_parse_interrupts(text, per_cpu_columns=True, max_irq=MAX_INT)
+    return table
 
 
 def parse_ethtool_channels(text: str) -> dict[str, int | None] | None:
