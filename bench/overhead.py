@@ -22,12 +22,9 @@ from typing import Any
 
 import yaml
 
-TOP = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TOP / "lab"), str(TOP / "tests" / "driver")]
-
-from vpsnet_guest_helpers import METRICS, build_on_host_for_guest, load, unload  # noqa: E402
-
-from vpsnet_lab.fleet import Lab  # noqa: E402
+from vpsnet_lab.fleet import Lab
+from vpsnet_lab.guest_module import METRICS, build_on_host_for_guest, load, unload
+from vpsnet_lab.paths import TOP
 
 GUEST = "aws61"
 PORT = 5298
