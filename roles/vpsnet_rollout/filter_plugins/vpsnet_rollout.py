@@ -6,21 +6,15 @@ test_vpsnet_rollout_step.py)."""
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# Full-string match only: with `$` a trailing newline would pass the plan and
-# crash the batch play after the canary changed.
-BATCH_RE = re.compile(r"(100|[1-9][0-9]?)%")
-MAX_BATCH = 1_000_000
 
-
-def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
-                regions: Any, batches: Any) -> list[str]:
-    """Everything wrong with the rollout inputs, one message per bad value."""
+def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any], regions: Any) -> list[str]:
+    """Everything wrong with the plan's inputs, one message per bad value: the
+    regions, and each host's vpsnet_region (the batches are tasks/validate.yml's)."""
     errors: list[str] = []
     if not isinstance(regions, list) or not regions or \
             not all(isinstance(r, str) and r for r in regions):
@@ -30,15 +24,6 @@ def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
     dup = sorted({r for r in regions if regions.count(r) > 1})
     if dup:
         errors.append(f"vpsnet_rollout_regions names {', '.join(dup)} more than once")
-    if not isinstance(batches, list) or not batches:
-        errors.append(f"vpsnet_rollout_batches must be a non-empty list, got {batches!r}")
-    else:
-        for b in batches:
-            ok = (isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= MAX_BATCH) or \
-                 (isinstance(b, str) and bool(BATCH_RE.fullmatch(b)))
-            if not ok:
-                errors.append(f"vpsnet_rollout_batches: {b!r} is neither a host count >= 1 "
-                              f"nor a percentage 1%..100%")
     for h in hosts:
         region = hostvars.get(h, {}).get("vpsnet_region")
         h = h if str(h).isprintable() else repr(h)
@@ -51,12 +36,11 @@ def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any],
 
 
 def vpsnet_rollout_plan(hosts: Sequence[str], hostvars: Mapping[str, Any],
-                        regions: Any, batches: Any = None) -> dict[str, str]:
+                        regions: Any) -> dict[str, str]:
     """host -> 'NN_canary' | 'NN_rest', NN the region's place in the rollout order.
 
     The first host of each region (inventory order) is its canary."""
-    batches = ["25%", "100%"] if batches is None else batches
-    errors = plan_errors(hosts, hostvars, regions, batches)
+    errors = plan_errors(hosts, hostvars, regions)
     if errors:
         raise AnsibleFilterError("vpsnet_rollout: " + "; ".join(errors))
     plan: dict[str, str] = {}

@@ -132,11 +132,9 @@ def test_plan_filter() -> None:
     assert f.vpsnet_rollout_plan(["x", "y", "z"], hv, ["b", "a"]) == {
         "x": "00_canary", "z": "00_rest", "y": "01_canary"}
     hv = {"x": {"vpsnet_region": "c"}, "q": {}}
-    errors = f.plan_errors(["x", "q"], hv, ["a", "a"], [0, True])
+    errors = f.plan_errors(["x", "q"], hv, ["a", "a"])
     assert errors == [
         "vpsnet_rollout_regions names a more than once",
-        "vpsnet_rollout_batches: 0 is neither a host count >= 1 nor a percentage 1%..100%",
-        "vpsnet_rollout_batches: True is neither a host count >= 1 nor a percentage 1%..100%",
         "host x is in region 'c', which vpsnet_rollout_regions (a, a) does not list",
         "host q has no vpsnet_region",
     ]

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from input_counts import InputCounts
@@ -29,6 +27,7 @@ from vpsnet_inputs_helpers import (
     errors,
     good_string,
     raw_specs,
+    role_defaults,
     spec_of,
 )
 from vpsnet_inputs_helpers import rejected as rejected_in
@@ -67,8 +66,7 @@ def test_every_spec_is_known_and_every_role_default_is_checked(role: str) -> Non
     names = {s["name"] for s in raw_specs(role)}
     for spec in raw_specs(role):
         assert spec["check"] in checks_module("dispatch").CHECKS, spec
-    defaults = Path(__file__).resolve().parents[3] / "roles" / role / "defaults" / "main.yml"
-    for var in yaml.safe_load(defaults.read_text()) or {}:
+    for var in role_defaults(role):
         assert any(var in n for n in names), f"{role}: {var} is not validated"
 
 

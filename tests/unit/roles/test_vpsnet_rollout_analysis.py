@@ -181,19 +181,6 @@ def test_alerts_are_the_rules_but_version_skew() -> None:
                 assert re.search(r"by \([^)]*\binstance\b", r["expr"]), r["alert"]
 
 
-def test_role_defaults_are_the_modules() -> None:
-    defaults = yaml.safe_load((REPO / "roles/vpsnet_rollout/defaults/main.yml").read_text())
-    assert defaults["vpsnet_rollout_analysis_alerts"] == list(ana.ALERTS)
-    assert defaults["vpsnet_rollout_analysis_thresholds"] == ana.DEFAULT_THRESHOLDS
-    assert defaults["vpsnet_rollout_analysis_min_scrape_success"] == \
-        ana.DEFAULT_MIN_SCRAPE_SUCCESS
-    spec = yaml.safe_load((REPO / "roles/vpsnet_rollout/meta/argument_specs.yml").read_text())
-    options = spec["argument_specs"]["main"]["options"]
-    for name, value in defaults.items():
-        if name.startswith("vpsnet_rollout_analysis_"):
-            assert options[name]["default"] == value, name
-
-
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
 def test_every_query_parses(tmp_path: Path) -> None:
     values = list(UPGRADED.values())

@@ -87,6 +87,16 @@ def _yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def role_defaults(role: str) -> dict[str, Any]:
+    """ROLE's defaults as Ansible reads them: defaults/main.yml, or every file
+    of a defaults/main/ directory in name order."""
+    main = REPO / "roles" / role / "defaults" / "main"
+    out: dict[str, Any] = {}
+    for path in sorted(main.glob("*.yml")) if main.is_dir() else [main.with_suffix(".yml")]:
+        out.update(_yaml(path))
+    return out
+
+
 @functools.cache
 def validate_task(role: str) -> dict[str, Any]:
     """The assert task of ROLE's tasks/validate.yml."""
@@ -138,7 +148,7 @@ def context(role: str, overrides: dict[str, Any] | None = None) -> dict[str, Any
 
 def _context(role: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     ctx: dict[str, Any] = {}
-    ctx.update(_yaml(REPO / "roles" / role / "defaults" / "main.yml"))
+    ctx.update(role_defaults(role))
     ctx.update(_yaml(REPO / "roles" / role / "vars" / "main.yml"))
     ctx.update(CONTEXT)
     ctx.update(validate_task(role)["vars"])
