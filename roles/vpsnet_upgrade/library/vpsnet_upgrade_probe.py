@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -98,9 +99,9 @@ METRICS = "/proc/net/vpsnet/metrics"
 
 
 def _read(path: str) -> str | None:
+    """PATH's text (bad bytes replaced), or None when it cannot be read."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
 
