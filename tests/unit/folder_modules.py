@@ -1,7 +1,8 @@
-"""bench/ modules for their unit tests. bench/ is no package: its scripts run as
-`python bench/NAME.py`, which puts bench/ first on sys.path, and import their
-siblings by name; here each module is loaded by path under its own name, its
-bench/ siblings first, so those imports find them."""
+"""Modules of a folder that is no package, for tests in another folder: bench/
+(its scripts run as `python bench/NAME.py`, which puts bench/ first on sys.path)
+and tests/unit/roles (pytest puts it there for its own tests). Each module is
+loaded by path under its own name, its same-folder imports first, so they resolve
+as they do in their folder, without a sys.path edit."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-BENCH = Path(__file__).resolve().parents[3] / "bench"
+TOP = Path(__file__).resolve().parents[2]
+BENCH = TOP / "bench"
+ROLE_TESTS = TOP / "tests" / "unit" / "roles"
 
 
-def load_bench(name: str) -> ModuleType:
-    """bench/NAME.py as module NAME (loaded once)."""
+def load_from(folder: Path, name: str) -> ModuleType:
+    """FOLDER/NAME.py as module NAME (loaded once)."""
     if name in sys.modules:
         return sys.modules[name]
     while True:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -27,6 +30,6 @@ def load_bench(name: str) -> ModuleType:
             return module
         except ModuleNotFoundError as exc:
             del sys.modules[name]
-            if not exc.name or not (BENCH / f"{exc.name}.py").is_file():
+            if not exc.name or not (folder / f"{exc.name}.py").is_file():
                 raise
-            load_bench(exc.name)  # a sibling: load it, then this module again
+            load_from(folder, exc.name)  # a module of the folder: it first, then this again

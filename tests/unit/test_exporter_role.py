@@ -4,8 +4,8 @@ checks before anything changes, and nothing a check accepts can add a line or
 an argument to the unit drop-in or /etc/default/vpsnet-exporter.
 
 The specs are the role's own tasks/validate.yml rendered with its defaults
-(tests/unit/roles/vpsnet_inputs_helpers.py); the templates are rendered with
-Jinja2 and the role's vars/main.yml. Generated bad inputs are counted per class."""
+(tests/unit/roles/vpsnet_inputs_helpers.py, loaded by path); the templates are
+rendered with Jinja2 and the role's vars/main.yml. Generated bad inputs are counted per class."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from input_counts import InputCounts
 from jinja2 import Environment, StrictUndefined
 from jinja2.nativetypes import NativeEnvironment
 
-sys.path.insert(0, str(Path(__file__).parent / "roles"))
-import vpsnet_inputs_helpers as vih
+from .folder_modules import ROLE_TESTS, load_from
 
+vih = load_from(ROLE_TESTS, "vpsnet_inputs_helpers")
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "vpsnet_exporter"
 NEW = ["vpsnet_exporter_web_config_file", "vpsnet_exporter_ip_address_allow",
        "vpsnet_exporter_max_connections", "vpsnet_exporter_request_timeout"]

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .bench_modules import load_bench
+from ..folder_modules import BENCH, load_from
 
-role_render = load_bench("wan_role")
-link = load_bench("wan_link")
+role_render = load_from(BENCH, "wan_role")
+link = load_from(BENCH, "wan_link")
 TOP = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
@@ -96,7 +96,7 @@ def test_qdisc_is_the_plans() -> None:
 
 
 def test_baseline_covers_every_key_the_role_sets() -> None:
-    guests = load_bench("wan_guests")
+    guests = load_from(BENCH, "wan_guests")
     keys = guests.baseline_keys()
     assert keys[:len(guests.KEYS)] == guests.KEYS
     assert set(role_render.sysctl_keys(role_render.sysctl_file(1, 1000))) <= set(keys)

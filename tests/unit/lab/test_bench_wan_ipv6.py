@@ -12,13 +12,13 @@ import pytest
 
 from vpsnet_lab.specparse import parse
 
-from .bench_modules import load_bench
+from ..folder_modules import BENCH, load_from
 
-wan = load_bench("wan")
-link = load_bench("wan_link")
-measure = load_bench("wan_measure")
-summary_of = load_bench("wan_summary")
-guests = load_bench("wan_guests")
+wan = load_from(BENCH, "wan")
+link = load_from(BENCH, "wan_link")
+measure = load_from(BENCH, "wan_measure")
+summary_of = load_from(BENCH, "wan_summary")
+guests = load_from(BENCH, "wan_guests")
 
 
 def test_legs_add_one_ipv6_profile_last() -> None:
