@@ -9,20 +9,12 @@ from typing import Any
 
 import pytest
 
-from vpsnet_tools import abi
-from vpsnet_tools.abi import (
-    ADDITIVE,
-    BREAKING,
-    COMPATIBLE,
-    NOTE,
-    CheckFinding,
-    Export,
-    KernelInfo,
-    KoInfo,
-    check_module,
-    diff_manifests,
-    main,
-)
+from vpsnet_tools import abi, manifest
+from vpsnet_tools.abi import main
+from vpsnet_tools.abi_check import CheckFinding, check_module
+from vpsnet_tools.abi_diff import ADDITIVE, BREAKING, COMPATIBLE, NOTE, DiffResult, diff_manifests
+from vpsnet_tools.abi_kernel import Export, KernelInfo
+from vpsnet_tools.abi_module import KoInfo
 
 BASE: dict[str, Any] = {
     "format": 1,
@@ -59,7 +51,7 @@ def _param(m: dict[str, Any], name: str) -> dict[str, Any]:
     return next(p for p in m["parameters"] if p["name"] == name)
 
 
-def _kinds(res: abi.DiffResult) -> list[tuple[str, str, str]]:
+def _kinds(res: DiffResult) -> list[tuple[str, str, str]]:
     return [(f.severity, f.kind, f.subject) for f in res.findings]
 
 
@@ -253,7 +245,7 @@ def test_check_on_malformed_and_missing_inputs(tmp_path: Path,
     assert "not an ELF file" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "none.ko"), "--kernel", "x"]) == 2
     assert "No such file" in capsys.readouterr().err
-    assert main(["diff", "loaded", str(txt)]) == 2 or Path(abi.LOADED_MANIFEST).exists()
+    assert main(["diff", "loaded", str(txt)]) == 2 or Path(manifest.LOADED_MANIFEST).exists()
 
 
 def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -411,8 +403,8 @@ def test_loaded_manifest_checked_against_sysfs(tmp_path: Path, monkeypatch: pyte
     params.mkdir()
     for p in BASE["parameters"]:
         (params / p["name"]).write_text("x\n")
-    monkeypatch.setattr(abi, "LOADED_MANIFEST", str(proc))
-    monkeypatch.setattr(abi, "LOADED_PARAMETERS", params)
+    monkeypatch.setattr(manifest, "LOADED_MANIFEST", str(proc))
+    monkeypatch.setattr(manifest, "LOADED_PARAMETERS", params)
     assert main(["diff", "loaded", "loaded"]) == 0
     capsys.readouterr()
     (params / "extra_knob").write_text("1\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from vpsnet_tools import status
+from vpsnet_tools import status, status_metrics
 
 # A metrics file as vpsnet.ko prints it (one virtio NIC with 2 queue pairs
 # that is tx_stalled, one ENA NIC without per-queue series in another netns that is ok, 1 CPU).
@@ -126,7 +126,7 @@ def test_sample_is_valid_exposition_without_duplicates() -> None:
 
 
 def test_parse_metrics() -> None:
-    st = status.parse_metrics(SAMPLE)
+    st = status_metrics.parse_metrics(SAMPLE)
     assert (st.version, st.abi) == ("1.0.0", "1")
     assert [d.device for d in st.devices] == ["eth0", "eth1"]
     eth0, eth1 = st.devices
@@ -142,7 +142,7 @@ def test_parse_metrics() -> None:
 
 
 def test_table() -> None:
-    out = status.render_table(status.parse_metrics(SAMPLE))
+    out = status_metrics.render_table(status_metrics.parse_metrics(SAMPLE))
     lines = out.splitlines()
     assert lines[0] == "vpsnet 1.0.0 (abi 1): 2 device(s)"
     assert lines[1].split() == ["DEVICE", "DRIVER", "NETNS", "LINK", "STATE", "FLAPS",
@@ -193,9 +193,9 @@ def test_garbage_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_empty_module_output() -> None:
     text = SAMPLE.split("# HELP vpsnet_link_up")[0]
-    st = status.parse_metrics(text)
+    st = status_metrics.parse_metrics(text)
     assert st.devices == []
-    assert "0 device(s)" in status.render_table(st)
+    assert "0 device(s)" in status_metrics.render_table(st)
 
 
 HEALTHY = SAMPLE.replace('state="ok"} 0', 'state="ok"} 1').replace(

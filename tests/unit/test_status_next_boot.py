@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vpsnet_tools import status
+from vpsnet_tools import status, status_next_boot
 
 OLD = "6.1.0-56-cloud-amd64"
 NEW = "6.1.0-57-cloud-amd64"
@@ -85,23 +85,23 @@ def boot_tree(root: Path, kernels: list[str], default: str | None = "0",
 
 def test_version_order_is_grubs() -> None:
     releases = ["6.1.0-9-cloud-amd64", K612, NEW, "6.12.95+bpo-cloud-amd64", OLD]
-    assert sorted(releases, key=status.version_key) == [
+    assert sorted(releases, key=status_next_boot.version_key) == [
         "6.1.0-9-cloud-amd64", OLD, NEW, "6.12.95+bpo-cloud-amd64", K612]
 
 
 def test_newest_vmlinuz_without_grub(tmp_path: Path) -> None:
     boot_tree(tmp_path, [OLD, "6.1.0-9-cloud-amd64", NEW], default=None)
     (tmp_path / "boot" / "vmlinuz-6.1.0-99-cloud-amd64.dpkg-tmp").write_bytes(b"")
-    kernel, how = status.next_boot_kernel(tmp_path)
+    kernel, how = status_next_boot.next_boot_kernel(tmp_path)
     assert kernel == NEW
     assert "newest of 3" in how
 
 
 def test_no_kernel_at_all(tmp_path: Path) -> None:
     (tmp_path / "boot").mkdir()
-    assert status.next_boot_kernel(tmp_path)[0] is None
-    nb = status.check_next_boot(tmp_path, run=_no_modinfo)
-    assert not nb.ok and nb.code == status.EXIT_NEXT_BOOT_UNKNOWN
+    assert status_next_boot.next_boot_kernel(tmp_path)[0] is None
+    nb = status_next_boot.check_next_boot(tmp_path, run=_no_modinfo)
+    assert not nb.ok and nb.code == status_next_boot.EXIT_NEXT_BOOT_UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -127,14 +127,14 @@ def test_no_kernel_at_all(tmp_path: Path) -> None:
 def test_grub_default(tmp_path: Path, default: str, env: dict[str, str], want: str,
                       how: str) -> None:
     boot_tree(tmp_path, [OLD, NEW, K612], default, env)
-    kernel, found = status.next_boot_kernel(tmp_path)
+    kernel, found = status_next_boot.next_boot_kernel(tmp_path)
     assert kernel == want, found
     assert how in found and found.startswith("GRUB")
 
 
 def test_unresolvable_grub_default_falls_back_to_newest(tmp_path: Path) -> None:
     boot_tree(tmp_path, [OLD, NEW], "7")
-    kernel, how = status.next_boot_kernel(tmp_path)
+    kernel, how = status_next_boot.next_boot_kernel(tmp_path)
     assert (kernel, how.startswith("newest")) == (NEW, True)
 
 
@@ -149,7 +149,7 @@ def test_bls_saved_entry(tmp_path: Path) -> None:
     (boot / "grub2/grubenv").write_text(grubenv(saved_entry=f"abc-{k}"))
     (boot / "loader/entries").mkdir(parents=True)
     (boot / f"loader/entries/abc-{k}.conf").write_text(f"title EL\nlinux /vmlinuz-{k}\n")
-    assert status.next_boot_kernel(tmp_path)[0] == k
+    assert status_next_boot.next_boot_kernel(tmp_path)[0] == k
 
 
 # --------------------------------------------------------------------------- a module to check
@@ -241,21 +241,21 @@ def test_find_module_asks_modinfo_under_root(tmp_path: Path) -> None:
         out = f"{tmp_path}/lib/modules/{NEW}/updates/vpsnet.ko\n"
         return subprocess.CompletedProcess(argv, 0, out, "")
 
-    assert status.find_module(NEW, tmp_path, modinfo) == f"/lib/modules/{NEW}/updates/vpsnet.ko"
+    assert status_next_boot.find_module(NEW, tmp_path, modinfo) == f"/lib/modules/{NEW}/updates/vpsnet.ko"
     assert seen == [["modinfo", "-b", str(tmp_path), "-k", NEW, "-n", "vpsnet"]]
 
     def not_found(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 1, "", "modinfo: ERROR: Module vpsnet not found.")
 
-    assert status.find_module(NEW, Path("/"), not_found) is None
+    assert status_next_boot.find_module(NEW, Path("/"), not_found) is None
 
 
 def test_find_module_reads_modules_dep_without_modinfo(tmp_path: Path) -> None:
     kernel_tree(tmp_path, NEW, fake_ko(NEW), where="updates/dkms")
-    assert status.find_module(NEW, tmp_path, _no_modinfo) == (
+    assert status_next_boot.find_module(NEW, tmp_path, _no_modinfo) == (
         f"/lib/modules/{NEW}/updates/dkms/vpsnet.ko")
     kernel_tree(tmp_path, OLD, None)
-    assert status.find_module(OLD, tmp_path, _no_modinfo) is None
+    assert status_next_boot.find_module(OLD, tmp_path, _no_modinfo) is None
 
 
 @pytest.mark.parametrize("headers", [True, False])
@@ -263,7 +263,7 @@ def test_next_kernel_with_a_loadable_module(tmp_path: Path, headers: bool) -> No
     """Prebuilt host: no headers, the kmod package's Module.symvers is enough."""
     boot_tree(tmp_path, [OLD, NEW], default=None)
     kernel_tree(tmp_path, NEW, fake_ko(NEW), headers=headers)
-    nb = status.check_next_boot(tmp_path, run=_no_modinfo)
+    nb = status_next_boot.check_next_boot(tmp_path, run=_no_modinfo)
     assert nb.ok, nb.reason
     assert (nb.kernel, nb.module, nb.code) == (NEW, f"/lib/modules/{NEW}/updates/vpsnet.ko", 0)
     assert NEW in nb.reason and "1.1.0" in nb.reason
@@ -277,7 +277,7 @@ def test_next_kernel_without_vpsnet_is_refused_naming_it(tmp_path: Path) -> None
         GRUB_CFG.replace("{default}", "0").replace(K612, OLD))
     kernel_tree(tmp_path, OLD, fake_ko(OLD))
     kernel_tree(tmp_path, NEW, None)
-    nb = status.check_next_boot(tmp_path, run=_no_modinfo)
+    nb = status_next_boot.check_next_boot(tmp_path, run=_no_modinfo)
     assert not nb.ok and nb.code == status.EXIT_UNHEALTHY
     assert nb.kernel == NEW
     assert f"next boot kernel {NEW}" in nb.reason and f"vpsnet-kmod-{NEW}" in nb.reason
@@ -295,7 +295,7 @@ def test_next_kernel_module_that_will_not_load(tmp_path: Path, ko: bytes, enforc
                                               needle: str) -> None:
     boot_tree(tmp_path, [NEW], default=None)
     kernel_tree(tmp_path, NEW, ko, enforce=enforce)
-    nb = status.check_next_boot(tmp_path, run=_no_modinfo)
+    nb = status_next_boot.check_next_boot(tmp_path, run=_no_modinfo)
     assert not nb.ok and nb.code == status.EXIT_UNHEALTHY
     assert f"will not load on the next boot kernel {NEW}" in nb.reason
     assert needle in nb.reason
@@ -304,7 +304,7 @@ def test_next_kernel_module_that_will_not_load(tmp_path: Path, ko: bytes, enforc
 def test_signed_module_loads_where_signatures_are_enforced(tmp_path: Path) -> None:
     boot_tree(tmp_path, [NEW], default=None)
     kernel_tree(tmp_path, NEW, fake_ko(NEW, signed=True), enforce=True)
-    assert status.check_next_boot(tmp_path, run=_no_modinfo).ok
+    assert status_next_boot.check_next_boot(tmp_path, run=_no_modinfo).ok
 
 
 def test_next_kernel_without_config_cannot_be_checked(tmp_path: Path) -> None:
@@ -312,14 +312,14 @@ def test_next_kernel_without_config_cannot_be_checked(tmp_path: Path) -> None:
     kernel_tree(tmp_path, NEW, fake_ko(NEW))
     for f in (tmp_path / "lib/modules" / NEW / "build").iterdir():
         f.unlink()
-    nb = status.check_next_boot(tmp_path, run=_no_modinfo)
-    assert not nb.ok and nb.code == status.EXIT_NEXT_BOOT_UNKNOWN
+    nb = status_next_boot.check_next_boot(tmp_path, run=_no_modinfo)
+    assert not nb.ok and nb.code == status_next_boot.EXIT_NEXT_BOOT_UNKNOWN
     assert NEW in nb.reason and "no kernel config" in nb.reason
 
 
 def test_cli_next_boot(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status, "_run", _no_modinfo)
+    monkeypatch.setattr(status_next_boot, "_run", _no_modinfo)
     boot_tree(tmp_path, [OLD, NEW], default=None)
     kernel_tree(tmp_path, OLD, fake_ko(OLD))
     kernel_tree(tmp_path, NEW, None)

@@ -1,4 +1,6 @@
-"""Read the interface manifest embedded in vpsnet.ko (ELF section .vpsnet_abi).
+"""Read the interface manifest embedded in vpsnet.ko (ELF section .vpsnet_abi),
+or from a manifest JSON file, stdin or the loaded module's procfs file: the one
+reader every tool and test uses (load_manifest, read_manifest).
 
 Everything read from a file is checked before it is trusted: the ELF
 structure (as the kernel's module loader checks it, plus overlapping
@@ -11,9 +13,14 @@ says what is wrong; nothing else escapes.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
+import lzma
 import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +32,20 @@ FORMAT = 1
 MAX_MANIFEST = 1 << 20  # the real one is about 4 KiB
 
 SIG_MAGIC = modsig.SIG_MAGIC
+ELF_MAGIC = b"\x7fELF"
+LOADED_MANIFEST = "/proc/net/vpsnet/manifest"
+LOADED_PARAMETERS = Path("/sys/module/vpsnet/parameters")
 
 ET_REL = 1
 SHT_NULL, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 0, 2, 3, 8
 SHF_COMPRESSED = 0x800
 
 
-class ManifestError(Exception):
+class InputError(Exception):
+    """An input could not be read or understood (vpsnet-abi exits 2)."""
+
+
+class ManifestError(InputError):
     """The file has no readable vpsnet manifest (or is not a sound module)."""
 
 
@@ -276,16 +290,128 @@ def manifest_from_elf(data: bytes) -> dict[str, Any]:
     return manifest_from_sections(data, sections, modinfo_of(data, sections))
 
 
-def read_manifest(ko: str | Path) -> dict[str, Any]:
-    """Return the checked manifest of a vpsnet .ko file."""
+# --------------------------------------------------------------------------- loading
+
+
+def read_image(path: Path) -> bytes:
+    """File contents; .ko.xz / .ko.gz are decompressed (by magic)."""
+    data = path.read_bytes()
     try:
-        data = Path(ko).read_bytes()
+        if data.startswith(b"\xfd7zXZ\x00"):
+            return lzma.decompress(data)
+        if data.startswith(b"\x1f\x8b"):
+            return gzip.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError) as e:
+        raise ManifestError(f"{path}: corrupt compressed file: {e}") from e
+    if data.startswith(b"\x28\xb5\x2f\xfd"):
+        raise ManifestError(f"{path}: zstd-compressed; decompress it first (zstd -d)")
+    return data
+
+
+@contextmanager
+def naming(where: str) -> Iterator[None]:
+    """Errors raised inside name the file they are about (same class)."""
+    try:
+        yield
+    except ElfError as e:
+        raise ElfError(f"{where}: malformed ELF file: {e}") from e
+    except ManifestError as e:
+        raise ManifestError(f"{where}: {e}") from e
+
+
+def validate(doc: dict[str, Any], where: str) -> None:
+    """The keys diff relies on, with the right shapes (a clear error, never a traceback)."""
+    checks: list[tuple[str, type | tuple[type, ...]]] = [
+        ("module", str), ("abi_major", int), ("parameters", list), ("metrics", list),
+    ]
+    for key, typ in checks:
+        if not isinstance(doc.get(key), typ):
+            raise ManifestError(f"{where}: manifest has no valid {key!r}")
+    for what, items in (("parameter", doc["parameters"]), ("metric family", doc["metrics"])):
+        seen: set[str] = set()
+        for p in items:
+            if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+                raise ManifestError(f"{where}: manifest has a {what} without a name")
+            if p["name"] in seen:
+                # diff matches by name: a second entry would hide the first
+                raise ManifestError(f"{where}: manifest declares {what} {p['name']} twice")
+            seen.add(p["name"])
+    for m in doc["metrics"]:
+        if not isinstance(m.get("labels", []), list):
+            raise ManifestError(f"{where}: metric family {m['name']} has no label list")
+
+
+def manifest_of_image(data: bytes, where: str) -> dict[str, Any]:
+    """The checked manifest of an (already decompressed) ELF image: one
+    .vpsnet_abi section, one document, parameters matching .modinfo."""
+    with naming(where):
+        doc = manifest_from_elf(data)
+    validate(doc, where)
+    return doc
+
+
+def _document(raw: bytes, where: str) -> dict[str, Any]:
+    """The checked manifest of a JSON document (a file, stdin, procfs)."""
+    if raw.startswith(ELF_MAGIC):
+        raise ManifestError(f"{where}: an ELF file on stdin is not supported; pass its path")
+    with naming(where):
+        doc = parse_manifest(raw)
+    validate(doc, where)
+    return doc
+
+
+def _check_loaded_parameters(doc: dict[str, Any], where: str) -> None:
+    """The running module's parameters (all 0444, so all in sysfs) are the manifest's."""
+    try:
+        have = {p.name for p in LOADED_PARAMETERS.iterdir()}
+    except OSError:
+        return  # sysfs not there (a copied file, a container): nothing to compare
+    declared = {p["name"] for p in doc["parameters"]}
+    if have != declared:
+        extra, missing = sorted(have - declared), sorted(declared - have)
+        raise ManifestError(f"{where}: manifest disagrees with {LOADED_PARAMETERS}: "
+                            f"not in the manifest: {', '.join(extra) or '-'}; "
+                            f"not a module parameter: {', '.join(missing) or '-'}")
+
+
+def load_manifest(spec: str) -> tuple[dict[str, Any], str]:
+    """Manifest from a .ko (.ko.xz/.ko.gz too), a manifest JSON file, `loaded`,
+    /sys/module/vpsnet or `-` (stdin).
+
+    Returns the manifest and a description of where it came from.
+    """
+    if spec == "-":
+        return _document(sys.stdin.buffer.read(), "<stdin>"), "<stdin>"
+    if spec == "loaded":
+        spec = LOADED_MANIFEST
+    path = Path(spec)
+    if path.is_dir():
+        # /sys/module/vpsnet: the loaded module; sysfs has no manifest, procfs does
+        if (path / "parameters").is_dir() or path.name == "vpsnet":
+            return load_manifest(LOADED_MANIFEST)[0], f"{spec} ({LOADED_MANIFEST})"
+        raise InputError(f"{spec}: is a directory")
+    try:
+        head = read_image(path)
+    except FileNotFoundError as e:
+        hint = " (is the vpsnet module loaded?)" if str(path) == LOADED_MANIFEST else ""
+        raise InputError(f"{spec}: no such file{hint}") from e
+    except OSError as e:
+        raise InputError(f"{spec}: {e.strerror or e}") from e
+    if head.startswith(ELF_MAGIC):
+        return manifest_of_image(head, spec), spec
+    doc = _document(head, spec)
+    if str(path) == LOADED_MANIFEST:
+        _check_loaded_parameters(doc, spec)
+    return doc, spec
+
+
+def read_manifest(ko: str | Path) -> dict[str, Any]:
+    """The checked manifest of a vpsnet .ko file (.ko.xz/.ko.gz too)."""
+    try:
+        data = read_image(Path(ko))
     except OSError as e:
         raise ManifestError(f"{ko}: {e.strerror or e}") from e
-    try:
-        return manifest_from_elf(data)
-    except ManifestError as e:
-        raise type(e)(f"{ko}: {e}") from e
+    return manifest_of_image(data, str(ko))
 
 
 def family_names(manifest: dict[str, Any]) -> set[str]:
