@@ -27,7 +27,6 @@ IRQ names (the kernel's request_irq() names, as /proc/interrupts shows them):
               numbered by rank of <v>)
   Xen/generic <ifname>-q<N>-tx|rx, <ifname>-TxRx-<N> (-Tx-Rx, -txrx, -rxtx),
               <ifname>-rx|tx-<N>, <ifname>-tx|rx (one queue)
-
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Plan computations for the vpsnet_tune role: validation, TCP buffers from the
-bandwidth-delay product, hugepage budget, the NIC queue IRQ -> CPU plan and the
-per-driver ethtool targets. Pure functions, unit-tested in
-tests/unit/roles/test_vpsnet_tune_plan.py; the role's tasks only apply them.
+bandwidth-delay product, hugepage budget, and the read-back checks; the NIC queue
+IRQ -> CPU rules (files/vpsnet_irqplan.py over files/vpsnet_nic.py) and the
+per-driver ethtool targets (files/vpsnet_ethtool.py) are the files the host-side
+tools import. Pure functions, unit-tested in tests/unit/roles/test_vpsnet_tune_plan.py;
+the role's tasks only apply them.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ still work; the installed layout (lib dir + sbin symlink) imports vpsnet_nic."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import io
 import os
 import shutil
@@ -15,26 +13,15 @@ import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from vpsnet_facts_helpers import FIXTURES, REPO
-from vpsnet_tune_helpers import install
+from vpsnet_tune_helpers import install, load_script
 
 FILES = REPO / "roles/vpsnet_tune/files"
 
 
-def _load() -> ModuleType:
-    path = str(FILES / "vpsnet-irq-affinity")
-    loader = importlib.machinery.SourceFileLoader("vpsnet_irq_affinity_w", path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-writer = _load()
+writer = load_script("vpsnet-irq-affinity", "vpsnet_irq_affinity_w")
 PCI = "sys/devices/pci0000:00"
 
 

@@ -5,29 +5,14 @@ guests in molecule/kvm."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from vpsnet_tune_helpers import load_script
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _load() -> ModuleType:
-    path = REPO / "roles/vpsnet_tune/files/vpsnet-qdisc"
-    loader = importlib.machinery.SourceFileLoader("vpsnet_qdisc", str(path))
-    spec = importlib.util.spec_from_loader("vpsnet_qdisc", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-vq = _load()
+vq = load_script("vpsnet-qdisc", "vpsnet_qdisc")
 CAP_57 = 57 * 125_000
 
 

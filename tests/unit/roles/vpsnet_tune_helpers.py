@@ -1,7 +1,8 @@
 """The fake host the vpsnet-tune unit tests run against (test_vpsnet_tune_verify.py,
 test_vpsnet_tune_record.py): a /proc and /sys tree, and stub `tc`, `ethtool`,
 `vpsnet-irq-affinity` and `vpsnet-guard` executables on PATH that print what the
-test put in their files; and roles/vpsnet_tune/files/vpsnet-tune loaded as `vt`."""
+test put in their files; roles/vpsnet_tune/files/vpsnet-tune loaded as `vt`; the
+role's install layout (install()); a loader for the role's commands."""
 
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "roles/vpsnet_tune/files/vpsnet-tune"
 
 
-def _load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("vpsnet_tune_cli", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("vpsnet_tune_cli", loader)
+def load_script(name: str, module_name: str) -> ModuleType:
+    """roles/vpsnet_tune/files/NAME, a command without .py, imported as MODULE_NAME."""
+    path = str(REPO / "roles/vpsnet_tune/files" / name)
+    loader = importlib.machinery.SourceFileLoader(module_name, path)
+    spec = importlib.util.spec_from_loader(module_name, loader)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
 
 
-vt = _load()
+vt = load_script("vpsnet-tune", "vpsnet_tune_cli")
 
 SYSCTLS = {
     "net.core.somaxconn": "4096",
