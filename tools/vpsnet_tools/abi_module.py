@@ -18,9 +18,9 @@ from vpsnet_tools.manifest import (
     SECTION,
     InputError,
     elf_sections,
+    errors_about,
     manifest_from_sections,
     modinfo_of,
-    naming,
     read_image,
 )
 
@@ -50,7 +50,7 @@ def read_ko(path: str | Path) -> KoInfo:
     if not data.startswith(ELF_MAGIC):
         raise InputError(f"{path}: not an ELF file (not a kernel module)")
     # the structure first: pyelftools reads whatever the headers point at
-    with naming(str(path)):
+    with errors_about(str(path)):
         sections = elf_sections(data)
         modinfo = modinfo_of(data, sections)
         if any(s.name == SECTION for s in sections):

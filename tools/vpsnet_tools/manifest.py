@@ -294,7 +294,8 @@ def manifest_from_elf(data: bytes) -> dict[str, Any]:
 
 
 def read_image(path: Path) -> bytes:
-    """File contents; .ko.xz / .ko.gz are decompressed (by magic)."""
+    """File contents; .ko.xz / .ko.gz are decompressed (by magic). OSError when
+    the file cannot be read, ManifestError when it cannot be decompressed."""
     data = path.read_bytes()
     try:
         if data.startswith(b"\xfd7zXZ\x00"):
@@ -309,7 +310,7 @@ def read_image(path: Path) -> bytes:
 
 
 @contextmanager
-def naming(where: str) -> Iterator[None]:
+def errors_about(where: str) -> Iterator[None]:
     """Errors raised inside name the file they are about (same class)."""
     try:
         yield
@@ -344,7 +345,7 @@ def validate(doc: dict[str, Any], where: str) -> None:
 def manifest_of_image(data: bytes, where: str) -> dict[str, Any]:
     """The checked manifest of an (already decompressed) ELF image: one
     .vpsnet_abi section, one document, parameters matching .modinfo."""
-    with naming(where):
+    with errors_about(where):
         doc = manifest_from_elf(data)
     validate(doc, where)
     return doc
@@ -354,7 +355,7 @@ def _document(raw: bytes, where: str) -> dict[str, Any]:
     """The checked manifest of a JSON document (a file, stdin, procfs)."""
     if raw.startswith(ELF_MAGIC):
         raise ManifestError(f"{where}: an ELF file on stdin is not supported; pass its path")
-    with naming(where):
+    with errors_about(where):
         doc = parse_manifest(raw)
     validate(doc, where)
     return doc
