@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpsnet_tools import abi
-from vpsnet_tools.abi_check import CheckFinding, check_module
-from vpsnet_tools.abi_kernel import Export, KernelInfo
+from vpsnet_tools.abi_check import CheckFinding, check_module, expected_vermagic_flags
+from vpsnet_tools.abi_kernel import Export, KernelInfo, parse_config, parse_symvers
 from vpsnet_tools.abi_module import KoInfo
 
 CFG = {"CONFIG_X86_64": "y", "CONFIG_SMP": "y", "CONFIG_PREEMPT_BUILD": "y",
@@ -106,12 +105,12 @@ def test_check_arch() -> None:
 
 
 def test_parse_symvers_and_config() -> None:
-    syms = abi.parse_symvers("0x0000abcd\tfoo\tvmlinux\tEXPORT_SYMBOL\t\n"
+    syms = parse_symvers("0x0000abcd\tfoo\tvmlinux\tEXPORT_SYMBOL\t\n"
                              "0x12\tbar\tdrivers/cxl/core/cxl_core\tEXPORT_SYMBOL_GPL\tCXL\n"
                              "garbage line\n")
     assert syms["foo"] == Export(0xABCD, "vmlinux", "EXPORT_SYMBOL", "")
     assert syms["bar"].namespace == "CXL" and len(syms) == 2
-    cfg = abi.parse_config('# comment\nCONFIG_SMP=y\nCONFIG_X="a b"\n# CONFIG_Y is not set\n')
+    cfg = parse_config('# comment\nCONFIG_SMP=y\nCONFIG_X="a b"\n# CONFIG_Y is not set\n')
     assert cfg == {"CONFIG_SMP": "y", "CONFIG_X": "a b"}
-    assert abi.expected_vermagic_flags({"CONFIG_SMP": "y", "CONFIG_PREEMPT_RT": "y"}) == [
+    assert expected_vermagic_flags({"CONFIG_SMP": "y", "CONFIG_PREEMPT_RT": "y"}) == [
         "SMP", "preempt_rt"]

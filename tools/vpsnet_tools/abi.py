@@ -6,7 +6,7 @@
 
 The command line only: manifest.py reads manifests, abi_diff.py compares them,
 abi_module.py, abi_kernel.py and abi_check.py answer `check`. The names in
-__all__ stay importable from here (packaging/scripts/kmods.py, tests).
+__all__ stay importable from here (packaging/scripts/kmods.py, older tests).
 See tools/README.md for the verdict rules.
 """
 
@@ -20,18 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vpsnet_tools import __version__
-from vpsnet_tools.abi_check import (
-    FAIL,
-    check_module,
-    expected_vermagic_flags,
-    imported_symbols,
-    signature_report,
-)
-from vpsnet_tools.abi_diff import ADDITIVE, BREAKING, COMPATIBLE, NOTE, diff_manifests
+from vpsnet_tools.abi_check import FAIL, check_module, imported_symbols, signature_report
+from vpsnet_tools.abi_diff import ADDITIVE, BREAKING, diff_manifests
 from vpsnet_tools.abi_kernel import (
     load_kernel,
     parse_config,
-    parse_symvers,
     secure_boot_enabled,
     signatures_enforced,
 )
@@ -39,11 +32,8 @@ from vpsnet_tools.abi_module import read_ko
 from vpsnet_tools.cliargs import CONTROL_RE, one_line
 from vpsnet_tools.manifest import InputError, load_manifest
 
-__all__ = [
-    "ADDITIVE", "BREAKING", "COMPATIBLE", "NOTE", "InputError", "check_module",
-    "diff_manifests", "expected_vermagic_flags", "load_kernel", "load_manifest", "main",
-    "parse_config", "parse_symvers", "read_ko", "secure_boot_enabled",
-]
+__all__ = ["ADDITIVE", "BREAKING", "diff_manifests", "main", "parse_config",
+           "secure_boot_enabled"]
 
 PROG = "vpsnet-abi"
 
