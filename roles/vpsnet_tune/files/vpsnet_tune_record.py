@@ -23,6 +23,7 @@ from vpsnet_tune_host import (
     ERROR,
     SYSCTL_RE,
     VerifyError,
+    atomic_write,
     check_ifname,
     norm_sysctl,
     read,
@@ -101,13 +102,7 @@ def instance_configs(root: str, path: str | None) -> dict[str, Any]:
 
 
 def atomic_json(path: str, data: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def guard(directory: str, *argv: str) -> None:

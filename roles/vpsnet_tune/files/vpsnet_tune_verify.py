@@ -7,12 +7,10 @@ Imported by vpsnet-tune beside it in /usr/local/lib/vpsnet.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -21,6 +19,7 @@ from vpsnet_tune_host import (
     DRIFT,
     ERROR,
     VerifyError,
+    atomic_write,
     norm_sysctl,
     read,
     rooted,
@@ -200,18 +199,7 @@ def write_textfile(directory: str, drift: int | None, ok: bool) -> str:
         f"vpsnet_tune_verify_timestamp_seconds {time.time():.3f}\n"
     )
     target = os.path.join(directory, PROM)
-    fd, tmp = tempfile.mkstemp(prefix=f".{PROM}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, body)
     return target
 
 
