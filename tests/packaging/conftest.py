@@ -1,12 +1,12 @@
 """Fixtures of the packaging tests: the packages and signed repository, built
-once per session (host and guest tests share them)."""
+once per session by pkgtest.build (host and guest tests share them)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from vpsnet_pkg_helpers import Build, build_packages, stop_gpg_agent
+from pkgtest.build import Build, build_packages, stop_gpg_agent
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,7 @@ module unloaded); old61's lab is torn down.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,16 +38,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vpsnet_pkg_helpers import (
-    TOP,
-    Build,
-    RepoServer,
-    kernels,
-    make,
-    older_abi,
-    playbook_env,
-    sections,
-)
+from pkgtest.build import Build, without_kmods
+from pkgtest.guest import lab_say, playbook_env, sections
+from pkgtest.host import TOP, kernels, older_abi
+from pkgtest.repo_server import RepoServer
 
 from vpsnet_lab import inventory
 from vpsnet_lab.fleet import Lab
@@ -62,6 +54,7 @@ APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0"
 FLEET_SIGNER = "vpsnet lab fleet module signing key"
 OLD_LAB = CACHE / "lab-test-old-abi"
 OLD_BASE_PORT = 13022
+_say = lab_say("old-abi lab")
 PLAYBOOK = """
 - name: Repository and module, as provision.yml puts them on a host
   hosts: all
@@ -183,18 +176,6 @@ def old61_story(s: Story, v1: str, v2: str) -> None:
     s.step("fresh", lambda: s.role(v1))
 
 
-def without_kmods(build: Build, dest: Path) -> Path:
-    """The same signed repository minus every vpsnet-kmod package: what a host
-    on a kernel outside the matrix sees."""
-    dist = dest / "dist"
-    dist.mkdir(parents=True)
-    for p in build.dist.glob("vpsnet-*"):
-        if p.is_file() and not p.name.startswith("vpsnet-kmod-"):
-            shutil.copy2(p, dist)
-    make("repo", dist, build.gnupghome)
-    return dist / "repo"
-
-
 def old_abi_spec(release: str) -> dict[str, object]:
     return {"name": "old-abi", "base_port": OLD_BASE_PORT,
             "regions": {"us-east-1": {"rtt_ms": 180, "bandwidth_mbit": 1000}},
@@ -202,10 +183,6 @@ def old_abi_spec(release: str) -> dict[str, object]:
             "guests": [{"name": "old61", "cloud": "aws", "region": "us-east-1",
                         "zone": "us-east-1a", "instance_type": "m5.large", "kernel": release,
                         "vcpus": 1, "memory_mb": 1024}]}
-
-
-def _say(msg: str) -> None:
-    print(f"[old-abi lab] {msg}", file=sys.__stderr__, flush=True)
 
 
 @dataclass

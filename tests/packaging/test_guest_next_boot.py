@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,22 +37,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vpsnet_pkg_helpers import (
-    REPO_URL,
-    TOP,
-    Build,
-    RepoServer,
+from pkgtest.build import Build, broken_dkms_deb
+from pkgtest.guest import (
+    KEYRING,
+    kernel_sources_for,
+    lab_say,
+    playbook_env,
+    put_text,
+    sections,
+    sources_for,
+)
+from pkgtest.host import TOP, Result, kernels, older_abi, run
+from pkgtest.kernel_debs import (
     apt_would_install,
-    broken_dkms_deb,
     kernel_headers_debs,
     kernel_image_deb,
-    kernels,
-    older_abi,
-    playbook_env,
-    run,
-    sections,
     signed_deb_repo,
 )
+from pkgtest.repo_server import RepoServer
 
 from vpsnet_lab import inventory
 from vpsnet_lab.fleet import Lab
@@ -64,8 +65,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.packaging, pytest.mark.heavy]
 STATE = CACHE / "lab-test-next-boot"
 BASE_PORT = 14022
 GUEST = "next61"
+_say = lab_say("next-boot lab")
 APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0 --no-install-recommends"
-KEYRING = "/etc/apt/keyrings/vpsnet-archive-keyring.gpg"
 STEP_TIMEOUT = 2400  # kernel installs: initramfs and a DKMS build under TCG
 GATE = "vpsnet-status --next-boot --json"
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
@@ -95,20 +96,9 @@ def spec() -> dict[str, Any]:
                         "kernel": older_abi(kernels()[0]), "vcpus": 1, "memory_mb": 2560}]}
 
 
-def _say(msg: str) -> None:
-    print(f"[next-boot lab] {msg}", file=sys.__stderr__, flush=True)
-
-
 @dataclass
-class Step:
-    rc: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
+class Step(Result):
+    seconds: float = 0.0
 
     def json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.stdout)
@@ -146,9 +136,7 @@ class Story:
             self.error = f"{name}: rc={step.rc}\n{step.output[-4000:]}"
 
     def put_text(self, text: str, remote: str) -> None:
-        local = self.work / Path(remote).name
-        local.write_text(text)
-        self.lab.put(GUEST, local, remote)
+        put_text(self.lab, GUEST, text, remote, self.work)
 
     def tune(self, name: str, hosts: Path) -> None:
         if self.error:
@@ -219,13 +207,8 @@ def guest(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gu
         s = Story(lab, work)
         s.sh("sources", f"install -d -m 0755 {Path(KEYRING).parent}")
         lab.put(GUEST, build.repo / "vpsnet-archive-keyring.gpg", KEYRING)
-        vpsnet = (build.repo / "vpsnet.sources").read_text()
-        assert f"URIs: {REPO_URL}/apt" in vpsnet, vpsnet
-        s.put_text(vpsnet.replace(f"URIs: {REPO_URL}/apt", f"URIs: {REPO_URL}/{GUEST}/apt"),
-                   "/etc/apt/sources.list.d/vpsnet.sources")
-        s.put_text(f"Types: deb\nURIs: {REPO_URL}/{GUEST}/kernels\nSuites: bookworm\n"
-                   f"Components: main\nSigned-By: {KEYRING}\n",
-                   "/etc/apt/sources.list.d/vpsnet-lab-kernels.sources")
+        s.put_text(sources_for(build, GUEST), "/etc/apt/sources.list.d/vpsnet.sources")
+        s.put_text(kernel_sources_for(GUEST), "/etc/apt/sources.list.d/vpsnet-lab-kernels.sources")
         yield Guest(s, k, inventory.write(lab.spec, STATE / "hosts.yml"))
     finally:
         if lab is not None:

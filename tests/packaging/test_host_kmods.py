@@ -11,17 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from vpsnet_pkg_helpers import (
-    PACKAGING,
-    TOP,
-    Build,
-    broken_copy,
-    kernels,
-    kmod_kernels,
-    make,
-    matrix,
-    run,
-)
+from pkgtest.build import Build, make
+from pkgtest.host import PACKAGING, TOP, kernels, kmod_kernels, matrix, run
+from pkgtest.package_files import extract
+from pkgtest.stubs import broken_copy
 
 pytestmark = [pytest.mark.packaging, pytest.mark.build]
 
@@ -39,11 +32,6 @@ def other_cert(tmp: Path) -> tuple[Path, Path]:
     run(["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=not the fleet key", "-keyout", str(key), "-out", str(crt)])
     return key, crt
-
-
-def unpack_deb(deb: Path, dest: Path) -> Path:
-    run(["dpkg-deb", "-x", str(deb), str(dest)])
-    return dest
 
 
 def check(ko: Path, kernel: str, *extra: str) -> tuple[int, dict]:
@@ -88,7 +76,7 @@ def test_kmod_deb_control_and_files(build: Build, kernel: str) -> None:
 @pytest.mark.parametrize("kernel", kernels())
 def test_kmod_module_is_fleet_signed_and_loads_only_on_its_kernel(
         build: Build, kernel: str, tmp_path: Path) -> None:
-    root = unpack_deb(build.kmod_deb(kernel), tmp_path / "root")
+    root = extract(build.kmod_deb(kernel), tmp_path / "root")
     ko = root / "lib" / "modules" / kernel / "updates" / "vpsnet.ko"
     assert run(["modinfo", "-F", "vermagic", str(ko)]).stdout.split()[0] == kernel
     assert run(["modinfo", "-F", "version", str(ko)]).stdout.strip() == build.version
@@ -114,7 +102,7 @@ def test_kmod_symvers_lets_a_host_without_headers_check(build: Build, tmp_path: 
     """What the package records of its kernel's exports is enough for the check
     (no build tree), and a wrong CRC in it is caught."""
     kernel = kernels()[0]
-    root = unpack_deb(build.kmod_deb(kernel), tmp_path / "root")
+    root = extract(build.kmod_deb(kernel), tmp_path / "root")
     ko = root / "lib" / "modules" / kernel / "updates" / "vpsnet.ko"
     symvers = root / "usr" / "share" / "vpsnet" / "kmod" / kernel / "Module.symvers"
     config = Path(f"/usr/src/linux-headers-{kernel}/.config")
@@ -144,7 +132,7 @@ def test_kmod_rpm_carries_the_same_signed_module(build: Build, tmp_path: Path) -
     out = tmp_path / "rpm"
     out.mkdir()
     run(f"rpm2cpio '{rpm}' | cpio -idm --quiet", cwd=out)
-    deb_root = unpack_deb(build.kmod_deb(kernel), tmp_path / "deb")
+    deb_root = extract(build.kmod_deb(kernel), tmp_path / "deb")
     rel = Path("lib") / "modules" / kernel / "updates" / "vpsnet.ko"
     assert (out / rel).read_bytes() == (deb_root / rel).read_bytes()
 

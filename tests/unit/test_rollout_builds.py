@@ -50,7 +50,7 @@ def _load(name: str, path: Path) -> ModuleType:
 
 builds = _load("vpsnet_rollout_builds", BUILDS)
 # Shared with the packaging tests: run() and kernels() from .cache/kernels.env.
-pkg = _load("vpsnet_pkg_helpers", TOP / "tests" / "packaging" / "vpsnet_pkg_helpers.py")
+pkg = _load("vpsnet_pkgtest_host", TOP / "tests" / "packaging" / "pkgtest" / "host.py")
 
 VERSIONS = [r.version for r in builds.VERSIONS]
 
