@@ -1,5 +1,5 @@
 """Fast checks of packaging/ sources (no package build; see
-tests/packaging/test_host_packaging.py for the real builds)."""
+tests/packaging/test_host_*.py for the real builds)."""
 
 from __future__ import annotations
 
