@@ -10,7 +10,7 @@ from typing import Any
 CLIENT, SERVER = "wan-a", "wan-b"
 GUESTS = (CLIENT, SERVER)
 SERVER_ADDR = "198.18.0.2"
-SERVER_ADDR6 = "fd42::2"  # the lab's IPv6 on the same link (lab/vpsnet_lab/spec.py)
+SERVER_ADDR6 = "fd42::2"  # the lab's IPv6 on the same link (lab/vpsnet_lab/specaddress.py)
 IPV6_SUFFIX = "-ipv6"  # a profile run over IPv6 is reported as e.g. clean-ipv6
 NIC = "eth1"  # the stream link on both guests
 BANDWIDTH_MBIT = 1000  # what the vpsnet buffers are sized for, every profile
