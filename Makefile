@@ -20,19 +20,23 @@ demo: setup
 # The suite CI runs: unit, lint, host packaging and build checks, containers,
 # real guests. The layers marked heavy (DKMS builds in TCG guests) are left to
 # test-all so CI stays well inside its 90 minutes on 2 cores.
-# The unit layer (no guests, no root state) runs on both cores first; the
-# guest layers then run one at a time, as they share one booted lab.
+# The unit layer (pure logic, in-process) and the integration layer (real
+# ansible-playbook runs, servers, kernel builds on the host; no guests) run on
+# both cores first; the guest layers then run one at a time, as they share one
+# booted lab.
 test: setup lint
 	@bash scripts/dockerd.sh
 	pytest -p no:cacheprovider -ra -n 2 --dist loadfile $(PYTEST_ARGS) tests/unit
-	pytest -p no:cacheprovider -ra -m "not heavy" --durations=25 $(PYTEST_ARGS) --ignore=tests/unit tests
+	pytest -p no:cacheprovider -ra -n 2 --dist loadfile --durations=10 $(PYTEST_ARGS) tests/integration
+	pytest -p no:cacheprovider -ra -m "not heavy" --durations=25 $(PYTEST_ARGS) \
+		--ignore=tests/unit --ignore=tests/integration tests
 
 # Everything, heavy layers included (apt/DKMS upgrade paths, molecule/kvm).
 test-all: setup lint
 	@bash scripts/dockerd.sh
 	pytest -p no:cacheprovider -ra $(PYTEST_ARGS) tests
 
-# Quick iteration: no guests, no packaging builds.
+# Quick iteration: the unit layer only (no processes, no builds, no guests).
 test-fast: setup lint unit
 
 unit:

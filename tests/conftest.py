@@ -14,6 +14,9 @@ import yaml
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import CACHE, TOP
 
+# The role tests' fixtures (fake metadata services), for every layer.
+pytest_plugins = ["testlib.metadata_fixtures"]
+
 SESSION_SPEC = TOP / "tests" / "specs" / "session.yml"
 # Parallel test runs on one machine each need their own lab: set
 # VPSNET_TEST_LAB=name and VPSNET_TEST_BASE_PORT=port.

@@ -23,7 +23,7 @@ from abi_ko_variants import TOP, run_abi, substitute
 from host_build import copy_driver_src, make
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
+from testlib.input_counts import InputCounts
 
 from vpsnet_tools import abi
 from vpsnet_tools.manifest import ManifestError, elf_sections, parse_manifest, read_manifest

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from .vpsnet_exporter_helpers import free_port, metrics_text, stage_tools, wait_for
+from testlib.vpsnet_exporter_helpers import free_port, metrics_text, stage_tools, wait_for
 
 
 class FakeSystemd:

@@ -20,13 +20,11 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
 from jinja2 import Environment, StrictUndefined
 from jinja2.nativetypes import NativeEnvironment
+from testlib import vpsnet_inputs_helpers as vih
+from testlib.input_counts import InputCounts
 
-from .folder_modules import ROLE_TESTS, load_from
-
-vih = load_from(ROLE_TESTS, "vpsnet_inputs_helpers")
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "vpsnet_exporter"
 NEW = ["vpsnet_exporter_web_config_file", "vpsnet_exporter_ip_address_allow",
        "vpsnet_exporter_max_connections", "vpsnet_exporter_request_timeout"]
@@ -262,7 +260,7 @@ def test_ansible_stops_at_validation_before_any_change(tmp_path: Path) -> None:
     import json
     import subprocess
 
-    from vpsnet_facts_helpers import ansible_env
+    from testlib.vpsnet_facts_helpers import ansible_env
 
     play = tmp_path / "play.yml"
     play.write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n"

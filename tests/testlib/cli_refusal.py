@@ -16,7 +16,8 @@ from types import ModuleType
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
+
+from testlib.input_counts import InputCounts
 
 REPO = Path(__file__).resolve().parents[2]
 COUNTS = InputCounts("CLI arguments (rejected: one line naming the argument, nothing changed)")

@@ -1,8 +1,7 @@
-"""Modules of a folder that is no package, for tests in another folder: bench/
-(its scripts run as `python bench/NAME.py`, which puts bench/ first on sys.path)
-and tests/unit/roles (pytest puts it there for its own tests). Each module is
-loaded by path under its own name, its same-folder imports first, so they resolve
-as they do in their folder, without a sys.path edit."""
+"""Modules of bench/, a folder that is no package (its scripts run as
+`python bench/NAME.py`, which puts bench/ first on sys.path), for tests. Each
+module is loaded by path under its own name, its same-folder imports first, so
+they resolve as they do in their folder, without a sys.path edit."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from types import ModuleType
 
 TOP = Path(__file__).resolve().parents[2]
 BENCH = TOP / "bench"
-ROLE_TESTS = TOP / "tests" / "unit" / "roles"
 
 
 def load_from(folder: Path, name: str) -> ModuleType:

@@ -1,4 +1,5 @@
-"""Shared fixtures for the role unit tests: the vpsnet_facts module and fake metadata services."""
+"""Fixtures for the role tests of every layer (a pytest plugin, named in
+tests/conftest.py): the vpsnet_facts module and fake metadata services."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
-from vpsnet_facts_helpers import http_server, load_facts_module, raw_http_server, trickle
 
+from testlib.vpsnet_facts_helpers import http_server, load_facts_module, raw_http_server, trickle
 from vpsnet_lab.metadata import Identity, MetadataServer
 
 

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "unit" / "roles" / "fixtures"
 FACTS_LIBRARY = REPO / "roles" / "vpsnet_facts" / "library"
 FACTS_UTILS = REPO / "roles" / "vpsnet_facts" / "module_utils"
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 from hypothesis import HealthCheck, settings
-from input_counts import InputCounts
 from jinja2.nativetypes import NativeEnvironment
-from vpsnet_facts_helpers import REPO, load_role_file
+
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_facts_helpers import REPO, load_role_file
 
 ROLES = ["vpsnet_driver", "vpsnet_exporter", "vpsnet_guard", "vpsnet_repo", "vpsnet_rollout",
          "vpsnet_tune", "vpsnet_upgrade"]

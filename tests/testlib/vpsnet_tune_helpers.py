@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles/vpsnet_tune/files/vpsnet-tune"
 
 

@@ -20,10 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from vpsnet_tools import abi, status
-
-from .cli_refusal import (
+from testlib.cli_refusal import (
     ANY,
     COUNTS,
     EMPTY,
@@ -40,6 +37,8 @@ from .cli_refusal import (
     snapshot,
     trailing_newline,
 )
+
+from vpsnet_tools import abi, status
 
 _print_counts = COUNTS.report_fixture()
 

@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from vpsnet_lab import cli as lab_cli
-
-from .cli_refusal import (
+from testlib.cli_refusal import (
     ANY,
     COUNTS,
     EMPTY,
@@ -28,6 +25,8 @@ from .cli_refusal import (
     huge,
     trailing_newline,
 )
+
+from vpsnet_lab import cli as lab_cli
 
 _print_counts = COUNTS.report_fixture()
 

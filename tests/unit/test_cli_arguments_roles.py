@@ -14,8 +14,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from .cli_refusal import (
+from testlib.cli_refusal import (
     ANY,
     COUNTS,
     EMPTY,

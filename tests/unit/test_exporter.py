@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from vpsnet_tools import exporter, exporter_metrics, exporter_server
-
-from .vpsnet_exporter_helpers import (
+from testlib.vpsnet_exporter_helpers import (
     FAMILIES,
     free_port,
     metrics_text,
     self_signed,
     stage_tools,
 )
+
+from vpsnet_tools import exporter, exporter_metrics, exporter_server
 
 MODULE_FAMILIES = {f"vpsnet_{n}".removesuffix("_total") for n, _, _ in FAMILIES}
 

@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ipv6_loopback import ipv6_loopback
+from testlib.ipv6_loopback import ipv6_loopback
+from testlib.vpsnet_exporter_helpers import free_port, metrics_text
 
 from vpsnet_tools.exporter_metrics import make_registry
 from vpsnet_tools.exporter_server import make_server
 from vpsnet_tools.web import Server
 from vpsnet_tools.web_http import peer_name
-
-from .vpsnet_exporter_helpers import free_port, metrics_text
 
 pytestmark = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 

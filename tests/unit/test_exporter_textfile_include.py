@@ -11,11 +11,11 @@ from types import ModuleType
 
 import pytest
 from prometheus_client import CollectorRegistry
+from testlib.vpsnet_exporter_helpers import metrics_text
 
 from vpsnet_tools import exporter, exporter_metrics
 
 from .test_exporter import MODULE_FAMILIES, scrape, value
-from .vpsnet_exporter_helpers import metrics_text
 
 REPO = Path(__file__).resolve().parents[2]
 

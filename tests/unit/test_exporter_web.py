@@ -16,11 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from input_counts import InputCounts
-
-from vpsnet_tools import web
-
-from .vpsnet_exporter_helpers import (
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_exporter_helpers import (
     close_all,
     closed,
     closed_by_peer,
@@ -32,6 +29,8 @@ from .vpsnet_exporter_helpers import (
     serving,
     wait_for,
 )
+
+from vpsnet_tools import web
 
 BAD = InputCounts("exporter server bad inputs")  # every one generated and rejected
 _print_bad_counts = BAD.report_fixture()

@@ -18,11 +18,8 @@ import bcrypt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
-
-from vpsnet_tools.web_config import WebConfigError, load_web_config
-
-from .vpsnet_exporter_helpers import (
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_exporter_helpers import (
     closed,
     closed_by_peer,
     free_port,
@@ -30,6 +27,8 @@ from .vpsnet_exporter_helpers import (
     self_signed,
     serving,
 )
+
+from vpsnet_tools.web_config import WebConfigError, load_web_config
 
 BAD = InputCounts("exporter web config bad inputs")  # every one generated and rejected
 _print_bad_counts = BAD.report_fixture()

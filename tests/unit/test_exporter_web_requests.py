@@ -17,13 +17,12 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_exporter_helpers import closed, http_get, serving
 
 from vpsnet_tools.exporter_server import parse_listen
 from vpsnet_tools.web import Server
 from vpsnet_tools.web_http import BadRequest, parse_head
-
-from .vpsnet_exporter_helpers import closed, http_get, serving
 
 BAD = InputCounts("exporter request bad inputs")  # every one generated and rejected
 _print_bad_counts = BAD.report_fixture()

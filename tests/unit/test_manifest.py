@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
 from prometheus_client.parser import text_string_to_metric_families
+from testlib.input_counts import InputCounts
 
 from vpsnet_tools import abi
 from vpsnet_tools.cliargs import one_line

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from ..folder_modules import BENCH, load_from
+from testlib.folder_modules import BENCH, load_from
 
 role_render = load_from(BENCH, "wan_role")
 link = load_from(BENCH, "wan_link")

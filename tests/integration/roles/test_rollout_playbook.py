@@ -19,10 +19,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
+from testlib.vpsnet_facts_helpers import (
+    FIXTURES,
+    REPO,
+    Response,
+    ansible_env,
+    http_server,
+    load_role_file,
+)
 
 BIN = Path(sys.executable).parent
-STUB_ROLES = Path(__file__).parent / "fixtures" / "stub_roles"
+STUB_ROLES = FIXTURES / "stub_roles"
 INVENTORY = {
     "all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,

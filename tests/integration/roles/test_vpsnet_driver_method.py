@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import ansible_env, load_role_file
+from testlib.vpsnet_facts_helpers import ansible_env, load_role_file
 
 BIN = Path(sys.executable).parent
 driver = load_role_file("vpsnet_driver/filter_plugins/vpsnet_driver.py", "vpsnet_driver_filters")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vpsnet_facts_helpers import ansible_env
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
 PLAY = "- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: vpsnet_exporter\n"

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
-from input_counts import InputCounts
-from vpsnet_facts_helpers import REPO, ansible_env
-from vpsnet_inputs_helpers import GOOD_KEY, armor, packet
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_facts_helpers import REPO, ansible_env
+from testlib.vpsnet_inputs_helpers import GOOD_KEY, armor, packet
 
 BIN = Path(sys.executable).parent
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = REPO / "tests" / "unit" / "roles" / "fixtures"
 COUNTS = InputCounts("bad inputs refused before any host operation (ansible-playbook runs)")
 _print_counts = COUNTS.report_fixture()
 

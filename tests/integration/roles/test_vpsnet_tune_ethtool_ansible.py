@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import REPO, ansible_env
+from testlib.vpsnet_facts_helpers import REPO, ansible_env
 
 BIN = Path(sys.executable).parent
 

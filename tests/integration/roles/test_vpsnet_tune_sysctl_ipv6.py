@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vpsnet_facts_helpers import REPO, ansible_env
+from testlib.vpsnet_facts_helpers import REPO, ansible_env
 
 BIN = Path(sys.executable).parent
 

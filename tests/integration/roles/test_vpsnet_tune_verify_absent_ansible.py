@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_vpsnet_tune_verify_ansible import ABSENT_PLAY, play, record_file
+from .test_vpsnet_tune_verify_ansible import ABSENT_PLAY, play, record_file
 
 
 def test_absent_without_a_record_fails_saying_what_to_do(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vpsnet_facts_helpers import REPO, ansible_env
-from vpsnet_tune_helpers import vt
+from testlib.vpsnet_facts_helpers import REPO, ansible_env
+from testlib.vpsnet_tune_helpers import vt
 
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_vpsnet_tune_verify_ansible import play
+from .test_vpsnet_tune_verify_ansible import play
 
 ORIGINAL_PLAY = """\
 - hosts: all

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from vpsnet_facts_helpers import ansible_env
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
 PLAY = """\

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from vpsnet_facts_helpers import ansible_env
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
 HOST = "web-1/../../escaped"

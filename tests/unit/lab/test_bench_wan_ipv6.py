@@ -9,10 +9,9 @@ import sys
 from typing import Any
 
 import pytest
+from testlib.folder_modules import BENCH, load_from
 
 from vpsnet_lab.specparse import parse
-
-from ..folder_modules import BENCH, load_from
 
 wan = load_from(BENCH, "wan")
 link = load_from(BENCH, "wan_link")

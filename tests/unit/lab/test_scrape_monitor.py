@@ -7,11 +7,11 @@ import sys
 import threading
 from pathlib import Path
 
+from testlib.vpsnet_exporter_helpers import free_port, metrics_text
+
 from vpsnet_lab import scrape_monitor
 from vpsnet_lab.scrape_monitor import Scrape, max_gap
 from vpsnet_tools import __version__, exporter
-
-from ..vpsnet_exporter_helpers import free_port, metrics_text
 
 
 def _run_monitor(url: str, lines: int, deadline: float = 60.0) -> list[Scrape]:

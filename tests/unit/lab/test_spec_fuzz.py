@@ -20,7 +20,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
+from testlib.input_counts import InputCounts
 
 from vpsnet_lab import spec as spec_mod
 from vpsnet_lab import specfile

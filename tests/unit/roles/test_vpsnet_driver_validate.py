@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from vpsnet_inputs_helpers import errors
+from testlib.vpsnet_inputs_helpers import errors
 
 GOOD = {
     "vpsnet_driver_version": "1.0.0",

@@ -19,7 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, facts_util, raw_http_server, recorded_ethtool, trickle
+from testlib.vpsnet_facts_helpers import (
+    FIXTURES,
+    facts_util,
+    raw_http_server,
+    recorded_ethtool,
+    trickle,
+)
 
 inventory = facts_util("vpsnet_inventory")
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, facts_util, recorded_ethtool
+from testlib.vpsnet_facts_helpers import FIXTURES, facts_util, recorded_ethtool
 
 inventory = facts_util("vpsnet_inventory")
 

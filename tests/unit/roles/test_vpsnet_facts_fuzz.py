@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from input_counts import InputCounts
 from requests.structures import CaseInsensitiveDict
-from vpsnet_facts_helpers import FIXTURES, REPO, facts_util, load_role_file
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO, facts_util, load_role_file
 
 nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_fuzzed")
 bounds = facts_util("vpsnet_bounds")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vpsnet_facts_helpers import FIXTURES, facts_util, http_server
+from testlib.vpsnet_facts_helpers import FIXTURES, facts_util, http_server
 
 dmi_reader = facts_util("vpsnet_dmi")
 identity = facts_util("vpsnet_identity")

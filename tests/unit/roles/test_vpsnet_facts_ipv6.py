@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ipv6_loopback import ipv6_loopback
-from vpsnet_facts_helpers import FIXTURES, facts_util
+from testlib.ipv6_loopback import ipv6_loopback
+from testlib.vpsnet_facts_helpers import FIXTURES, facts_util
 
 routes = facts_util("vpsnet_metadata_route")
 

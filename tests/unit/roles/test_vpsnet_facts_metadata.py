@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from vpsnet_facts_helpers import FIXTURES
+from testlib.vpsnet_facts_helpers import FIXTURES
 
 
 def probe(vf, port: int, budget: float = 2.0):

@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from vpsnet_facts_helpers import REPO, load_role_file
+from testlib.vpsnet_facts_helpers import REPO, load_role_file
 
 upgrade = load_role_file("vpsnet_upgrade/filter_plugins/vpsnet_upgrade.py", "vpsnet_upgrade_f")
 rollout = load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py", "vpsnet_rollout_f6")
 inputs = load_role_file("vpsnet_inputs/filter_plugins/vpsnet_inputs.py", "vpsnet_inputs_f6")
+addresses = inputs.checks_module("addresses")
 
 
 # --------------------------------------------------------------------------- ping targets
@@ -53,7 +54,7 @@ def test_auto_ping_targets(v4: Any, v6: Any, targets: list[str]) -> None:
 
 def test_auto_targets_pass_the_roles_own_input_check() -> None:
     for target in ("10.0.2.2", "fe80::1%ens5", "2001:db8::1"):
-        assert inputs.check_address("vpsnet_upgrade_ping_targets[0]", target) == []
+        assert addresses.check_address("vpsnet_upgrade_ping_targets[0]", target) == []
 
 
 @pytest.mark.parametrize("target", ["2001:db8::7", "fe80::1%eth1", "fd42::2", "::1"])
@@ -103,12 +104,12 @@ def test_explicit_ipv6_instance_label_is_kept() -> None:
 @pytest.mark.parametrize("url", ["http://[::1]:9090", "https://[2001:db8::1]:9090/prom",
                                  "http://[fd42::1]"])
 def test_prometheus_url_on_an_ipv6_literal_is_accepted(url: str) -> None:
-    assert inputs.check_url("vpsnet_rollout_prometheus_url", url) == []
+    assert addresses.check_url("vpsnet_rollout_prometheus_url", url) == []
 
 
 @pytest.mark.parametrize("url", ["http://::1:9090", "http://[::1:9090", "http://[::g]:9090"])
 def test_unbracketed_or_bad_ipv6_prometheus_url_is_refused(url: str) -> None:
-    errors = inputs.check_url("vpsnet_rollout_prometheus_url", url)
+    errors = addresses.check_url("vpsnet_rollout_prometheus_url", url)
     assert errors and errors[0].startswith("vpsnet_rollout_prometheus_url="), errors
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from input_counts import InputCounts
-from vpsnet_inputs_helpers import (
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_inputs_helpers import (
     GOOD_KEY,
     ROLES,
     SETTINGS,
@@ -30,7 +30,7 @@ from vpsnet_inputs_helpers import (
     role_defaults,
     spec_of,
 )
-from vpsnet_inputs_helpers import rejected as rejected_in
+from testlib.vpsnet_inputs_helpers import rejected as rejected_in
 
 COUNTS = InputCounts("roles' bad inputs (in-process): strings, numbers, lists, paths")
 _print_counts = COUNTS.report_fixture()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from input_counts import InputCounts
-from vpsnet_inputs_helpers import SETTINGS, by_check, checks_module, inputs_module, spec_of
-from vpsnet_inputs_helpers import rejected as rejected_in
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_inputs_helpers import SETTINGS, by_check, checks_module, inputs_module, spec_of
+from testlib.vpsnet_inputs_helpers import rejected as rejected_in
 
 COUNTS = InputCounts("roles' bad inputs (in-process): formats and names")
 _print_counts = COUNTS.report_fixture()

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from input_counts import InputCounts
-from vpsnet_inputs_helpers import GOOD_KEY, SETTINGS, armor, errors, packet
-from vpsnet_inputs_helpers import rejected as rejected_in
+from testlib.input_counts import InputCounts
+from testlib.vpsnet_inputs_helpers import GOOD_KEY, SETTINGS, armor, errors, packet
+from testlib.vpsnet_inputs_helpers import rejected as rejected_in
 
 COUNTS = InputCounts("roles' bad inputs (in-process): keys")
 _print_counts = COUNTS.report_fixture()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vpsnet_facts_helpers import load_role_file
+from testlib.vpsnet_facts_helpers import load_role_file
 
 # the plan imports the inventory as vpsnet_nic, as beside it on a host
 load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic")

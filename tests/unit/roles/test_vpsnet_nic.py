@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
 
 nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_under_test")
 IRQS = FIXTURES / "nic-irqs"

@@ -15,8 +15,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from vpsnet_facts_helpers import FIXTURES, REPO
-from vpsnet_tune_helpers import install, load_script
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO
+from testlib.vpsnet_tune_helpers import install, load_script
 
 FILES = REPO / "roles/vpsnet_tune/files"
 

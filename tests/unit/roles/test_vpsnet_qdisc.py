@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vpsnet_tune_helpers import load_script
+from testlib.vpsnet_tune_helpers import load_script
 
 vq = load_script("vpsnet-qdisc", "vpsnet_qdisc")
 CAP_57 = 57 * 125_000

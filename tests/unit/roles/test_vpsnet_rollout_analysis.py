@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
+from testlib.vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
 
 BIN = Path(sys.executable).parent
 ana = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from vpsnet_facts_helpers import REPO, load_role_file
-from vpsnet_inputs_helpers import role_defaults
+from testlib.vpsnet_facts_helpers import REPO, load_role_file
+from testlib.vpsnet_inputs_helpers import role_defaults
 
 ana = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",
                      "vpsnet_rollout_canary")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from vpsnet_facts_helpers import load_role_file
+from testlib.vpsnet_facts_helpers import load_role_file
 
 rollout = load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py",
                          "vpsnet_rollout_filter")

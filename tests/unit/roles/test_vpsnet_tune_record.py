@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vpsnet_tune_helpers import REPO, SYSCTLS, Host, vt
+from testlib.vpsnet_tune_helpers import REPO, SYSCTLS, Host, vt
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_new_variables_documented_and_checked() -> None:
     ("vpsnet_tune_verify_textfile_dir", "/var/lib/../etc", "vpsnet_tune_verify_textfile_dir"),
 ])
 def test_new_inputs_checked_by_validate_yml(name: str, bad: object, says: str) -> None:
-    from vpsnet_inputs_helpers import errors
+    from testlib.vpsnet_inputs_helpers import errors
 
     assert errors("vpsnet_tune") == []
     assert errors("vpsnet_tune", {"vpsnet_tune_verify_textfile_dir": ""}) == []

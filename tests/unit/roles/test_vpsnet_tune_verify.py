@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vpsnet_tune_helpers import SCRIPT, Host, _tc, install, vt
+from testlib.vpsnet_tune_helpers import SCRIPT, Host, _tc, install, vt
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from vpsnet_facts_helpers import load_role_file
+from testlib.vpsnet_facts_helpers import load_role_file
 
 
 def probe() -> ModuleType:
