@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from vpsnet_tools.atomic_file import atomic_write
 
 DEFAULT_FILE = "/proc/net/vpsnet/metrics"
 TEXTFILE_NAME = "vpsnet.prom"
@@ -189,15 +190,5 @@ def write_textfile(registry: CollectorRegistry, directory: Path) -> Path:
     body = render(registry)
     target = directory / TEXTFILE_NAME
     # node_exporter only reads *.prom: the temp name does not match.
-    fd, tmp = tempfile.mkstemp(prefix=f".{TEXTFILE_NAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, body)
     return target

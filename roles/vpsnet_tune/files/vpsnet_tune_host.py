@@ -5,11 +5,9 @@ Imported by the vpsnet_tune_* modules beside it in /usr/local/lib/vpsnet.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
-import tempfile
 from typing import Any
 
 CLEAN, DRIFT, ERROR = 0, 1, 2
@@ -79,21 +77,3 @@ def check_ifname(name: Any) -> str:
     if not isinstance(name, str) or not IFNAME_RE.fullmatch(name) or len(name.encode()) > 15:
         raise ValueError(f"{name!r} is not an interface name")
     return name
-
-
-def atomic_write(path: str, text: str) -> None:
-    """PATH replaced whole, mode 0644: a temp file beside it (.NAME.*.tmp, a name no
-    collector reads), synced, then renamed; a reader never sees half of it."""
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from vpsnet_atomic_file import atomic_write
 from vpsnet_irqplan import parse_mask
 from vpsnet_nic import msi_irqs, parse_interrupts, pci_function
 from vpsnet_tune_host import (
@@ -23,7 +24,6 @@ from vpsnet_tune_host import (
     ERROR,
     SYSCTL_RE,
     VerifyError,
-    atomic_write,
     check_ifname,
     norm_sysctl,
     read,

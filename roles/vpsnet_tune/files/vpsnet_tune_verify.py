@@ -14,12 +14,12 @@ import sys
 import time
 from typing import Any
 
+from vpsnet_atomic_file import atomic_write
 from vpsnet_tune_host import (
     CLEAN,
     DRIFT,
     ERROR,
     VerifyError,
-    atomic_write,
     norm_sysctl,
     read,
     rooted,

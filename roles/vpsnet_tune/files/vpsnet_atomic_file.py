@@ -1,0 +1,1 @@
+../../../tools/vpsnet_tools/atomic_file.py
