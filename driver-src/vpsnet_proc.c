@@ -184,10 +184,26 @@ static void vpsnet_show_dev_dir(struct seq_file *m,
 	}
 }
 
+/* The per-queue field each vpsnet_queue_* family shows */
+static enum vpsnet_qfield vpsnet_queue_field(enum vpsnet_family f)
+{
+	switch (f) {
+	case VPSNET_FAM_queue_bytes_total:
+		return VPSNET_QF_BYTES;
+	case VPSNET_FAM_queue_drops_total:
+		return VPSNET_QF_DROPS;
+	case VPSNET_FAM_queue_descriptors_total:
+		return VPSNET_QF_DESCS;
+	default:
+		return VPSNET_QF_PACKETS;
+	}
+}
+
 static void vpsnet_show_queue(struct seq_file *m,
 			      struct vpsnet_snapshot *snap,
-			      enum vpsnet_family f, enum vpsnet_qfield field)
+			      enum vpsnet_family f)
 {
+	enum vpsnet_qfield field = vpsnet_queue_field(f);
 	struct vpsnet_lv lv;
 	char qbuf[12];
 	unsigned int i, d, q;
@@ -330,16 +346,10 @@ static int vpsnet_metrics_show(struct seq_file *m, void *v)
 			vpsnet_show_dev_dir(m, snap, f);
 			break;
 		case VPSNET_FAM_queue_packets_total:
-			vpsnet_show_queue(m, snap, f, VPSNET_QF_PACKETS);
-			break;
 		case VPSNET_FAM_queue_bytes_total:
-			vpsnet_show_queue(m, snap, f, VPSNET_QF_BYTES);
-			break;
 		case VPSNET_FAM_queue_drops_total:
-			vpsnet_show_queue(m, snap, f, VPSNET_QF_DROPS);
-			break;
 		case VPSNET_FAM_queue_descriptors_total:
-			vpsnet_show_queue(m, snap, f, VPSNET_QF_DESCS);
+			vpsnet_show_queue(m, snap, f);
 			break;
 		case VPSNET_FAM_device_allowance_exceeded_total:
 		case VPSNET_FAM_device_conntrack_allowance_available:
