@@ -1,6 +1,6 @@
 """The build host as the packaging tests see it: repository paths, a plain PATH,
 `run`, and the kernels setup resolved. Stdlib and vpsnet_lab only, because
-tests/unit/test_rollout_builds.py loads this file by path; any test may import it."""
+tests/integration/test_rollout_builds.py loads this file by path; any test may import it."""
 
 from __future__ import annotations
 
