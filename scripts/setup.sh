@@ -94,3 +94,8 @@ fi
 
 # Collections from the PyPI 'ansible' wheel (Galaxy is unreachable).
 "$top/scripts/collections.sh" "$venv" >>"$log" 2>&1 || { say "collections failed (see $log)"; exit 1; }
+# This checkout is the vpsnet.fleet collection (galaxy.yml): ansible.cfg's
+# collections_path finds it as vpsnet.fleet, so the roles' FQCN module and
+# filter names resolve from a git checkout as from an installed collection.
+mkdir -p "$cache/collections/ansible_collections/vpsnet"
+ln -sfn "$top" "$cache/collections/ansible_collections/vpsnet/fleet"
