@@ -9,7 +9,7 @@ export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
 LINT_PY    := lab tools tests roles bench packaging/scripts
 
-.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean
+.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection
 
 setup:
 	@bash scripts/setup.sh
@@ -49,6 +49,10 @@ lint:
 	mypy lab tools/vpsnet_tools molecule/rollout/builds.py packaging/scripts/kmods.py packaging/scripts/kernel-matrix.py
 	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
 		yamllint -s roles $(PLAYBOOKS) && ansible-lint --profile production --offline roles $(PLAYBOOKS); fi
+
+# The vpsnet.fleet collection tarball, dist/vpsnet-fleet-<VERSION>.tar.gz (galaxy.yml)
+collection:
+	@bash scripts/build-collection.sh dist
 
 driver:
 	$(MAKE) -C driver-src
