@@ -7,10 +7,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ansible.module_utils.vpsnet_bounds import show
-from ansible.module_utils.vpsnet_dmi import UUID_RE, Dmi, swapped_uuid
-from ansible.module_utils.vpsnet_identity import AWS, AWS_TYPE_RE, GCP, UNKNOWN, MetadataResult
-from ansible.module_utils.vpsnet_inventory import Inventory
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import show
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_dmi import (
+    UUID_RE,
+    Dmi,
+    swapped_uuid,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_identity import (
+    AWS,
+    AWS_TYPE_RE,
+    GCP,
+    UNKNOWN,
+    MetadataResult,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_inventory import Inventory
 
 # PCI vendor:device -> (provider or None, label)
 PCI_IDS: dict[str, tuple[str | None, str]] = {

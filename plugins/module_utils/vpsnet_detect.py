@@ -6,12 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible.module_utils.vpsnet_bounds import Deadline
-from ansible.module_utils.vpsnet_cloud import Host, conclude, decide_locally, ec2_instance_type
-from ansible.module_utils.vpsnet_dmi import read_dmi
-from ansible.module_utils.vpsnet_identity import AWS, MetadataResult
-from ansible.module_utils.vpsnet_inventory import Ethtool, read_nics
-from ansible.module_utils.vpsnet_metadata import MetadataProbe
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import Deadline
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_cloud import (
+    Host,
+    conclude,
+    decide_locally,
+    ec2_instance_type,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_dmi import read_dmi
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_identity import (
+    AWS,
+    MetadataResult,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_inventory import (
+    Ethtool,
+    read_nics,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata import MetadataProbe
 
 
 def collect(root: str, ethtool: Ethtool | None = None,

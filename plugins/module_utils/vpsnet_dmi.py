@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ansible.module_utils.vpsnet_bounds import read_attr
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import read_attr
 
 DMI_NAMES = ("sys_vendor", "product_name", "bios_vendor", "bios_version", "board_vendor",
              "chassis_asset_tag", "chassis_vendor", "product_uuid", "product_serial")

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ansible.module_utils.vpsnet_bounds import show
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import show
 
 AWS = "aws"
 GCP = "gcp"

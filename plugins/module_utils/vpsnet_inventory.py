@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.vpsnet_bounds import (
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import (
     MAX_INT,
     MAX_SYSFS,
     Deadline,
@@ -19,8 +19,10 @@ from ansible.module_utils.vpsnet_bounds import (
     read_attr,
     small_int,
 )
-from ansible.module_utils.vpsnet_nic import nic_queue_irqs
-from ansible.module_utils.vpsnet_nic import parse_interrupts as nic_parse_interrupts
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_nic import nic_queue_irqs
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_nic import (
+    parse_interrupts as nic_parse_interrupts,
+)
 
 PCI_ADDR_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 MAX_INTERRUPTS = 16 * 1024 * 1024  # many CPUs x many IRQs

@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from ansible.module_utils.vpsnet_bounds import Deadline, show, small_int
-from ansible.module_utils.vpsnet_identity import (
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import (
+    Deadline,
+    show,
+    small_int,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_identity import (
     AWS,
     GCP,
     GCP_ID_RE,
@@ -23,7 +27,7 @@ from ansible.module_utils.vpsnet_identity import (
     aws_identity,
     load_json_bounded,
 )
-from ansible.module_utils.vpsnet_metadata_route import (
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata_route import (
     AWS_IMDS_IPV6_URL,
     METADATA_IPV6,
     ipv6_route_to_metadata,

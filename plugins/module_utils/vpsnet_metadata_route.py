@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible.module_utils.vpsnet_bounds import read_attr, show
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import read_attr, show
 
 # The metadata addresses over each family: IMDS and GCE share the IPv4 one;
 # fd00:ec2::254 is AWS's (Nitro instances, HttpProtocolIpv6 enabled).

@@ -1,7 +1,7 @@
 """vpsnet_nic: the NIC inventory: queue IRQ names per driver, /proc/interrupts,
 CPU lists and the live NIC and CPU topology as sysfs shows them.
 
-Imported by the vpsnet_facts module (as ansible.module_utils.vpsnet_nic), by
+Imported by the vpsnet_facts module (as the collection's module_utils), by
 vpsnet_tune's IRQ plan (files/vpsnet_irqplan.py, which holds the queue -> CPU
 rules) and, installed beside them in /usr/local/lib/vpsnet, by vpsnet-tune and
 vpsnet-irq-affinity. Standard library only, Python 3.9+, no Ansible imports.

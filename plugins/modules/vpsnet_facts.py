@@ -4,7 +4,7 @@
 """Detect the cloud a host runs in and describe its NICs (the vpsnet_cloud fact).
 
 The thin Ansible side: parameters, their checks and main(). The detection
-(collect once, then ordered per-cloud checks) is in the role's module_utils
+(collect once, then ordered per-cloud checks) is in the collection's module_utils
 (vpsnet_detect and the files it imports), unit-tested without Ansible.
 """
 
@@ -17,11 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vpsnet_bounds import Deadline, show
-from ansible.module_utils.vpsnet_detect import detect
-from ansible.module_utils.vpsnet_inventory import ethtool_runner
-from ansible.module_utils.vpsnet_metadata import HAS_REQUESTS, MetadataProbe
-from ansible.module_utils.vpsnet_metadata_route import AWS_IMDS_IPV6_URL, IP_VERSIONS
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import Deadline, show
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_detect import detect
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_inventory import ethtool_runner
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata import (
+    HAS_REQUESTS,
+    MetadataProbe,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata_route import (
+    AWS_IMDS_IPV6_URL,
+    IP_VERSIONS,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -38,8 +44,8 @@ description:
     ds-identify does): equal to C(product_serial), or beside another AWS clue."
   - Answers that look wrong (HTML, missing header, absurd zone or region) are ignored
     with a warning.
-version_added: "0.1.0"
-author: vpsnet contributors
+version_added: "1.0.0"
+author: vpsnet contributors (!UNKNOWN)
 options:
   root:
     description:
@@ -90,10 +96,10 @@ requirements:
 
 EXAMPLES = r"""
 - name: Detect the cloud
-  vpsnet_facts:
+  vpsnet.fleet.vpsnet_facts:
 
 - name: Detect from local evidence only
-  vpsnet_facts:
+  vpsnet.fleet.vpsnet_facts:
     metadata: false
 """
 

@@ -9,15 +9,16 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.modules import vpsnet_facts
 
-from testlib.vpsnet_facts_helpers import http_server, load_facts_module, raw_http_server, trickle
+from testlib.vpsnet_facts_helpers import http_server, raw_http_server, trickle
 from vpsnet_lab.metadata import Identity, MetadataServer
 
 
 @pytest.fixture(scope="session")
 def vf() -> ModuleType:
-    """The vpsnet_facts module, imported from the role's library directory."""
-    return load_facts_module()
+    """The vpsnet_facts module (plugins/modules/vpsnet_facts.py)."""
+    return vpsnet_facts
 
 
 AWS_IDENTITY = Identity(cloud="aws", name="n1", region="us-east-1", zone="us-east-1a",

@@ -15,8 +15,6 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "unit" / "roles" / "fixtures"
-FACTS_LIBRARY = REPO / "roles" / "vpsnet_facts" / "library"
-FACTS_UTILS = REPO / "roles" / "vpsnet_facts" / "module_utils"
 
 
 def load_role_file(relpath: str, name: str) -> ModuleType:
@@ -27,25 +25,6 @@ def load_role_file(relpath: str, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def facts_util(name: str) -> ModuleType:
-    """roles/vpsnet_facts/module_utils/NAME.py under the name Ansible gives it
-    (ansible.module_utils.NAME). The folder joins that package's search path, so
-    every file in it imports the others as it does on a host, whatever their order."""
-    import ansible.module_utils
-
-    if str(FACTS_UTILS) not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(str(FACTS_UTILS))
-    return importlib.import_module(f"ansible.module_utils.{name}")
-
-
-def load_facts_module() -> ModuleType:
-    """The role's library/vpsnet_facts.py, imported as a plain module, with every
-    file of its module_utils where Ansible would put them."""
-    for path in sorted(FACTS_UTILS.glob("*.py")):
-        facts_util(path.stem)
-    return load_role_file("vpsnet_facts/library/vpsnet_facts.py", "vpsnet_facts")
 
 
 def recorded_ethtool(root: Path) -> Callable[[str], str | None]:

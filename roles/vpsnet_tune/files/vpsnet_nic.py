@@ -1,1 +1,1 @@
-../../vpsnet_facts/module_utils/vpsnet_nic.py
+../../../plugins/module_utils/vpsnet_nic.py

@@ -9,22 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import FIXTURES, REPO, ansible_env
+from testlib.vpsnet_facts_helpers import FIXTURES, ansible_env
 
 BIN = Path(sys.executable).parent
 
 
 def facts_env(tmp_path: Path) -> dict[str, str]:
-    # The repo ansible.cfg asks for YAML results; this test reads JSON. Ad hoc,
-    # the module finds the role's module_utils only when told where they are.
-    return ansible_env(tmp_path, ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-                       ANSIBLE_MODULE_UTILS=str(REPO / "roles/vpsnet_facts/module_utils"))
+    # The repo ansible.cfg asks for YAML results; this test reads JSON.
+    return ansible_env(tmp_path, ANSIBLE_CALLBACK_RESULT_FORMAT="json")
 
 
 def adhoc(tmp_path: Path, args: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     proc = subprocess.run(
-        [str(BIN / "ansible"), "localhost", "-M", str(REPO / "roles/vpsnet_facts/library"),
-         "-m", "vpsnet_facts", "-a", args, *extra],
+        [str(BIN / "ansible"), "localhost", "-m", "vpsnet.fleet.vpsnet_facts", "-a", args,
+         *extra],
         capture_output=True, text=True, env=facts_env(tmp_path), timeout=120, check=False,
     )
     # "localhost | SUCCESS => {...json...}"

@@ -19,15 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_inventory as inventory
 from testlib.vpsnet_facts_helpers import (
     FIXTURES,
-    facts_util,
     raw_http_server,
     recorded_ethtool,
     trickle,
 )
-
-inventory = facts_util("vpsnet_inventory")
 
 LOOSE = 1.0  # wall-clock slack over the budget (loaded CI machine)
 REPORTED = 0.5  # slack for the module's own measurement

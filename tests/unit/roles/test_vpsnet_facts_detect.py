@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import FIXTURES, facts_util, recorded_ethtool
-
-inventory = facts_util("vpsnet_inventory")
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_inventory as inventory
+from testlib.vpsnet_facts_helpers import FIXTURES, recorded_ethtool
 
 
 def irq_table(nic: dict) -> list[tuple[int, str, int | None, str]]:

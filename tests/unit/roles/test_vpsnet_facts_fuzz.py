@@ -25,17 +25,16 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_bounds as bounds
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_identity as identity
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_inventory as inventory
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_metadata as metadata
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_nic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 from testlib.input_counts import InputCounts
-from testlib.vpsnet_facts_helpers import FIXTURES, REPO, facts_util, load_role_file
-
-nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_fuzzed")
-bounds = facts_util("vpsnet_bounds")
-identity = facts_util("vpsnet_identity")
-inventory = facts_util("vpsnet_inventory")
-metadata = facts_util("vpsnet_metadata")
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -404,7 +403,7 @@ def test_fuzz_interrupts_parsers(tmp_path, text, driver):
                for k, v in table.items())
     for name in table.values():
         for restricted in (True, False):
-            found = nic.queue_irq(driver, "ens5", "virtio1", name, restricted)
+            found = vpsnet_nic.queue_irq(driver, "ens5", "virtio1", name, restricted)
             assert found is None or (found[0] is None or 0 <= found[0] < 10**6)
     # the boot-time/hotplug script's own parser
     script = irq_affinity()

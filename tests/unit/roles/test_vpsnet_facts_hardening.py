@@ -16,12 +16,11 @@ import uuid as uuidlib
 from pathlib import Path
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_dmi as dmi_reader
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_identity as identity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testlib.vpsnet_facts_helpers import FIXTURES, facts_util, http_server
-
-dmi_reader = facts_util("vpsnet_dmi")
-identity = facts_util("vpsnet_identity")
+from testlib.vpsnet_facts_helpers import FIXTURES, http_server
 
 EC2_UUID = "ec2d6a3c-1f4b-2e9a-7c5d-8b0e4f6a9c12"
 

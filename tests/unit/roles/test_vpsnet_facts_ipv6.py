@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_metadata_route as routes
 from testlib.ipv6_loopback import ipv6_loopback
-from testlib.vpsnet_facts_helpers import FIXTURES, facts_util
-
-routes = facts_util("vpsnet_metadata_route")
+from testlib.vpsnet_facts_helpers import FIXTURES
 
 HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 # 10.0.2.0/24 on eth0 and the default route via 10.0.2.2

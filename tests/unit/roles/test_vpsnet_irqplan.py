@@ -12,7 +12,7 @@ import pytest
 from testlib.vpsnet_facts_helpers import load_role_file
 
 # the plan imports the inventory as vpsnet_nic, as beside it on a host
-load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic")
+load_role_file("../plugins/module_utils/vpsnet_nic.py", "vpsnet_nic")
 rules = load_role_file("vpsnet_tune/files/vpsnet_irqplan.py", "vpsnet_irqplan_under_test")
 
 

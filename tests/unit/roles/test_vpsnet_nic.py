@@ -1,4 +1,4 @@
-"""vpsnet_nic (roles/vpsnet_facts/module_utils): every driver's IRQ naming scheme,
+"""vpsnet_nic (plugins/module_utils): every driver's IRQ naming scheme,
 from recorded /proc/interrupts text (fixtures/nic-irqs), /proc/interrupts read
 loosely and as the facts module reads it, and CPU lists. The plan built on it:
 test_vpsnet_irqplan.py."""
@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_nic as nic
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO
 
-nic = load_role_file("vpsnet_facts/module_utils/vpsnet_nic.py", "vpsnet_nic_under_test")
 IRQS = FIXTURES / "nic-irqs"
 
 
@@ -120,7 +120,7 @@ def test_siblings_from_one_grep() -> None:
 
 
 def test_stdlib_only_and_one_copy() -> None:
-    """The role ships files/vpsnet_nic.py as a link to the facts role's module_utils copy."""
+    """The role ships files/vpsnet_nic.py as a link to the collection's module_utils copy."""
     link = REPO / "roles/vpsnet_tune/files/vpsnet_nic.py"
     assert link.is_symlink() and link.resolve() == Path(nic.__file__).resolve()
     source = Path(nic.__file__).read_text()
