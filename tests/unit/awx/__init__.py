@@ -1,0 +1,1 @@
+"""The AWX rollout workflow (awx/): its order and settings, and its generator."""
