@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
-LINT_PY    := lab tools tests roles bench packaging/scripts
+LINT_PY    := lab tools tests roles bench packaging/scripts awx
 
 .PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection
 
@@ -46,7 +46,7 @@ PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout mol
 
 lint:
 	ruff check $(LINT_PY) molecule/rollout
-	mypy lab tools/vpsnet_tools molecule/rollout/builds.py packaging/scripts/kmods.py packaging/scripts/kernel-matrix.py
+	mypy lab tools/vpsnet_tools molecule/rollout/builds.py packaging/scripts/kmods.py packaging/scripts/kernel-matrix.py awx
 	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
 		yamllint -s roles $(PLAYBOOKS) && ansible-lint --profile production --offline roles $(PLAYBOOKS); fi
 
