@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Rollout plan (which hosts are each region's canary, in the declared region order) and
-what a step's analysis is asked about (tests/unit/roles/test_rollout_playbook.py,
-test_vpsnet_rollout_step.py)."""
+"""The rollout plan (region order, one canary per region, each region's batches as one
+serial list) and what a step's analysis is asked about. Filters of vpsnet.fleet, used by
+playbooks/deploy.yml and roles/vpsnet_rollout; imported by their tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ansible.errors import AnsibleFilterError
 
 def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any], regions: Any) -> list[str]:
     """Everything wrong with the plan's inputs, one message per bad value: the
-    regions, and each host's vpsnet_region (the batches are tasks/validate.yml's)."""
+    regions, and each host's vpsnet_region (the batches are batch_errors')."""
     errors: list[str] = []
     if not isinstance(regions, list) or not regions or \
             not all(isinstance(r, str) and r for r in regions):
@@ -35,20 +35,73 @@ def plan_errors(hosts: Sequence[str], hostvars: Mapping[str, Any], regions: Any)
     return errors
 
 
-def vpsnet_rollout_plan(hosts: Sequence[str], hostvars: Mapping[str, Any],
-                        regions: Any) -> dict[str, str]:
-    """host -> 'NN_canary' | 'NN_rest', NN the region's place in the rollout order.
+def batch_size(batch: int | str, hosts: int) -> int:
+    """One serial item as Ansible resolves it against HOSTS hosts
+    (ansible.utils.helpers.pct_to_int): 'N%' is int(N / 100.0 * HOSTS), at least 1."""
+    if isinstance(batch, str):
+        return int((int(batch[:-1]) / 100.0) * hosts) or 1
+    return int(batch)
 
-    The first host of each region (inventory order) is its canary."""
-    errors = plan_errors(hosts, hostvars, regions)
+
+def batch_errors(batches: Any) -> list[str]:
+    """The batches the plan can resolve: a non-empty list of host counts >= 1 or
+    'N%' with N 1..100 (tasks/validate.yml says the same, with more words)."""
+    if not isinstance(batches, list) or not batches:
+        return [f"vpsnet_rollout_batches must be a non-empty list, got {batches!r}"]
+    bad = [b for b in batches
+           if not (isinstance(b, int) and not isinstance(b, bool) and b >= 1)
+           and not (isinstance(b, str) and b.endswith("%") and b[:-1].isdigit()
+                    and 1 <= int(b[:-1]) <= 100)]
+    return [f"vpsnet_rollout_batches has {b!r}, neither a host count nor 1%..100%" for b in bad]
+
+
+def region_steps(rest: int, batches: Sequence[int | str]) -> list[int]:
+    """The batch sizes of a region's REST hosts (those after its canary), as Ansible's
+    serial batching cuts them (PlaybookExecutor._get_serialized_batches): each item
+    against REST, the last item repeated, the last batch what is left."""
+    steps: list[int] = []
+    left, item = rest, 0
+    while left > 0:
+        size = min(batch_size(batches[item], rest), left)
+        steps.append(size)
+        left -= size
+        item = min(item + 1, len(batches) - 1)
+    return steps
+
+
+def vpsnet_rollout_plan(hosts: Sequence[str], hostvars: Mapping[str, Any], regions: Any,
+                        batches: Any) -> dict[str, Any]:
+    """The rollout of HOSTS (the plan play's hosts, inventory order): regions in the
+    order REGIONS declares; in each, its canary (its first host in HOSTS) alone, then
+    the rest by name in BATCHES. hosts: every host in rollout order; steps: the
+    serial list of absolute step sizes over that order (1 per canary, then its
+    region's batches; no step crosses a region); canaries: in region order;
+    regions: host -> region."""
+    errors = plan_errors(hosts, hostvars, regions) + batch_errors(batches)
     if errors:
         raise AnsibleFilterError("vpsnet_rollout: " + "; ".join(errors))
-    plan: dict[str, str] = {}
-    for index, region in enumerate(regions):
+    plan: dict[str, Any] = {"hosts": [], "steps": [], "canaries": [], "regions": {}}
+    for region in regions:
         members = [h for h in hosts if hostvars[h]["vpsnet_region"] == region]
-        for n, h in enumerate(members):
-            plan[h] = f"{index:02d}_{'canary' if n == 0 else 'rest'}"
+        if not members:
+            continue
+        ordered = members[:1] + sorted(members[1:])
+        plan["hosts"].extend(ordered)
+        plan["steps"].extend([1, *region_steps(len(ordered) - 1, batches)])
+        plan["canaries"].append(ordered[0])
+        plan["regions"].update(dict.fromkeys(ordered, region))
     return plan
+
+
+def plan_steps(plan: Mapping[str, Any]) -> list[str]:
+    """The plan as one line per step, in rollout order: 'REGION: HOST,HOST'."""
+    lines: list[str] = []
+    start = 0
+    for size in plan["steps"]:
+        step = plan["hosts"][start:start + size]
+        lines.append(f"{plan['regions'][step[0]]}: {','.join(step)}")
+        start += size
+    return lines
 
 
 def host_port(host: str, port: int) -> str:
@@ -115,5 +168,6 @@ def step_problems(batch: Sequence[str], hostvars: Mapping[str, Any],
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"vpsnet_rollout_plan": vpsnet_rollout_plan,
+                "vpsnet_rollout_plan_steps": plan_steps,
                 "vpsnet_rollout_step_analysis_args": step_analysis_args,
                 "vpsnet_rollout_step_problems": step_problems}

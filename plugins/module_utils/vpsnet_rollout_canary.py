@@ -11,8 +11,8 @@ surge or a host that was always noisy does not). Scrape success is absolute.
 
 Fails closed: Prometheus unreachable, an HTTP error, a non-success answer, a
 malformed one, or a host without samples gives verdict "fail", never "pass".
-Used by roles/vpsnet_rollout/library/vpsnet_rollout_analysis.py; unit-tested in
-tests/unit/roles/test_vpsnet_rollout_analysis.py.
+Imported by the module vpsnet.fleet.vpsnet_rollout_analysis (plugins/modules/) and
+its tests (tests/unit/roles/test_vpsnet_rollout_analysis.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+try:
+    import requests
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover - the module reports it (missing_required_lib)
+    requests = None  # type: ignore[assignment]
+    HAS_REQUESTS = False
 
 # The project's alerts (monitoring/prometheus/vpsnet.rules.yml) that a step's
 # host can raise. VpsnetVersionSkew is left out: it has no host, and is pending

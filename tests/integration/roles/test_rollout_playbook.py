@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
 from testlib.vpsnet_facts_helpers import (
     FIXTURES,
     REPO,
     Response,
     ansible_env,
     http_server,
-    load_role_file,
 )
 
 BIN = Path(sys.executable).parent
@@ -128,18 +128,13 @@ def test_bad_input_touches_no_host(tmp_path: Path, args: list[str], needle: str)
     assert steps == []
 
 
-def plan_filter() -> Any:
-    return load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py",
-                          "vpsnet_rollout_filter")
-
-
 def test_plan_filter() -> None:
-    f = plan_filter()
     hv = {"x": {"vpsnet_region": "b"}, "y": {"vpsnet_region": "a"}, "z": {"vpsnet_region": "b"}}
-    assert f.vpsnet_rollout_plan(["x", "y", "z"], hv, ["b", "a"]) == {
-        "x": "00_canary", "z": "00_rest", "y": "01_canary"}
+    assert rollout.vpsnet_rollout_plan(["x", "y", "z"], hv, ["b", "a"], ["100%"]) == {
+        "hosts": ["x", "z", "y"], "steps": [1, 1, 1], "canaries": ["x", "y"],
+        "regions": {"x": "b", "z": "b", "y": "a"}}
     hv = {"x": {"vpsnet_region": "c"}, "q": {}}
-    errors = f.plan_errors(["x", "q"], hv, ["a", "a"])
+    errors = rollout.plan_errors(["x", "q"], hv, ["a", "a"])
     assert errors == [
         "vpsnet_rollout_regions names a more than once",
         "host x is in region 'c', which vpsnet_rollout_regions (a, a) does not list",
@@ -302,4 +297,4 @@ def test_an_unapproved_region_is_not_started(tmp_path: Path) -> None:
                            "-e", '{"vpsnet_rollout_approve_regions": true}')
     assert proc.returncode != 0
     assert sorted(s[0] for s in steps) == ["b1", "b2", "b3", "b4", "b5"], proc.stdout[-3000:]
-    assert "region slot 01 not approved" in " ".join(proc.stdout.split())
+    assert "region r1 not approved" in " ".join(proc.stdout.split())

@@ -16,10 +16,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_rollout_canary as canary
 from testlib.vpsnet_facts_helpers import REPO, load_role_file
 
 upgrade = load_role_file("vpsnet_upgrade/filter_plugins/vpsnet_upgrade.py", "vpsnet_upgrade_f")
-rollout = load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py", "vpsnet_rollout_f6")
 inputs = load_role_file("vpsnet_inputs/filter_plugins/vpsnet_inputs.py", "vpsnet_inputs_f6")
 addresses = inputs.checks_module("addresses")
 
@@ -158,8 +159,6 @@ def prometheus6() -> Iterator[tuple[int, list[str]]]:
 
 
 def test_queries_reach_prometheus_on_ipv6_and_select_bracketed_labels(prometheus6) -> None:
-    canary = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",
-                            "vpsnet_rollout_canary_f6")
     port, seen = prometheus6
     label = rollout.host_port("2001:db8::7", 19462)
     promql = canary.alerts_query("instance", [label], 300)

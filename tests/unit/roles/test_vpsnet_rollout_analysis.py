@@ -1,6 +1,6 @@
-"""The rollout's canary analysis (roles/vpsnet_rollout/module_utils/vpsnet_rollout_canary.py
-and library/vpsnet_rollout_analysis.py): the PromQL it builds, checked against the module's
-metric families, the alert rules and promtool; verdicts from Prometheus answers in the
+"""The rollout's canary analysis (plugins/module_utils/vpsnet_rollout_canary.py and the
+module vpsnet.fleet.vpsnet_rollout_analysis): the PromQL it builds, checked against the
+module's metric families, the alert rules and promtool; verdicts from Prometheus answers in the
 API's JSON served by a local fake Prometheus on 127.0.0.1 (thresholds, baselines, alerts,
 missing data); and failing closed when Prometheus is down, silent, erroring or malformed."""
 
@@ -18,11 +18,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from testlib.vpsnet_facts_helpers import REPO, Response, ansible_env, http_server, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_rollout_canary as ana
+from testlib.vpsnet_facts_helpers import REPO, Response, ansible_env, http_server
 
 BIN = Path(sys.executable).parent
-ana = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",
-                     "vpsnet_rollout_canary")
 
 NOW = 1_700_000_000.0
 RELOAD = NOW - 600  # both upgraded hosts reloaded 10 min ago; window 300 s
@@ -405,7 +404,7 @@ PLAY = """\
   gather_facts: false
   tasks:
     - name: A quiet step
-      vpsnet_rollout_analysis:
+      vpsnet.fleet.vpsnet_rollout_analysis:
         prometheus_url: "{url}"
         hosts: {upgraded}
         baseline_hosts: {peers}
@@ -413,7 +412,7 @@ PLAY = """\
         time: {now}
       register: quiet
     - name: A step analysed against a Prometheus that is down
-      vpsnet_rollout_analysis:
+      vpsnet.fleet.vpsnet_rollout_analysis:
         prometheus_url: "http://127.0.0.1:{closed}"
         hosts: {upgraded}
         timeout: 2
@@ -427,15 +426,13 @@ PLAY = """\
 
 
 def test_the_ansible_module(prom: FakeProm, closed_port: int, tmp_path: Path) -> None:
-    """Run by ansible-playbook: the module finds its module_utils (as the role ships
-    them), passes a quiet step and fails the task on a Prometheus that is down."""
+    """Run by ansible-playbook: the module (by its FQCN, from the collection) finds its
+    module_utils, passes a quiet step and fails the task on a Prometheus that is down."""
     play = tmp_path / "play.yml"
     play.write_text(PLAY.format(url=prom.url, upgraded=json.dumps(UPGRADED),
                                 peers=json.dumps(PEERS), now=NOW, closed=closed_port,
                                 reloaded=json.dumps(dict.fromkeys(UPGRADED, RELOAD))))
-    role = REPO / "roles/vpsnet_rollout"
-    env = ansible_env(tmp_path, ANSIBLE_LIBRARY=str(role / "library"),
-                      ANSIBLE_MODULE_UTILS=str(role / "module_utils"))
+    env = ansible_env(tmp_path)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={sys.executable}", str(play)],

@@ -1,7 +1,7 @@
 """Each default of the rollout roles written in one place: the role's defaults
-(vpsnet_rollout's defaults/main/ directory, whose batches.yml the batch plays'
-`serial` loads too), with meta/argument_specs.yml stating the same values and
-the canary analysis module's own defaults equal to the role's."""
+(vpsnet_rollout's defaults/main/ directory, whose batches.yml the plan resolves
+into deploy.yml's `serial`), with meta/argument_specs.yml stating the same values
+and the canary analysis module's own defaults equal to the role's."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from testlib.vpsnet_facts_helpers import REPO, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_rollout_canary as ana
+from testlib.vpsnet_facts_helpers import REPO
 from testlib.vpsnet_inputs_helpers import role_defaults
-
-ana = load_role_file("vpsnet_rollout/module_utils/vpsnet_rollout_canary.py",
-                     "vpsnet_rollout_canary")
 
 
 def test_role_defaults_are_the_modules() -> None:
@@ -34,13 +32,17 @@ def test_argument_specs_state_the_role_defaults(role: str) -> None:
             assert name in defaults and option["default"] == defaults[name], name
 
 
-def test_the_batch_plays_serial_is_the_role_default() -> None:
-    plays = yaml.safe_load((REPO / "playbooks/rollout_region.yml").read_text())
-    batch_play = plays[1]
-    assert batch_play["serial"] == "{{ vpsnet_rollout_batches }}"
-    [vars_file] = batch_play["vars_files"]
-    loaded = yaml.safe_load((REPO / "playbooks" / vars_file).read_text())
+def test_the_rollout_plays_serial_is_the_plan() -> None:
+    """The rollout play's serial is the plan's steps, which the plan made from the role's
+    vpsnet_rollout_batches; no playbook loads or re-types the batches."""
+    plays = yaml.safe_load((REPO / "playbooks/deploy.yml").read_text())
+    [rollout] = [p for p in plays if p.get("hosts") == "vpsnet_rollout_order"]
+    assert rollout["serial"] == \
+        "{{ hostvars[groups['vpsnet_rollout_order'][0]]['__vpsnet_rollout_plan']['steps'] }}"
+    assert rollout["order"] == "inventory" and rollout["max_fail_percentage"] == 0
+    for book in ["deploy.yml", "rollback.yml", "playbooks/deploy.yml", "playbooks/rollback.yml"]:
+        text = (REPO / book).read_text()
+        assert "vpsnet_rollout_batches:" not in text and "vars_files" not in text, book
+    loaded = yaml.safe_load((REPO / "roles/vpsnet_rollout/defaults/main/batches.yml").read_text())
     assert loaded == {"vpsnet_rollout_batches": role_defaults("vpsnet_rollout")[
         "vpsnet_rollout_batches"]}
-    assert (REPO / "playbooks" / vars_file).resolve().parent == \
-        REPO / "roles/vpsnet_rollout/defaults/main"

@@ -1,5 +1,5 @@
 """What a rollout step's analysis is asked about and what fails the step
-(roles/vpsnet_rollout/filter_plugins/vpsnet_rollout.py: step_analysis_args and
+(the collection's plugins/filter/vpsnet_rollout.py: step_analysis_args and
 step_problems, used by tasks/step.yml). The step run for real:
 test_rollout_playbook.py."""
 
@@ -8,10 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from testlib.vpsnet_facts_helpers import load_role_file
-
-rollout = load_role_file("vpsnet_rollout/filter_plugins/vpsnet_rollout.py",
-                         "vpsnet_rollout_filter")
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
 
 NOW = 10_000.0
 PASS = {"verdict": "pass", "local_gate": "pass", "local_gate_detail": "", "reasons": []}
