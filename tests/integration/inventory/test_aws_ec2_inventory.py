@@ -6,7 +6,10 @@ inventory orders the rollout by vpsnet_rollout_regions."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import boto3
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from .local_cloud import (
+    BIN,
     PRODUCTION,
     ansible_inventory,
     group_members,
@@ -34,6 +38,23 @@ EDGE: dict[str, list[str | None]] = {
 DECOYS = {"decoy-origin": ("us-east-1", "vpsnet-origin", "running"),
           "decoy-stopped": ("ap-northeast-1", "vpsnet-edge", "stopped"),
           "decoy-unlisted-region": ("sa-east-1", "vpsnet-edge", "running")}
+# The rollout's region order: neither the copy's regions order nor alphabetical.
+ROLLOUT_REGIONS = ["eu-west-1", "us-east-1", "ap-northeast-1"]
+PLAN_PLAY = """
+- name: Write the rollout plan of the dynamic inventory
+  hosts: aws
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write it
+      run_once: true
+      ansible.builtin.copy:
+        dest: "{{ plan_file }}"
+        content: >-
+          {{ ansible_play_hosts_all | vpsnet.fleet.vpsnet_rollout_plan(hostvars,
+          vpsnet_rollout_regions, vpsnet_rollout_batches) | to_json }}
+        mode: "0644"
+"""
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 # moto does not check image ids (listing its AMIs takes seconds a region)
 IMAGE = "ami-0123456789abcdef0"
@@ -128,3 +149,34 @@ def test_the_production_file_is_what_ran_but_its_regions(fleet: dict[str, Any]) 
     assert {k: v for k, v in rendered.items() if k != "regions"} == \
         {k: v for k, v in production.items() if k != "regions"}
     assert set(production["regions"]) < set(REGIONS)
+
+
+def test_the_rollout_plan_follows_vpsnet_rollout_regions(fleet: dict[str, Any]) -> None:
+    tmp = fleet["tmp"]
+    (tmp / "plan.yml").write_text(PLAN_PLAY)
+    (tmp / "vars.json").write_text(json.dumps({
+        "plan_file": str(tmp / "plan.json"), "ansible_python_interpreter": sys.executable,
+        "vpsnet_rollout_regions": ROLLOUT_REGIONS, "vpsnet_rollout_batches": ["100%"]}))
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(fleet["source"]), "-e", "@vars.json",
+         "plan.yml"], cwd=tmp, env=fleet["env"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plan = json.loads((tmp / "plan.json").read_text())
+    hostnames = fleet["hostnames"]
+    assert sorted(plan["hosts"]) == sorted(fleet["instances"])
+    assert plan["regions"] == {h: r for r, names in hostnames.items() for h in names}
+    # regions one after another, in the declared order; each opens with its canary alone
+    visited = [plan["regions"][h] for h in plan["hosts"]]
+    assert sorted(visited, key=ROLLOUT_REGIONS.index) == visited
+    assert [plan["regions"][c] for c in plan["canaries"]] == ROLLOUT_REGIONS
+    starts = [plan["hosts"].index(c) for c in plan["canaries"]]
+    assert starts == [visited.index(r) for r in ROLLOUT_REGIONS]
+    assert sum(plan["steps"]) == len(plan["hosts"])
+    step_starts, at = [], 0
+    for size in plan["steps"]:
+        step_starts.append(at)
+        at += size
+    for start in starts:
+        assert start in step_starts and plan["steps"][step_starts.index(start)] == 1
+    # each region's canary, then its other hosts at once (100%): 2, 3 and 2 hosts
+    assert plan["steps"] == [1, 1, 1, 2, 1, 1]
