@@ -9,7 +9,7 @@ export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
 LINT_PY    := lab tools tests roles bench packaging/scripts awx
 
-.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection
+.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection ee
 
 setup:
 	@bash scripts/setup.sh
@@ -53,6 +53,11 @@ lint:
 # The vpsnet.fleet collection tarball, dist/vpsnet-fleet-<VERSION>.tar.gz (galaxy.yml)
 collection:
 	@bash scripts/build-collection.sh dist
+
+# The execution environment image vpsnet-ee:<inputs hash> from that tarball
+# (execution-environment.yml, ee/README.md); skipped when the image exists
+ee: collection
+	@bash scripts/ee-build.sh dist/vpsnet-fleet-$$(tr -d '[:space:]' < VERSION).tar.gz
 
 driver:
 	$(MAKE) -C driver-src
