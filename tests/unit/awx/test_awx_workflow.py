@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
+from ansible_collections.vpsnet.fleet.plugins.filter.vpsnet_rollout import vpsnet_rollout_plan
 from testlib.folder_modules import load_from
 
 TOP = Path(__file__).resolve().parents[3]
 WORKFLOW = TOP / "awx" / "production-workflow.json"
 INVENTORY = TOP / "inventories" / "production" / "hosts.yml"
+BATCHES = TOP / "roles" / "vpsnet_rollout" / "defaults" / "main" / "batches.yml"
 gen = load_from(TOP / "awx", "vpsnet_awx_workflow")
 
 
@@ -146,6 +149,32 @@ def test_templates_never_slice_nor_run_twice(committed):
     jobs = [n for n in nodes_of(committed) if not is_approval(n)]
     assert {json.dumps(n["unified_job_template"]) for n in jobs} == \
         {json.dumps(jt["natural_key"])}
+
+
+def test_region_jobs_plan_what_one_job_plans(committed, production):
+    """Each region job, limited to its group, plans the canary and batches that the one
+    job over the whole inventory plans for that region; chained, the same rollout."""
+    batches = yaml.safe_load(BATCHES.read_text())["vpsnet_rollout_batches"]
+    hostvars = {h: {"vpsnet_region": r} for h, r in production.region_of.items()}
+    in_order = list(production.region_of)
+    whole = vpsnet_rollout_plan(in_order, hostvars, production.regions, batches)
+    chained: dict[str, list[Any]] = {"hosts": [], "steps": [], "canaries": []}
+    for node in walk(committed)[0][::2]:
+        targets = production.targets(node["limit"])
+        part = vpsnet_rollout_plan([h for h in in_order if h in targets], hostvars,
+                                   production.regions, batches)
+        assert len(part["canaries"]) == 1
+        for key, values in chained.items():
+            values += part[key]
+    assert chained == {key: whole[key] for key in chained}
+    assert len(whole["canaries"]) == len(production.regions)
+
+
+def test_job_template_runs_the_collections_deploy_playbook(committed):
+    (jt,) = committed["job_templates"]
+    plays = yaml.safe_load((TOP / jt["playbook"]).read_text())
+    # the plan play covers every host the job targets: the node's limit decides the plan
+    assert plays[0]["hosts"] == "all"
 
 
 def _swap_two_regions(doc):
