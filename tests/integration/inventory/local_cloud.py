@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,10 @@ def server_process(argv: list[str], port: int, timeout: float = 90) -> Iterator[
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # nothing if it has exited
+        proc.wait()
 
 
 def offline_env(tmp_path: Path, **overrides: str) -> dict[str, str]:

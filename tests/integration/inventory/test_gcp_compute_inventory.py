@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from . import local_cloud as cloud
 from .compute_standin import API_HOST, StandIn, compute_standin
-from .local_cloud import (
-    PRODUCTION,
-    ansible_inventory,
-    group_members,
-    inventory_list,
-    offline_env,
-    render_inventory,
-)
 
 PROJECT = "vpsnet-edge-prod"
 TOKEN = "ya29.vpsnet-test-token"
@@ -61,8 +54,8 @@ def gcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gcp_compute")
     zones = {z: [instance(z, *i) for i in items] for z, items in ZONES.items()}
     with compute_standin(tmp, zones, [PROJECT], TOKEN) as (server, ca):
-        source = render_inventory("gcp_compute.yml", tmp, auth_kind="accesstoken")
-        env = offline_env(tmp, GCP_ACCESS_TOKEN=TOKEN, REQUESTS_CA_BUNDLE=str(ca),
+        source = cloud.render_inventory("gcp_compute.yml", tmp, auth_kind="accesstoken")
+        env = cloud.offline_env(tmp, GCP_ACCESS_TOKEN=TOKEN, REQUESTS_CA_BUNDLE=str(ca),
                           HTTPS_PROXY=server.url, https_proxy=server.url,
                           HTTP_PROXY=server.url, http_proxy=server.url)
         yield {"source": source, "env": env, "server": server}
@@ -85,20 +78,20 @@ def assert_only_the_api_was_asked(server: StandIn) -> None:
 
 
 def test_graph_shows_a_group_per_region_and_no_decoys(gcp: dict[str, Any]) -> None:
-    graph = ansible_inventory(gcp["source"], gcp["env"], "--graph")
-    listed = inventory_list(gcp["source"], gcp["env"])
+    graph = cloud.ansible_inventory(gcp["source"], gcp["env"], "--graph")
+    listed = cloud.inventory_list(gcp["source"], gcp["env"])
     for region, names in EDGE.items():
-        assert sorted(group_members(listed, region_group(region))) == names, graph
+        assert sorted(cloud.group_members(listed, region_group(region))) == names, graph
         assert f"@{region_group(region)}:" in graph
     every = sorted(n for names in EDGE.values() for n in names)
-    assert sorted(group_members(listed, "gcp")) == every
+    assert sorted(cloud.group_members(listed, "gcp")) == every
     assert sorted(listed["_meta"]["hostvars"]) == every
     assert "decoy" not in graph
     assert_only_the_api_was_asked(gcp["server"])
 
 
 def test_hostvars_compose_the_region_and_the_private_address(gcp: dict[str, Any]) -> None:
-    hostvars = inventory_list(gcp["source"], gcp["env"])["_meta"]["hostvars"]
+    hostvars = cloud.inventory_list(gcp["source"], gcp["env"])["_meta"]["hostvars"]
     for zone, items in ZONES.items():
         for name, _, status, address in items:
             if status != "RUNNING" or name.startswith("decoy"):
@@ -111,7 +104,7 @@ def test_hostvars_compose_the_region_and_the_private_address(gcp: dict[str, Any]
 
 
 def test_the_production_file_is_what_ran_but_its_auth_kind(gcp: dict[str, Any]) -> None:
-    production = yaml.safe_load((PRODUCTION / "gcp_compute.yml").read_text())
+    production = yaml.safe_load((cloud.PRODUCTION / "gcp_compute.yml").read_text())
     rendered = yaml.safe_load(gcp["source"].read_text())
     assert {k: v for k, v in rendered.items() if k != "auth_kind"} == \
         {k: v for k, v in production.items() if k != "auth_kind"}
