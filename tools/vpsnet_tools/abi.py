@@ -45,7 +45,7 @@ EXIT_BREAKING = 3  # diff: breaking
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    doc, _ = load_manifest(args.module)
+    doc = load_manifest(args.module)[0]
     print(json.dumps(doc, indent=2))
     return EXIT_OK
 

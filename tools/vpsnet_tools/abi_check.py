@@ -186,13 +186,13 @@ def _signature(ko: KoInfo, k: KernelInfo,
     enforced, why = signatures_enforced(k)
     signer = f" by {ko.signature.signer.describe()}" if ko.signature else ""
     if signature is not None and signature["trusted"] is False:
-        out.append(CheckFinding(FAIL, "signature", f"not signed by the trusted certificate: "
-                                                    f"{signature['detail']}"))
+        out.append(CheckFinding(FAIL, "signature",
+                                f"not signed by the trusted certificate: {signature['detail']}"))
     if signature is not None and signature["trusted"]:
         out.append(CheckFinding(OK, "signature", signature["detail"]))
     if enforced and not ko.signed:
-        out.append(CheckFinding(FAIL, "signature", f"kernel requires signed modules ({why}); "
-                                                    "module is unsigned"))
+        out.append(CheckFinding(FAIL, "signature",
+                                f"kernel requires signed modules ({why}); module is unsigned"))
     elif enforced:
         trust = "" if signature and signature["trusted"] is not None else \
             "; key trust not verified"

@@ -19,6 +19,7 @@ KMOD_SYMVERS = Path("/usr/share/vpsnet/kmod")
 # EFI variable SecureBoot (global variable GUID): 4 attribute bytes, then 1 = on
 SECURE_BOOT_VAR = Path("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d0-aa0d-00e098032b8c")
 
+
 @dataclass
 class Export:
     crc: int

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--web.max-connections %d is above the open-files limit (%d) less %d: at "
                     "the limit accepting pauses and slow clients are closed first",
                     max_connections, web.nofile_limit(), web.FD_RESERVE)
-    registry, _ = make_registry(args.file, args.textfile_include)
+    registry = make_registry(args.file, args.textfile_include)[0]
     try:
         inherited = handoff.inherited_socket()
     except (OSError, ValueError) as e:

@@ -38,6 +38,7 @@ SUCCESSOR_TIMEOUT_S = 60.0
 class HandoffError(RuntimeError):
     """This process cannot take over; its predecessor keeps serving."""
 
+
 log = logging.getLogger("vpsnet-exporter")
 
 
@@ -75,7 +76,7 @@ def _barrier(sock: socket.socket, timeout: float) -> bool:
         os.close(wfd)
         wfd = -1
         # systemd closes its copy of wfd after every earlier message: EOF
-        readable, _, _ = select.select([rfd], [], [], timeout)
+        readable = select.select([rfd], [], [], timeout)[0]
         return bool(readable) and os.read(rfd, 1) == b""
     finally:
         os.close(rfd)
@@ -168,7 +169,7 @@ class Successor:
         finally:
             os.close(wfd)
         with os.fdopen(rfd, "rb") as ready:
-            readable, _, _ = select.select([ready], [], [], self.timeout)
+            readable = select.select([ready], [], [], self.timeout)[0]
             answer = ready.read(1) if readable else b""
         if answer == READY:
             log.info("reload: handed over to pid %d", child.pid)

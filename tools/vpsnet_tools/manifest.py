@@ -146,53 +146,53 @@ def elf_sections(data: bytes) -> list[Section]:
     shdr = struct.Struct(e + ("IIQQQQIIQQ" if cls == 2 else "IIIIIIIIII"))
     if n < 16 + ehdr.size:
         raise ElfError(f"truncated ELF header ({n} bytes)")
-    (e_type, _, _, _, _, shoff, _, ehsize, _, _, shentsize, shnum,
-     shstrndx) = ehdr.unpack_from(data, 16)
+    (e_type, _machine, _version, _entry, _phoff, shoff, _flags, ehsize, _phentsize, _phnum,
+     shentsize, shnum, shstrndx) = ehdr.unpack_from(data, 16)
     if e_type != ET_REL:
         raise ElfError(f"ELF type {e_type} is not a relocatable object (ET_REL): "
-                            "not a kernel module")
+                       "not a kernel module")
     if ehsize != 16 + ehdr.size or shentsize != shdr.size:
         raise ElfError(f"bad ELF header sizes (e_ehsize {ehsize}, "
-                            f"e_shentsize {shentsize})")
+                       f"e_shentsize {shentsize})")
     if shnum == 0:
         raise ElfError("no section headers")
     table_end = shoff + shnum * shentsize
     if shoff < ehsize or table_end > n:
         raise ElfError(f"section header table (offset {shoff}, {shnum} entries) is "
-                            f"outside the file ({n} bytes): truncated or corrupt")
+                       f"outside the file ({n} bytes): truncated or corrupt")
     if not 0 < shstrndx < shnum:
         raise ElfError(f"section name table index {shstrndx} out of range "
-                            f"(0 < index < {shnum})")
+                       f"(0 < index < {shnum})")
     raw = [shdr.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
     for i, h in enumerate(raw[1:], 1):
         typ, off, size = h[1], h[4], h[5]
         if typ != SHT_NOBITS and (off > n or size > n - off):
             raise ElfError(f"section {i} (offset {off}, {size} bytes) runs past the end "
-                                f"of the file ({n} bytes): truncated or corrupt")
+                           f"of the file ({n} bytes): truncated or corrupt")
         if h[6] >= shnum:
             raise ElfError(f"section {i} links to section {h[6]}, which does not exist")
     st = raw[shstrndx]
     st_off, st_size = st[4], st[5]
     if st[1] != SHT_STRTAB or st_size == 0 or data[st_off + st_size - 1] != 0:
         raise ElfError(f"section name table (section {shstrndx}) is not a "
-                            "NUL-terminated string table")
+                       "NUL-terminated string table")
     out: list[Section] = []
     for i, h in enumerate(raw):
         if h[0] >= st_size:
             raise ElfError(f"section {i}: name offset {h[0]} is outside the section "
-                                f"name table ({st_size} bytes)")
+                           f"name table ({st_size} bytes)")
         end = data.index(b"\0", st_off + h[0])
         name = data[st_off + h[0]:end].decode("utf-8", "replace")
         out.append(Section(i, name, h[1], h[2], h[4], h[5], h[6]))
     for s in out:
         if s.type == SHT_SYMTAB and out[s.link].type != SHT_STRTAB:
             raise ElfError(f"symbol table {s.name} links to section {s.link}, "
-                                "not a string table")
+                           "not a string table")
     spans = sorted([(0, ehsize, "the ELF header"),
                     (shoff, table_end, "the section header table")]
                    + [(s.offset, s.offset + s.size, f"section {s.name or s.index}")
                       for s in out[1:] if s.type != SHT_NOBITS and s.size])
-    for (a0, a1, a), (b0, _, b) in itertools.pairwise(spans):
+    for (a0, a1, a), (b0, _b1, b) in itertools.pairwise(spans):
         if b0 < a1:
             raise ElfError(f"{a} (bytes {a0}-{a1}) and {b} (from byte {b0}) overlap")
     return out

@@ -98,8 +98,8 @@ def _oid(raw: bytes) -> str:
 def _name(data: bytes, start: int, end: int) -> str:
     """An X.501 Name as 'O=..., CN=...'."""
     out = []
-    for _, rs, re_ in _children(data, start, end):  # SET per RDN
-        for _, as_, ae in _children(data, rs, re_):  # SEQUENCE {type, value}
+    for _set_tag, rs, re_ in _children(data, start, end):  # SET per RDN
+        for _seq_tag, as_, ae in _children(data, rs, re_):  # SEQUENCE {type, value}
             kids = _children(data, as_, ae)
             if len(kids) != 2 or kids[0][0] != 0x06:
                 raise SignatureError("bad attribute in a Name")
@@ -195,7 +195,7 @@ def trailer(data: bytes) -> tuple[int, int, int]:
     end = len(data) - len(SIG_MAGIC) - _SIG_STRUCT.size
     if end < 0:
         raise SignatureError("truncated module signature trailer")
-    _, _, id_type, _, _, sig_len = _SIG_STRUCT.unpack_from(data, end)
+    _algo, _hash, id_type, _signer_len, _key_id_len, sig_len = _SIG_STRUCT.unpack_from(data, end)
     if sig_len > end:
         raise SignatureError(f"module signature of {sig_len} bytes is longer than the file")
     return end - sig_len, id_type, end

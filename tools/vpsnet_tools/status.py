@@ -69,7 +69,7 @@ def gate(path: Path, samples: int, interval: float, timeout: float,
     reason = "no sample taken"
     st: Status | None = None
     while True:
-        st, _, err = read_status(path)
+        st, _code, err = read_status(path)
         taken += 1
         problems = [err] if st is None else sample_problems(st, expect_version, min_devices)
         if problems:

@@ -162,4 +162,3 @@ def read_status(path: Path) -> tuple[Status | None, int, str]:
         return parse_metrics(text), EXIT_OK, ""
     except (ValueError, KeyError) as e:
         return None, EXIT_BAD_INPUT, f"{path}: unparsable metrics: {e}"
-

@@ -183,7 +183,7 @@ class Server(Connections):
         self._accepting = on
 
     def _accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
+        for _attempt in range(ACCEPT_BATCH):
             try:
                 sock, addr = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -360,12 +360,11 @@ def _guard(fn: Callable[[], None], on_error: Callable[[], None]) -> Callable[[],
     return run
 
 
-
 def nofile_limit() -> int:
     import resource
 
     try:
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except OSError:  # prlimit64 is in older systemd's @resources, which the unit denies
         return 1024  # systemd's default soft limit
     return soft if soft != resource.RLIM_INFINITY else 1 << 20

@@ -29,7 +29,7 @@ class BasicAuth:
     def credentials(header: str | None) -> tuple[str, bytes] | None:
         if not header:
             return None
-        scheme, _, value = header.strip().partition(" ")
+        scheme, _sep, value = header.strip().partition(" ")
         if scheme.lower() != "basic":
             return None
         try:

@@ -27,7 +27,6 @@ class WebConfigError(ValueError):
     """A bad web config: the message names the file and the field."""
 
 
-
 @dataclass
 class WebConfig:
     path: str = ""
@@ -52,7 +51,7 @@ def _unique_key_loader() -> type:
 
     def mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, _value_node in node.value:
             key = loader.construct_object(key_node, deep=deep)
             if not isinstance(key, str):
                 raise yaml.constructor.ConstructorError(

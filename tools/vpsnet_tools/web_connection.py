@@ -185,7 +185,7 @@ class Connections:
         self._drain(c)
 
     def _drain(self, c: Conn) -> None:
-        for _ in range(16):
+        for _attempt in range(16):
             try:
                 data = c.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -203,7 +203,7 @@ class Connections:
     def _expire(self, now: float) -> float:
         """Close connections past their deadline; seconds until the next one."""
         while self._timers:
-            when, _, c = self._timers[0]
+            when, _seq, c = self._timers[0]
             if c.closed or when != c.deadline:
                 heapq.heappop(self._timers)
                 continue
@@ -231,7 +231,6 @@ class Connections:
         self._conns.pop(c, None)
         with self.stats.lock:
             self.stats.open = len(self._conns)
-
 
 
 def abort_socket(sock: socket.socket, graceful: bool = False) -> None:
