@@ -15,8 +15,7 @@ from .local_cloud import free_port, server_process
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """The base URL of a moto server (all AWS services, every region) on 127.0.0.1."""
-    if importlib.util.find_spec("moto.server") is None or \
-            importlib.util.find_spec("flask") is None:
+    if any(importlib.util.find_spec(m) is None for m in ("moto", "flask", "flask_cors")):
         pytest.skip("moto[server] is not installed (requirements.txt pins it)")
     port = free_port()
     with server_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
