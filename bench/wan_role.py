@@ -1,7 +1,7 @@
 """The WAN bench's vpsnet configuration, rendered from the vpsnet_tune role itself:
 its defaults and vars, the set_fact tasks of tasks/plan.yml and tasks/sysctl.yml (the
-vpsnet_tune_plan filter) and templates/sysctl.conf.j2, with Ansible's own templating,
-as the role would on a bench guest. Imported by bench/wan*.py and their unit tests.
+vpsnet.fleet.vpsnet_tune_plan filter) and templates/sysctl.conf.j2, with Ansible's own
+templating, as the role would on a bench guest. Imported by bench/wan*.py and their unit tests.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import add_all_plugin_dirs, init_plugin_loader
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
+from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 from vpsnet_lab.paths import TOP
 
@@ -63,17 +64,18 @@ def _load(path: Path) -> Any:
 
 
 @functools.cache
-def _plugins(role: Path) -> None:
-    """Ansible's plugin loader, once, with the role's filter plugins."""
-    if not _plugins.cache_info().currsize:
-        init_plugin_loader()
-    add_all_plugin_dirs(str(role))
+def _plugins() -> None:
+    """Ansible's plugin loader, once, finding the checkout as the vpsnet.fleet
+    collection (the role's filters are vpsnet.fleet.*), unless a caller (the
+    tests' session) has set it up already."""
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader([str(TOP / ".cache" / "collections")])
 
 
 def role_facts(variables: dict[str, Any], role: Path = ROLE) -> dict[str, Any]:
     """The role's variables after the set_fact tasks of its plan and sysctl steps,
     in order, with VARIABLES over the defaults and the guest's GUEST_FACTS."""
-    _plugins(role)
+    _plugins()
     facts: dict[str, Any] = {**_load(role / "defaults/main.yml"), **_load(role / "vars/main.yml"),
                              **GUEST_FACTS, **variables}
     for step in ("plan", "sysctl"):

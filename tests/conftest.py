@@ -14,8 +14,9 @@ import yaml
 from vpsnet_lab.fleet import Lab
 from vpsnet_lab.paths import CACHE, TOP
 
-# The role tests' fixtures (fake metadata services), for every layer.
-pytest_plugins = ["testlib.metadata_fixtures"]
+# Ansible's collection finder first (vpsnet.fleet as Ansible loads it), then the
+# role tests' fixtures (fake metadata services), for every layer.
+pytest_plugins = ["testlib.ansible_collections_finder", "testlib.metadata_fixtures"]
 
 SESSION_SPEC = TOP / "tests" / "specs" / "session.yml"
 # Parallel test runs on one machine each need their own lab: set

@@ -6,14 +6,13 @@ its own, as on a host the controller can no longer reach."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_tune
 
 from vpsnet_lab.fleet import Lab
 
@@ -60,17 +59,8 @@ CASES = [
 ]
 
 
-def _tune_filters() -> ModuleType:
-    """vpsnet_tune's ethtool parsers: the ones the role itself reads NICs with."""
-    spec = importlib.util.spec_from_file_location(
-        "vpsnet_tune_filters", ROLES / "vpsnet_tune/filter_plugins/vpsnet_tune.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tune = _tune_filters()
+# vpsnet_tune's ethtool parsers: the ones the role itself reads NICs with
+tune = vpsnet_tune
 
 
 def qdisc_tree(tc_text: str) -> list[tuple[str, str, str]]:

@@ -53,8 +53,7 @@ def run_play(tmp_path: Path, combined: int, check: bool) -> tuple[str, str]:
     (fake / "ethtool").chmod(0o755)
     play = tmp_path / "play.yml"
     play.write_text(PLAY.format(tasks=REPO / "roles/vpsnet_tune/tasks/ethtool_nic.yml"))
-    env = ansible_env(tmp_path, prepend_path=fake, ANSIBLE_FILTER_PLUGINS=str(
-        REPO / "roles/vpsnet_tune/filter_plugins"))
+    env = ansible_env(tmp_path, prepend_path=fake)
     argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
             "-e", f"ansible_python_interpreter={sys.executable}", str(play)]
     if check:

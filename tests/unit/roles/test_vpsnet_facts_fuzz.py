@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_tune
 from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_bounds as bounds
 from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_identity as identity
 from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_inventory as inventory
@@ -34,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 from testlib.input_counts import InputCounts
-from testlib.vpsnet_facts_helpers import FIXTURES, REPO, load_role_file
+from testlib.vpsnet_facts_helpers import FIXTURES, REPO
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -42,11 +43,6 @@ FUZZ = settings(max_examples=400, deadline=None, database=None,
 COUNTS = InputCounts("vpsnet_facts fuzz (rejected: refused, nothing taken from them)")
 _print_counts = COUNTS.report_fixture()
 MAX_INT = 2**31 - 1
-
-
-@functools.cache
-def tune_filters() -> ModuleType:
-    return load_role_file("vpsnet_tune/filter_plugins/vpsnet_tune.py", "vpsnet_tune_filters_fz")
 
 
 @functools.cache
@@ -350,7 +346,7 @@ def ethtool_text(draw: st.DrawFn) -> str:
 @FUZZ
 @given(ethtool_text())
 def test_fuzz_ethtool_parsers(text):
-    tune = tune_filters()
+    tune = vpsnet_tune
     channels = inventory.parse_ethtool_channels(text)
     assert channels is None or (set(channels) == {"rx", "tx", "other", "combined"} and all(
         v is None or (isinstance(v, int) and 0 <= v <= MAX_INT) for v in channels.values()))

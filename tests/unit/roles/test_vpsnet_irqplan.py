@@ -1,6 +1,7 @@
-"""vpsnet_irqplan (roles/vpsnet_tune/files): the multi-NIC CPU policy on 1-, 2-, 5-
-and 9-NIC shapes with one and two NUMA nodes, XPS/RPS and masks, and the conf file
-format. The NIC inventory it builds on: test_vpsnet_nic.py."""
+"""vpsnet_irqplan (plugins/module_utils; roles/vpsnet_tune/files links to it): the
+multi-NIC CPU policy on 1-, 2-, 5- and 9-NIC shapes with one and two NUMA nodes,
+XPS/RPS and masks, and the conf file format. The NIC inventory it builds on:
+test_vpsnet_nic.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testlib.vpsnet_facts_helpers import load_role_file
-
-# the plan imports the inventory as vpsnet_nic, as beside it on a host
-load_role_file("../plugins/module_utils/vpsnet_nic.py", "vpsnet_nic")
-rules = load_role_file("vpsnet_tune/files/vpsnet_irqplan.py", "vpsnet_irqplan_under_test")
-
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_irqplan as rules
 
 # --------------------------------------------------------------------------- masks
 
@@ -187,6 +183,12 @@ def test_rps_counts_only_the_irqs_of_queues_in_use() -> None:
     assert rules.rps_plan([0, 1], rules.irq_cpus([0, 1], irqs, 2), {}, 2) == []
 
 
-def test_stdlib_only() -> None:
-    source = Path(rules.__file__).read_text()
+@pytest.mark.parametrize("name", ["vpsnet_irqplan", "vpsnet_ethtool"])
+def test_stdlib_only_and_one_copy(name: str) -> None:
+    """The tune role ships files/NAME.py as a link to the collection's module_utils
+    copy, the one the plan filter imports."""
+    library = Path(rules.__file__).with_name(f"{name}.py")
+    link = Path(rules.__file__).parents[2] / "roles/vpsnet_tune/files" / f"{name}.py"
+    assert link.is_symlink() and link.resolve() == library.resolve()
+    source = library.read_text()
     assert "import ansible" not in source and "from ansible" not in source

@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tune = _load(REPO / "roles/vpsnet_tune/filter_plugins/vpsnet_tune.py", "vpsnet_tune_filters")
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_tune as tune
 
 ENA_NIC = {
     "name": "ens5",

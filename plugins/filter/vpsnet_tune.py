@@ -1,41 +1,22 @@
-"""Plan computations for the vpsnet_tune role: validation, TCP buffers from the
-bandwidth-delay product, hugepage budget, and the read-back checks; the NIC queue
-IRQ -> CPU rules (files/vpsnet_irqplan.py over files/vpsnet_nic.py) and the
-per-driver ethtool targets (files/vpsnet_ethtool.py) are the files the host-side
-tools import. Pure functions, unit-tested in tests/unit/roles/test_vpsnet_tune_plan.py;
-the role's tasks only apply them.
+"""Plan computations for the vpsnet_tune role (filters vpsnet.fleet.vpsnet_tune_*):
+validation, TCP buffers from the bandwidth-delay product, hugepage budget, and the
+read-back checks; the NIC queue IRQ -> CPU rules (module_utils/vpsnet_irqplan.py over
+vpsnet_nic.py) and the per-driver ethtool targets (module_utils/vpsnet_ethtool.py) are
+the libraries the host-side tools import too (the role's files/ link to them). Pure
+functions, unit-tested in tests/unit/roles/test_vpsnet_tune_plan.py; the role's tasks
+only apply them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_ethtool as ethtool
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_irqplan as irqplan
+from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_nic as inventory
 
-def _role_file(name: str) -> ModuleType:
-    """The role's files/NAME.py, the file the host-side tools import, loaded by
-    path and registered under NAME, the name the files import each other by
-    (vpsnet_irqplan imports vpsnet_nic): no sys.path edits."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "files" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-inventory = _role_file("vpsnet_nic")  # first: the plan imports it
-irqplan = _role_file("vpsnet_irqplan")
-ethtool = _role_file("vpsnet_ethtool")
 # the filters the tasks use, under the names this module has always had
 parse_ethtool = ethtool.parse_ethtool
 parse_adaptive_rx = ethtool.parse_adaptive_rx
@@ -121,7 +102,7 @@ def irq_plan(
     cpu0: str = "auto",
 ) -> tuple[list[dict[str, Any]], list[str], bool]:
     """Queue IRQs of every tuned NIC on the CPUs the multi-NIC policy of
-    files/vpsnet_irqplan.py gives it (the same rules files/vpsnet-irq-affinity
+    vpsnet_irqplan gives it (the same rules files/vpsnet-irq-affinity
     re-applies at boot and on hotplug): -> (plan, errors, CPU 0 avoided)."""
     nodes = {str(k): parse_cpulist(v) for k, v in (node_cpus or {}).items()}
     tuned = [
