@@ -1,7 +1,7 @@
 """The roles' input specs as the roles run them: each role's tasks/validate.yml
 (the list handed to the vpsnet_inputs_check filter), rendered with the role's
 defaults and vars plus test values, and checked in-process with the shared
-filter (roles/vpsnet_inputs/filter_plugins/vpsnet_inputs.py). Also what the
+filter (plugins/filter/vpsnet_inputs.py). Also what the
 property tests of those inputs share: picking inputs by their check, and
 asserting a bad value is rejected with a message that names it."""
 
@@ -10,16 +10,20 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import yaml
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_inputs
 from hypothesis import HealthCheck, settings
 from jinja2.nativetypes import NativeEnvironment
 
 from testlib.input_counts import InputCounts
-from testlib.vpsnet_facts_helpers import REPO, load_role_file
+from testlib.vpsnet_facts_helpers import REPO
+
+CHECKS = "ansible_collections.vpsnet.fleet.plugins.plugin_utils.vpsnet_inputs_checks"
 
 ROLES = ["vpsnet_driver", "vpsnet_exporter", "vpsnet_guard", "vpsnet_repo", "vpsnet_rollout",
          "vpsnet_tune", "vpsnet_upgrade"]
@@ -40,16 +44,14 @@ CONTEXT: dict[str, Any] = {
 _ENV = NativeEnvironment()
 
 
-@functools.cache
 def inputs_module() -> ModuleType:
     """The filter plugin (its `check` and `safe_filename` are the two filters)."""
-    return load_role_file("vpsnet_inputs/filter_plugins/vpsnet_inputs.py", "vpsnet_inputs_filters")
+    return vpsnet_inputs
 
 
 def checks_module(name: str) -> ModuleType:
-    """Module NAME of roles/vpsnet_inputs/plugin_utils, as the filter plugin loads it."""
-    module: ModuleType = inputs_module().checks_module(name)
-    return module
+    """Module NAME of the checks behind it (plugins/plugin_utils/vpsnet_inputs_checks)."""
+    return importlib.import_module(f"{CHECKS}.{name}")
 
 
 def armor(data: bytes, label: str) -> str:

@@ -16,13 +16,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_inputs as inputs
 from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
 from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_rollout_canary as canary
+from ansible_collections.vpsnet.fleet.plugins.plugin_utils.vpsnet_inputs_checks import addresses
 from testlib.vpsnet_facts_helpers import REPO, load_role_file
 
 upgrade = load_role_file("vpsnet_upgrade/filter_plugins/vpsnet_upgrade.py", "vpsnet_upgrade_f")
-inputs = load_role_file("vpsnet_inputs/filter_plugins/vpsnet_inputs.py", "vpsnet_inputs_f6")
-addresses = inputs.checks_module("addresses")
 
 
 # --------------------------------------------------------------------------- ping targets

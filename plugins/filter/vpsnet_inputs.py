@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The one set of input checks every vpsnet role runs first, on the controller.
 
-Each role's tasks/validate.yml hands a list of specs to the `vpsnet_inputs_check`
-filter, one per variable:
+Each role's tasks/validate.yml hands a list of specs to the
+`vpsnet.fleet.vpsnet_inputs_check` filter, one per variable:
 
     {name: vpsnet_repo_suite, value: "{{ vpsnet_repo_suite }}", check: identifier}
 
@@ -15,40 +15,20 @@ Rules shared by every check: full-string matching only (re.fullmatch: `$`
 accepts a trailing newline), no control characters in any string (C0, DEL,
 C1, line/paragraph separators, surrogates), numbers finite and in a range (a
 bool is not a number), a list is a real list (a string is not one) of bounded
-length. The checks live in ../plugin_utils (one module per kind of input),
-outside filter_plugins/ because Ansible loads every .py there as a plugin.
+length. The checks live in ../plugin_utils/vpsnet_inputs_checks (one module per
+kind of input), outside plugins/filter/ because Ansible loads every .py there as a
+plugin.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-CHECKS_PACKAGE = "vpsnet_inputs_checks"
-
-
-def checks_module(name: str) -> ModuleType:
-    """Module NAME of the role's plugin_utils, imported as package
-    vpsnet_inputs_checks: loaded by path (no sys.path edits), once per process."""
-    if CHECKS_PACKAGE not in sys.modules:
-        root = Path(__file__).resolve().parent.parent / "plugin_utils"
-        spec = importlib.util.spec_from_file_location(
-            CHECKS_PACKAGE, root / "__init__.py", submodule_search_locations=[str(root)])
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {root}")
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[CHECKS_PACKAGE] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module(f"{CHECKS_PACKAGE}.{name}")
-
-
-check = checks_module("dispatch").check
+from ansible_collections.vpsnet.fleet.plugins.plugin_utils.vpsnet_inputs_checks.dispatch import (
+    check,
+)
 
 
 def safe_filename(name: Any, max_len: int = 100) -> str:

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Running a role's specs: the table of checks by name, one spec's run (a wrong
 spec is one error line, never a traceback), and the two checks whose elements
-are specs themselves (list, dict). Imported by filter_plugins/vpsnet_inputs.py."""
+are specs themselves (list, dict). Imported by plugins/filter/vpsnet_inputs.py."""
 
 from __future__ import annotations
 
