@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
-LINT_PY    := lab tools tests roles bench packaging/scripts awx
+LINT_PY    := lab tools tests roles bench packaging/scripts awx ee
 
 .PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection ee
 
