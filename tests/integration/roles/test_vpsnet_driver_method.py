@@ -1,5 +1,5 @@
 """Prebuilt or DKMS: the decision, the package set and its shell commands (the host-side
-revert's) in filter_plugins/vpsnet_driver.py, which vpsnet_driver and vpsnet_upgrade share,
+revert's) in plugins/filter/vpsnet_driver.py, which vpsnet_driver and vpsnet_upgrade share,
 and tasks/method.yml run for real by ansible-playbook against localhost with a stand-in
 apt-cache."""
 
@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import ansible_env, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_driver as driver
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
-driver = load_role_file("vpsnet_driver/filter_plugins/vpsnet_driver.py", "vpsnet_driver_filters")
 
 K = "6.1.0-57-cloud-amd64"
 K612 = "6.12.117+deb12-cloud-amd64"

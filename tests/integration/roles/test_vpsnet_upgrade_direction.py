@@ -1,4 +1,4 @@
-"""Rollback direction: vpsnet_driver's Debian version order (filter_plugins/vpsnet_driver.py,
+"""Rollback direction: vpsnet_driver's Debian version order (plugins/filter/vpsnet_driver.py,
 cross-checked with dpkg where it exists), the decision a rollback takes from it, and the
 real vpsnet_upgrade tasks (tasks/direction.yml, and main.yml in check mode) refusing a
 rollback to a newer version before any change."""
@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import REPO, ansible_env, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_driver as driver
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
-driver = load_role_file("vpsnet_driver/filter_plugins/vpsnet_driver.py", "vpsnet_driver_filters")
 
 # (a, b, sign of a - b), in Debian's order
 ORDER = [
@@ -107,9 +107,7 @@ def test_direction_tasks_refuse_a_newer_version(tmp_path: Path) -> None:
         f"__vpsnet_upgrade_from: '{running}'}}\n" for name, running in cases.items()))
     play = tmp_path / "play.yml"
     play.write_text(DIRECTION_PLAY)
-    # main.yml has vpsnet_driver's filters from its earlier include of that role
-    env = ansible_env(tmp_path,
-                      ANSIBLE_FILTER_PLUGINS=str(REPO / "roles/vpsnet_driver/filter_plugins"))
+    env = ansible_env(tmp_path)
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(play)],
                           capture_output=True, text=True, env=env, timeout=300, check=False,
                           cwd=tmp_path)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from testlib.vpsnet_facts_helpers import ansible_env, load_role_file
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_driver as driver
+from ansible_collections.vpsnet.fleet.plugins.modules import vpsnet_upgrade_probe as probe
+from testlib.vpsnet_facts_helpers import ansible_env
 
 BIN = Path(sys.executable).parent
-driver = load_role_file("vpsnet_driver/filter_plugins/vpsnet_driver.py", "vpsnet_driver_filters")
-probe = load_role_file("vpsnet_upgrade/library/vpsnet_upgrade_probe.py", "vpsnet_upgrade_probe")
 K = "6.1.0-57-cloud-amd64"
 
 

@@ -18,12 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_inputs as inputs
 from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
+from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_upgrade as upgrade
 from ansible_collections.vpsnet.fleet.plugins.module_utils import vpsnet_rollout_canary as canary
 from ansible_collections.vpsnet.fleet.plugins.plugin_utils.vpsnet_inputs_checks import addresses
-from testlib.vpsnet_facts_helpers import REPO, load_role_file
-
-upgrade = load_role_file("vpsnet_upgrade/filter_plugins/vpsnet_upgrade.py", "vpsnet_upgrade_f")
-
+from testlib.vpsnet_facts_helpers import REPO
 
 # --------------------------------------------------------------------------- ping targets
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from testlib.vpsnet_facts_helpers import load_role_file
+from ansible_collections.vpsnet.fleet.plugins.modules import vpsnet_upgrade_probe
 
 
 def probe() -> ModuleType:
-    return load_role_file("vpsnet_upgrade/library/vpsnet_upgrade_probe.py", "vpsnet_upgrade_probe")
+    return vpsnet_upgrade_probe
 
 
 PATTERNS = ["^WARNING:", "^BUG:", "Oops", "Call Trace:"]

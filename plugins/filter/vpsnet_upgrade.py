@@ -1,6 +1,7 @@
 # Copyright: vpsnet contributors
 # GNU General Public License v2.0 only (see https://www.gnu.org/licenses/old-licenses/gpl-2.0.txt)
-"""vpsnet_upgrade's filters: the health gate's ping targets when they are 'auto'."""
+"""vpsnet_upgrade's filter vpsnet.fleet.vpsnet_upgrade_ping_auto: the health gate's
+ping targets when they are 'auto'."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The prebuilt-or-DKMS decision, the package set and version order of the
-vpsnet_driver role, shared with vpsnet_upgrade (unit-tested in
-tests/unit/roles/test_vpsnet_driver_method.py and test_vpsnet_upgrade_direction.py;
-the role's inputs are checked by tasks/validate.yml)."""
+vpsnet_driver role (filters vpsnet.fleet.vpsnet_driver_*), shared with vpsnet_upgrade
+(tested in tests/integration/roles/test_vpsnet_driver_method.py and
+test_vpsnet_upgrade_direction.py; the role's inputs are checked by tasks/validate.yml)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-only
-"""Read-only probe of a host's vpsnet state for the rollout (vpsnet_upgrade role)."""
+"""Read-only probe of a host's vpsnet state for the rollout: the module
+vpsnet.fleet.vpsnet_upgrade_probe, which the vpsnet_upgrade role runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
+---
 module: vpsnet_upgrade_probe
 short_description: What vpsnet version a host has installed and loaded, and new kernel warnings
 description:
@@ -55,7 +57,29 @@ options:
     description: State file of the step's host-side revert (vpsnet-guard).
     type: path
     default: /var/lib/vpsnet/guard/upgrade.state
-author: vpsnet contributors
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+version_added: "1.0.0"
+author: vpsnet contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Record what the host runs before the step
+  vpsnet.fleet.vpsnet_upgrade_probe:
+    package: vpsnet-dkms
+    exporter_unit: vpsnet-exporter.service
+  register: before
+
+- name: Kernel warnings and errors logged since the step began
+  vpsnet.fleet.vpsnet_upgrade_probe:
+    kmsg_since: "{{ before.uptime }}"
+    kmsg_patterns:
+      - "vpsnet.*(WARN|BUG|Oops)"
+  become: true
+  register: after
 """
 
 RETURN = r"""
