@@ -7,7 +7,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
-LINT_PY    := lab tools tests roles bench packaging/scripts awx ee
+LINT_PY    := lab tools tests roles plugins bench packaging/scripts awx ee
 
 .PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection ee
 
@@ -44,9 +44,11 @@ unit:
 
 PLAYBOOKS = provision.yml deploy.yml rollback.yml playbooks molecule/rollout molecule/rollout-core
 
+# mypy checks the collection's plugins under their import names (the checkout as vpsnet.fleet)
 lint:
 	ruff check $(LINT_PY) molecule/rollout
 	mypy lab tools/vpsnet_tools molecule/rollout/builds.py packaging/scripts/kmods.py packaging/scripts/kernel-matrix.py awx
+	MYPYPATH=$(CURDIR)/.cache/collections mypy -p ansible_collections.vpsnet.fleet.plugins
 	@if [ -d roles ] && ls roles/*/tasks >/dev/null 2>&1; then \
 		yamllint -s roles $(PLAYBOOKS) && ansible-lint --profile production --offline roles $(PLAYBOOKS); fi
 
