@@ -9,7 +9,7 @@ export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 PYTEST_ARGS ?=
 LINT_PY    := lab tools tests roles plugins bench packaging/scripts awx ee
 
-.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection ee
+.PHONY: setup demo test test-all test-fast lint unit packages repo check-packages driver driver-check clean collection ee sanity
 
 setup:
 	@bash scripts/setup.sh
@@ -55,6 +55,10 @@ lint:
 # The vpsnet.fleet collection tarball, dist/vpsnet-fleet-<VERSION>.tar.gz (galaxy.yml)
 collection:
 	@bash scripts/build-collection.sh dist
+
+# ansible-test sanity on the built collection (venvs from PyPI; ~4 min once they exist)
+sanity:
+	@bash scripts/sanity-collection.sh
 
 # The execution environment image vpsnet-ee:<inputs hash> from that tarball
 # (execution-environment.yml, ee/README.md); skipped when the image exists
