@@ -1,0 +1,189 @@
+"""The vpsnet.fleet collection as a user gets it: scripts/build-collection.sh (make
+collection) builds the tarball into a temporary directory, ansible-galaxy installs it
+offline, and ansible-playbook runs the collection's playbooks from that install alone
+(cwd outside the repository, its own ansible.cfg, no roles_path, and on the collections
+path only the third-party collections, never the checkout's vpsnet.fleet link)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+VERSION = (REPO / "VERSION").read_text().strip()
+THIRD_PARTY = REPO / ".cache" / "collections" / "ansible_collections"
+
+# What the roles and playbooks need at run time: the collection's own directories and
+# files, and the two trees the roles read through role_path/../.. (the exporter role
+# copies tools/vpsnet_tools to hosts and installs the unit; vpsnet_inputs reads
+# tools/vpsnet_tools/release_version.py).
+RUNTIME_PATHS = ["roles", "playbooks", "plugins", "meta", "changelogs", "docs", "README.md",
+                 "LICENSE", "CHANGELOG.rst", "tools/vpsnet_tools",
+                 "packaging/systemd/vpsnet-exporter.service"]
+DEV_TREE = ["tests", "lab", "bench", "driver-src", "molecule", ".cache", "inventories",
+            "scripts", "awx", "ee", "Makefile", "galaxy.yml"]
+PLAYBOOKS = ["deploy", "provision", "rollback"]
+
+INVENTORY = {
+    "all": {
+        "vars": {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "vpsnet_rollout_prometheus_url": "http://127.0.0.1:9",
+            "vpsnet_rollout_regions": ["test-1"],
+        },
+        "hosts": {"edge-1": {"vpsnet_region": "test-1"}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Install:
+    tarball: Path
+    collection: Path  # TMP/install/ansible_collections/vpsnet/fleet
+    cwd: Path  # outside the repository, holds the run's ansible.cfg
+    env: dict[str, str]
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def _clean_env(tmp: Path) -> dict[str, str]:
+    """This venv first on PATH; no ANSIBLE_* or PYTHONPATH from the caller (make test
+    exports the checkout's collections and roles paths)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ANSIBLE_") and k != "PYTHONPATH"}
+    env.update({
+        "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
+        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
+    tmp = tmp_path_factory.mktemp("collection")
+    env = _clean_env(tmp)
+    built = _run(["bash", str(REPO / "scripts" / "build-collection.sh"), str(tmp / "dist")],
+                 env, tmp)
+    assert built.returncode == 0, built.stderr
+    tarball = tmp / "dist" / f"vpsnet-fleet-{VERSION}.tar.gz"
+    installed = _run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball),
+                      "-p", str(tmp / "install"), "--no-deps", "--offline", "--force"], env, tmp)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # The unpacked third-party collections only: one link per namespace but vpsnet.
+    third_party = tmp / "third-party" / "ansible_collections"
+    third_party.mkdir(parents=True)
+    for namespace in sorted(THIRD_PARTY.iterdir()):
+        if namespace.name != "vpsnet":
+            (third_party / namespace.name).symlink_to(namespace)
+    cwd = tmp / "cwd"
+    (cwd / "roles").mkdir(parents=True)
+    config = cwd / "ansible.cfg"
+    config.write_text(
+        "[defaults]\n"
+        f"collections_path = {tmp / 'install'}:{third_party.parent}\n"
+        f"roles_path = {cwd / 'roles'}\n"
+        "interpreter_python = auto_silent\n")
+    env["ANSIBLE_CONFIG"] = str(config)
+    return Install(tarball, tmp / "install" / "ansible_collections" / "vpsnet" / "fleet", cwd, env)
+
+
+def _tar_files(tarball: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(tarball) as tar:
+        return {m.name: m for m in tar.getmembers() if not m.isdir()}
+
+
+def _committed(paths: list[str]) -> set[str]:
+    out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", *paths],
+                         capture_output=True, text=True, check=True).stdout
+    return {p for p in out.split("\0") if p}
+
+
+def test_galaxy_version_is_the_release_in_version() -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    assert str(galaxy["version"]) == VERSION
+
+
+def test_manifest_names_vpsnet_fleet_at_version(install: Install) -> None:
+    with tarfile.open(install.tarball) as tar:
+        member = tar.extractfile("MANIFEST.json")
+        assert member is not None
+        info = json.load(member)["collection_info"]
+    assert (info["namespace"], info["name"], info["version"]) == ("vpsnet", "fleet", VERSION)
+    assert info["license"] == ["GPL-2.0-only"]
+
+
+def test_tarball_holds_exactly_the_committed_runtime_files(install: Install) -> None:
+    files = set(_tar_files(install.tarball)) - {"MANIFEST.json", "FILES.json"}
+    expected = _committed(RUNTIME_PATHS)
+    assert sorted(files - expected) == [], "in the tarball, not committed run-time files"
+    assert sorted(expected - files) == [], "committed run-time files missing from the tarball"
+    for required in ["LICENSE", "CHANGELOG.rst", "README.md", "meta/runtime.yml",
+                     "tools/vpsnet_tools/release_version.py",
+                     "packaging/systemd/vpsnet-exporter.service"]:
+        assert required in files
+    leaked = sorted(f for f in files for d in DEV_TREE if f == d or f.startswith(d + "/"))
+    assert leaked == []
+
+
+def test_symlinks_stay_links_inside_the_collection_and_resolve(install: Install) -> None:
+    links = {name: m.linkname for name, m in _tar_files(install.tarball).items() if m.issym()}
+    assert "roles/vpsnet_tune/files/vpsnet_nic.py" in links
+    root = install.collection.resolve()
+    for name in links:
+        installed = install.collection / name
+        assert installed.is_symlink(), name
+        target = installed.resolve(strict=True)
+        assert target.is_relative_to(root) and target.is_file(), f"{name} -> {target}"
+
+
+def test_install_is_what_ansible_finds(install: Install) -> None:
+    listed = _run([str(BIN / "ansible-galaxy"), "collection", "list", "vpsnet.fleet",
+                   "--format", "json"], install.env, install.cwd)
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    where = str(install.collection.parents[1])  # TMP/install/ansible_collections
+    assert list(found) == [where]
+    assert found[where]["vpsnet.fleet"]["version"] == VERSION
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax_from_the_install(install: Install, playbook: str) -> None:
+    proc = _run([str(BIN / "ansible-playbook"), f"vpsnet.fleet.{playbook}", "--syntax-check",
+                 "-i", "localhost,"], install.env, install.cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"playbook: {install.collection}/playbooks/{playbook}.yml" in proc.stdout
+
+
+def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Install) -> None:
+    """The plan play's input check (the collection's filters, loaded from the install)
+    names the bad value; the failing task comes from the install, nothing changed."""
+    inventory = install.cwd / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(INVENTORY))
+    proc = _run([str(BIN / "ansible-playbook"), "vpsnet.fleet.deploy", "-i", str(inventory),
+                 "-e", "vpsnet_version=not-a-version"], install.env, install.cwd)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "vpsnet_version='not-a-version' is not a version" in out
+    plays = re.findall(r"^PLAY \[(.+?)\]", proc.stdout, re.M)
+    assert plays[-1] == "Plan the rollout", plays
+    origins = re.findall(r"^Origin: (\S+?):\d+:\d+$", proc.stdout, re.M)
+    assert origins and all(o.startswith(f"{install.collection}/") for o in origins), origins
+    assert f"{REPO}/roles" not in out and f"{REPO}/plugins" not in out
+    assert re.search(r"edge-1\s+: ok=\d+\s+changed=0 .*failed=1", proc.stdout), proc.stdout
