@@ -46,13 +46,14 @@ while read -r kind namespace name; do
 	find "$out" -name __pycache__ -prune -exec rm -rf {} +
 done < <("$python" ee/ee_definition.py collections)
 
-# Every file that goes into the image, by content.
+# Every file that goes into the image, by content: the tarball by its
+# MANIFEST.json (it holds FILES.json's checksum), the unpacked ones file by file.
 key=$({
 	echo "$base"
 	cat "$definition" ee/*.txt ee/*.py "$self"
 	cd "$stage/collections"
 	tar -xzOf vpsnet-fleet.tar.gz MANIFEST.json
-	find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+	find . -mindepth 2 -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 } | sha256sum | cut -c1-16)
 image="vpsnet-ee:$key"
 if docker image inspect "$image" >/dev/null 2>&1; then
