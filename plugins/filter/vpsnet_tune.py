@@ -120,7 +120,7 @@ def queue_maps(nic: dict[str, Any], tx_queues: int, rx_queues: int, xps: bool, r
     (vpsnet_irqplan.queue_maps, as the writer asks it)."""
     sib = {int(k): [int(c) for c in v] for k, v in (siblings or {}).items()}
     return dict(irqplan.queue_maps(nic["cpus"], nic["pool"], nic["irqs"], tx_queues,
-                                     rx_queues, xps, rps, lambda _used: sib))
+                                   rx_queues, xps, rps, lambda _used: sib))
 
 
 def parse_readback(text: str) -> dict[str, Any]:
@@ -307,13 +307,12 @@ def plan(params: dict[str, Any]) -> dict[str, Any]:
         if value is not None and value != int(value):
             errors.append(f"{name}={value!r} is not a whole number of pages")
     huge_mb = None
-    if None not in (mem_mb, max_pct, pages_2m, pages_1g):
-        assert (
-            mem_mb is not None
-            and max_pct is not None
-            and pages_2m is not None
-            and pages_1g is not None
-        )
+    if (
+        mem_mb is not None
+        and max_pct is not None
+        and pages_2m is not None
+        and pages_1g is not None
+    ):
         huge_mb = int(pages_2m) * 2 + int(pages_1g) * 1024
         limit_mb = mem_mb * max_pct / 100
         if huge_mb > limit_mb:

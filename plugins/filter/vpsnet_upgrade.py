@@ -33,7 +33,7 @@ def _gateway(facts: Any, version: int) -> str | None:
         interface = address.scope_id or facts.get("interface")
         if not isinstance(interface, str) or not IFNAME_RE.fullmatch(interface):
             return None
-        return f"{address.compressed.split('%')[0]}%{interface}"
+        return f"{address.compressed.split('%', maxsplit=1)[0]}%{interface}"
     return str(address)
 
 

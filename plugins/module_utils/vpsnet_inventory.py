@@ -62,7 +62,7 @@ def parse_ethtool_channels(text: str) -> dict[str, int | None] | None:
             continue
         if section != "max" or ":" not in stripped:
             continue
-        key, _, value = stripped.partition(":")
+        key, _sep, value = stripped.partition(":")
         key = key.strip().lower()
         if key not in ("rx", "tx", "other", "combined"):
             continue
@@ -103,7 +103,7 @@ def _hexid(value: str | None) -> str | None:
 def _pci_device(device_path: str) -> str | None:
     """The PCI function that backs a net device (itself or, for virtio, its parent)."""
     path = device_path
-    for _ in range(3):
+    for _level in range(3):
         if PCI_ADDR_RE.fullmatch(os.path.basename(path)):
             return path
         path = os.path.dirname(path)

@@ -149,7 +149,7 @@ def parse_interrupts(text: str, *, per_cpu_columns: bool = False,
     counts = len(lines[0].split()) if lines and per_cpu_columns else 0
     out: dict[int, str] = {}
     for line in lines[1:]:
-        head, _, rest = line.partition(":")
+        head, _sep, rest = line.partition(":")
         head = head.strip()
         if not IRQ_RE.fullmatch(head) or (max_irq is not None and int(head) > max_irq):
             continue

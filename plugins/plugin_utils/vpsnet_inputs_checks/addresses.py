@@ -78,7 +78,7 @@ def check_url(name: str, value: Any, *, schemes: Sequence[str] = ("http", "https
         except ValueError:
             return [f"{name}={show(value)} has a bad IPv6 address {host!r}"]
     elif ":" in hostport:
-        host, _, port = hostport.partition(":")
+        host, _sep, port = hostport.partition(":")
     if not host or (not hostport.startswith("[") and not HOSTNAME_RE.fullmatch(host)):
         return [f"{name}={show(value)} has no valid host"]
     if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):

@@ -26,7 +26,7 @@ def crc24(data: bytes) -> int:
     crc = 0xB704CE
     for byte in data:
         crc ^= byte << 16
-        for _ in range(8):
+        for _bit in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= 0x1864CFB
@@ -115,7 +115,7 @@ def _dearmor(text: str) -> tuple[str, bytes]:
 
 
 # Written split, so that no file here holds a key header's text.
-SECRET_ARMOR = "PRIVATE " "KEY"
+SECRET_ARMOR = "PRIVATE " + "KEY"
 
 
 def openpgp_key_error(data: bytes | str) -> str:
@@ -136,7 +136,7 @@ def openpgp_key_error(data: bytes | str) -> str:
         packets = openpgp_packets(data)
     except ValueError as exc:
         return f"not an OpenPGP key ({label}: {exc})"
-    tags = [tag for tag, _ in packets]
+    tags = [tag for tag, _body in packets]
     if TAG_SECRET_KEY in tags or TAG_SECRET_SUBKEY in tags:
         return "it holds SECRET key material: only the public key may be installed"
     if not tags or tags[0] != TAG_PUBLIC_KEY:

@@ -42,13 +42,14 @@ def ethtool_diffs(nic: str, target: dict[str, Any]) -> list[tuple[str, str, str,
 def nic_commands(nic: str, diffs: list[tuple[str, str, str, str]]) -> list[list[str]]:
     """ethtool commands that put a NIC's drifted channels, rings and adaptive RX
     back to the planned values (ethtool_diffs' items)."""
-    channels = [arg for part, key, want, _ in diffs if part == "channels" for arg in (key, want)]
-    rings = [arg for part, key, want, _ in diffs if part == "rings" for arg in (key, want)]
+    channels = [arg for part, key, want, _have in diffs if part == "channels"
+                for arg in (key, want)]
+    rings = [arg for part, key, want, _have in diffs if part == "rings" for arg in (key, want)]
     # channels first: rings and coalescing apply per queue
     return ([["ethtool", "-L", nic, *channels]] if channels else []) + \
         ([["ethtool", "-G", nic, *rings]] if rings else []) + \
         [["ethtool", "-C", nic, "adaptive-rx", want]
-         for part, _, want, _ in diffs if part == "adaptive-rx"]
+         for part, _key, want, _have in diffs if part == "adaptive-rx"]
 
 
 def cmd_nics(args: argparse.Namespace) -> int:
