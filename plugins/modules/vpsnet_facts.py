@@ -10,25 +10,6 @@ The thin Ansible side: parameters, their checks and main(). The detection
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import Deadline, show
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_detect import detect
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_inventory import ethtool_runner
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata import (
-    HAS_REQUESTS,
-    MetadataProbe,
-)
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata_route import (
-    AWS_IMDS_IPV6_URL,
-    IP_VERSIONS,
-)
-
 DOCUMENTATION = r"""
 ---
 module: vpsnet_facts
@@ -74,10 +55,10 @@ options:
     default: http://[fd00:ec2::254]
   metadata_ip_version:
     description:
-      - Which metadata URL to use. C(auto) decides from the host's routes
-        (see O(metadata_url_ipv6)).
+      - Which metadata URL to use, one of C(auto), C(4) or C(6). C(auto) decides from the
+        host's routes (see O(metadata_url_ipv6)).
+      - Any other value fails with one line naming it.
     type: str
-    choices: [auto, "4", "6"]
     default: auto
   metadata_timeout:
     description:
@@ -87,8 +68,10 @@ options:
     default: 2.0
 attributes:
   check_mode:
+    description: Runs in check mode as it does otherwise; it only reads.
     support: full
   diff_mode:
+    description: No diff; it changes nothing.
     support: none
 requirements:
   - python requests (for metadata; without it metadata is skipped with a warning)
@@ -135,6 +118,25 @@ ansible_facts:
             irqs:
               - {irq: 27, name: ens5-Tx-Rx-0, queue: 0, direction: rxtx}
 """
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_bounds import Deadline, show
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_detect import detect
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_inventory import ethtool_runner
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata import (
+    HAS_REQUESTS,
+    MetadataProbe,
+)
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_metadata_route import (
+    AWS_IMDS_IPV6_URL,
+    IP_VERSIONS,
+)
 
 MAX_TIMEOUT = 60.0  # a bigger budget would hold every play for minutes on hosts without metadata
 

@@ -5,18 +5,6 @@ vpsnet.fleet.vpsnet_upgrade_probe, which the vpsnet_upgrade role runs."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
-import os
-import re
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 ---
 module: vpsnet_upgrade_probe
@@ -59,8 +47,10 @@ options:
     default: /var/lib/vpsnet/guard/upgrade.state
 attributes:
   check_mode:
+    description: Runs in check mode as it does otherwise; it only reads.
     support: full
   diff_mode:
+    description: No diff; it changes nothing.
     support: none
 version_added: "1.0.0"
 author: vpsnet contributors (!UNKNOWN)
@@ -112,11 +102,24 @@ step:
     null when there is none or it cannot be read (then step_error says why)
   type: dict
   returned: always
-step_error: {description: why step_record could not be read, or "", type: str, returned: always}
+step_error:
+  {description: 'why step_record could not be read, or ""', type: str, returned: always}
 guard:
   {description: "state of the host-side revert (armed, disarmed, reverted, ...) or unknown",
    type: str, returned: always}
 """
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
 
 SYS_VERSION = "/sys/module/vpsnet/version"
 METRICS = "/proc/net/vpsnet/metrics"
@@ -134,7 +137,7 @@ def installed_version(package: str) -> str | None:
     if shutil.which("dpkg-query"):
         cmd = ["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package]
         r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        status, _, version = r.stdout.strip().partition(" ")
+        status, _sep, version = r.stdout.strip().partition(" ")
         # half-installed or unpacked counts as installed: a rollback must see it
         return version if r.returncode == 0 and status not in ("", "not-installed",
                                                                "config-files") else None

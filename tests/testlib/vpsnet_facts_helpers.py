@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import sys
@@ -11,20 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "unit" / "roles" / "fixtures"
-
-
-def load_role_file(relpath: str, name: str) -> ModuleType:
-    """A role's module or plugin (roles/<relpath>), imported as a plain module."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "roles" / relpath)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def recorded_ethtool(root: Path) -> Callable[[str], str | None]:
