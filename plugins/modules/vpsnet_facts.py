@@ -66,13 +66,8 @@ options:
         requests together (more than 0, at most 60).
     type: float
     default: 2.0
-attributes:
-  check_mode:
-    description: Runs in check mode as it does otherwise; it only reads.
-    support: full
-  diff_mode:
-    description: No diff; it changes nothing.
-    support: none
+extends_documentation_fragment:
+  - vpsnet.fleet.read_only
 requirements:
   - python requests (for metadata; without it metadata is skipped with a warning)
 """

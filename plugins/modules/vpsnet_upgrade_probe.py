@@ -45,13 +45,8 @@ options:
     description: State file of the step's host-side revert (vpsnet-guard).
     type: path
     default: /var/lib/vpsnet/guard/upgrade.state
-attributes:
-  check_mode:
-    description: Runs in check mode as it does otherwise; it only reads.
-    support: full
-  diff_mode:
-    description: No diff; it changes nothing.
-    support: none
+extends_documentation_fragment:
+  - vpsnet.fleet.read_only
 version_added: "1.0.0"
 author: vpsnet contributors (!UNKNOWN)
 """
