@@ -6,17 +6,6 @@ vpsnet_rollout_canary. Run on the controller (delegate_to localhost), which has 
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_rollout_canary import (
-    ALERTS,
-    DEFAULT_MIN_SCRAPE_SUCCESS,
-    HAS_REQUESTS,
-    analyse,
-    thresholds_for,
-)
-
 DOCUMENTATION = r"""
 ---
 module: vpsnet_rollout_analysis
@@ -35,11 +24,11 @@ description:
     answer, or a host with no samples is a fail. Changes nothing.
   - The vpsnet.fleet.vpsnet_rollout role runs it once per step of playbooks/deploy.yml.
 author:
-  - vpsnet contributors
+  - vpsnet contributors (!UNKNOWN)
 requirements:
   - requests (on the host that runs it, usually the controller)
 notes:
-  - Run it on the controller (C(delegate_to: localhost)) or another host that reaches Prometheus.
+  - "Run it on the controller (C(delegate_to: localhost)) or another host that reaches Prometheus."
   - Supports check mode (it only reads).
 options:
   prometheus_url:
@@ -162,6 +151,17 @@ min_scrape_success:
   type: float
   returned: always
 """
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vpsnet.fleet.plugins.module_utils.vpsnet_rollout_canary import (
+    ALERTS,
+    DEFAULT_MIN_SCRAPE_SUCCESS,
+    HAS_REQUESTS,
+    analyse,
+    thresholds_for,
+)
 
 
 def main() -> None:

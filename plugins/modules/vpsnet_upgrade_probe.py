@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 # SPDX-License-Identifier: GPL-2.0-only
 """Read-only probe of a host's vpsnet state for the rollout: the module
 vpsnet.fleet.vpsnet_upgrade_probe, which the vpsnet_upgrade role runs."""
