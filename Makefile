@@ -56,7 +56,7 @@ lint:
 collection:
 	@bash scripts/build-collection.sh dist
 
-# ansible-test sanity on the built collection (venvs from PyPI; ~4 min once they exist)
+# ansible-test sanity on the built collection (~1 min; its venvs come from PyPI the first time)
 sanity:
 	@bash scripts/sanity-collection.sh
 
