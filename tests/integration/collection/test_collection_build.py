@@ -2,7 +2,8 @@
 collection) builds the tarball into a temporary directory, ansible-galaxy installs it
 offline, and ansible-playbook runs the collection's playbooks from that install alone
 (cwd outside the repository, its own ansible.cfg, no roles_path, and on the collections
-path only the third-party collections, never the checkout's vpsnet.fleet link)."""
+path only the third-party collections, never the checkout's vpsnet.fleet link), and
+ansible-lint's production profile passes on the install."""
 
 from __future__ import annotations
 
@@ -187,3 +188,11 @@ def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Inst
     assert origins and all(o.startswith(f"{install.collection}/") for o in origins), origins
     assert f"{REPO}/roles" not in out and f"{REPO}/plugins" not in out
     assert re.search(r"edge-1\s+: ok=\d+\s+changed=0 .*failed=1", proc.stdout), proc.stdout
+
+
+def test_ansible_lint_production_on_the_install(install: Install) -> None:
+    proc = _run([str(BIN / "ansible-lint"), "--profile", "production", "--offline", "--nocolor"],
+                install.env, install.collection)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Profile 'production' was required, and it passed" in out
