@@ -12,7 +12,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,21 +19,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from ansible_collections.vpsnet.fleet.plugins.filter import vpsnet_rollout as rollout
-from testlib.vpsnet_facts_helpers import (
-    FIXTURES,
-    REPO,
-    Response,
-    ansible_env,
-    http_server,
-)
+from testlib.vpsnet_facts_helpers import Response, http_server
+from testlib.vpsnet_rollout_helpers import LOCAL_VARS, logged, run_playbook
 
-BIN = Path(sys.executable).parent
-STUB_ROLES = FIXTURES / "stub_roles"
 INVENTORY = {
     "all": {
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "vpsnet_rollout_regions": ["r2", "r1"],
-                 "vpsnet_rollout_prometheus_url": "", "vpsnet_rollout_soak_seconds": 0},
+        "vars": {**LOCAL_VARS, "vpsnet_rollout_regions": ["r2", "r1"]},
         "hosts": {
             "a1": {"vpsnet_region": "r1"}, "a2": {"vpsnet_region": "r1"},
             "b1": {"vpsnet_region": "r2"}, "b2": {"vpsnet_region": "r2"},
@@ -48,24 +38,7 @@ INVENTORY = {
 def playbook(tmp_path: Path, book: str, *args: str,
              inventory: dict[str, Any] | None = None) -> tuple[subprocess.CompletedProcess[str],
                                                               list[list[str]]]:
-    inv = tmp_path / "inv.json"
-    inv.write_text(json.dumps(inventory or INVENTORY))
-    log = tmp_path / "steps.log"
-    log.unlink(missing_ok=True)
-    (tmp_path / "steps.log.rollback").unlink(missing_ok=True)
-    env = ansible_env(tmp_path, ANSIBLE_ROLES_PATH=f"{STUB_ROLES}:{REPO / 'roles'}")
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / book),
-         "-e", f"vpsnet_test_log={log}", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    steps = [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []
-    return proc, steps
-
-
-def logged(tmp_path: Path, what: str) -> list[str]:
-    """Hosts the stub logged as rolled back, confirmed, lost, or recorded."""
-    path = tmp_path / f"steps.log.{what}"
-    return path.read_text().splitlines() if path.exists() else []
+    return run_playbook(tmp_path, book, inventory or INVENTORY, *args)
 
 
 def test_regions_in_declared_order_canary_first_then_batches(tmp_path: Path) -> None:

@@ -37,8 +37,9 @@ def test_the_rollout_plays_serial_is_the_plan() -> None:
     vpsnet_rollout_batches; no playbook loads or re-types the batches."""
     plays = yaml.safe_load((REPO / "playbooks/deploy.yml").read_text())
     [rollout] = [p for p in plays if p.get("hosts") == "vpsnet_rollout_order"]
-    assert rollout["serial"] == \
-        "{{ hostvars[groups['vpsnet_rollout_order'][0]]['__vpsnet_rollout_plan']['steps'] }}"
+    assert rollout["serial"] == (
+        "{{ hostvars[groups['vpsnet_rollout_order'][0]]['__vpsnet_rollout_plan']['steps']"
+        " | default([1]) }}")
     assert rollout["order"] == "inventory" and rollout["max_fail_percentage"] == 0
     for book in ["deploy.yml", "rollback.yml", "playbooks/deploy.yml", "playbooks/rollback.yml"]:
         text = (REPO / book).read_text()
