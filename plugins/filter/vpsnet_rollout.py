@@ -146,10 +146,15 @@ def step_problems(batch: Sequence[str], hostvars: Mapping[str, Any],
                   step_hosts: Sequence[str], prometheus_url: str) -> list[str]:
     """Everything wrong with a step after its soak, from each host's
     __vpsnet_upgrade_analysis (tasks/step.yml): hosts of STEP_HOSTS no longer in
-    BATCH (lost), hosts whose local gate failed, a failed analysis. A host
-    without a verdict counts as failed."""
-    problems = []
-    lost = [h for h in step_hosts if h not in batch]
+    BATCH (failed in their own upgrade, which rolled them back, or else lost),
+    hosts whose local gate failed, a failed analysis. A host without a verdict
+    counts as failed."""
+    problems: list[str] = []
+    gone = {h: str(hostvars.get(h, {}).get("__vpsnet_upgrade_failure") or "").strip()
+            for h in step_hosts if h not in batch}
+    problems += [f"{h} failed its upgrade and was rolled back: {failure}"
+                 for h, failure in gone.items() if failure]
+    lost = [h for h, failure in gone.items() if not failure]
     if lost:
         problems.append(f"lost {', '.join(lost)} (unreachable: it reverts by itself)")
     verdicts = {h: hostvars[h].get("__vpsnet_upgrade_analysis") or {} for h in batch}

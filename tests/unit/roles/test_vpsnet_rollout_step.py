@@ -109,6 +109,14 @@ def test_a_lost_host_is_named() -> None:
         "lost s2, s3 (unreachable: it reverts by itself)"]
 
 
+def test_a_host_that_failed_its_own_upgrade_is_not_called_lost() -> None:
+    hv = verdicts(s1=PASS, s2=PASS, s3=PASS)
+    hv["s2"]["__vpsnet_upgrade_failure"] = "the health gate: carrier down\n"
+    assert rollout.step_problems(["s1"], hv, ["s1", "s2", "s3"], "") == [
+        "s2 failed its upgrade and was rolled back: the health gate: carrier down",
+        "lost s3 (unreachable: it reverts by itself)"]
+
+
 def test_a_failed_local_gate_gives_its_detail() -> None:
     failed = {**PASS, "local_gate": "fail", "local_gate_detail": "eth0: tx_stalled; eth1: down"}
     hv = verdicts(s1=PASS, s2=failed)
