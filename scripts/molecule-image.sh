@@ -12,6 +12,8 @@ packages=(
 	python3 python3-apt python3-requests systemd systemd-sysv udev dbus iproute2 kmod
 	procps ethtool irqbalance dkms make gcc libc6-dev
 	python3-prometheus-client python3-pyelftools gpgv
+	# the execution environment built on this image reaches hosts over ssh
+	openssh-client
 )
 repo_name=vpsnet-molecule
 tag=$(sha256sum "$0" | cut -c1-16)

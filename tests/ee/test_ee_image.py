@@ -8,23 +8,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from testlib.ee_runner import (
+    IMAGE_COLLECTIONS,
+    build_ee_image,
+    in_image,
+    make_private_data_dir,
+    remove_data_dir,
+    run_job,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "unit" / "roles" / "fixtures"
-# Where ansible-builder's galaxy stage installs the collections.
-IMAGE_COLLECTIONS = "/usr/share/ansible/collections/ansible_collections"
 THIRD_PARTY = ["amazon.aws", "google.cloud", "community.general", "ansible.posix"]
-# The image's user (ansible-builder's default), as AWX runs it.
-IMAGE_UID = 1000
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("docker") is None or shutil.which("debootstrap") is None,
@@ -34,72 +35,14 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def ee_image() -> str:
-    """The image for the tree as it is (built unless its inputs' hash tag exists)."""
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts/ee-build.sh")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        # 119 s measured for a build from nothing (2026-12-07); a failure, not a hang
-        timeout=1800,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def _in_image(image: str, *cmd: str, volume: Path | None = None,
-              timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """Run cmd in a throw-away container of image, networkless; removed even on timeout."""
-    name = f"vpsnet-ee-test-{uuid.uuid4().hex[:12]}"
-    mount = ["-v", f"{volume}:/runner"] if volume else []
-    try:
-        return subprocess.run(
-            ["docker", "run", "--rm", "--name", name, "--network", "none", *mount, image, *cmd],
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-
-
-@dataclass(frozen=True)
-class RunnerJob:
-    """What `ansible-runner run` left in artifacts/<ident>/."""
-
-    status: str
-    rc: int
-    events: list[dict[str, Any]]
-    stdout: str
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == kind]
+    return build_ee_image()
 
 
 @pytest.fixture
 def private_data_dir(tmp_path: Path) -> Iterator[Path]:
-    """An ansible-runner private data dir (project/, inventory/, env/) for one job."""
-    pdd = tmp_path / "runner"
-    for sub in ("project", "inventory", "env"):
-        (pdd / sub).mkdir(parents=True)
+    pdd = make_private_data_dir(tmp_path)
     yield pdd
-    shutil.rmtree(pdd, ignore_errors=True)
-
-
-def _run_job(image: str, pdd: Path, playbook: str, ident: str) -> RunnerJob:
-    # The container runs as the image's user, as AWX runs it: it owns the data dir.
-    for path in [pdd, *pdd.rglob("*")]:
-        os.lchown(path, IMAGE_UID, 0)
-    proc = _in_image(image, "ansible-runner", "run", "/runner", "--ident", ident,
-                     "-p", playbook, volume=pdd)
-    artifacts = pdd / "artifacts" / ident
-    assert (artifacts / "status").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    events = [json.loads(p.read_text()) for p in (artifacts / "job_events").glob("*.json")]
-    return RunnerJob(
-        status=(artifacts / "status").read_text(),
-        rc=int((artifacts / "rc").read_text()),
-        events=sorted(events, key=lambda e: e["counter"]),
-        stdout=(artifacts / "stdout").read_text(),
-    )
+    remove_data_dir(pdd)
 
 
 def _write_yaml(path: Path, doc: Any) -> None:
@@ -107,17 +50,17 @@ def _write_yaml(path: Path, doc: Any) -> None:
 
 
 def test_ansible_core_and_runner_are_the_pinned_releases(ee_image: str) -> None:
-    ansible = _in_image(ee_image, "ansible", "--version")
+    ansible = in_image(ee_image, "ansible", "--version")
     assert ansible.returncode == 0, ansible.stderr
     assert ansible.stdout.splitlines()[0] == "ansible [core 2.19.14]", ansible.stdout
-    runner = _in_image(ee_image, "ansible-runner", "--version")
+    runner = in_image(ee_image, "ansible-runner", "--version")
     assert (runner.returncode, runner.stdout.strip()) == (0, "2.4.3"), runner.stderr
 
 
 def test_collections_are_vpsnet_fleet_and_the_required_third_party_releases(
     ee_image: str,
 ) -> None:
-    listing = _in_image(ee_image, "ansible-galaxy", "collection", "list", "--format", "json")
+    listing = in_image(ee_image, "ansible-galaxy", "collection", "list", "--format", "json")
     assert listing.returncode == 0, listing.stderr
     installed = json.loads(listing.stdout)[IMAGE_COLLECTIONS]
     required = {c["name"]: c["version"]
@@ -131,14 +74,14 @@ def test_inventory_plugin_dependencies_are_importable_offline(ee_image: str) -> 
     probe = ("import boto3, botocore, google.auth, requests; "
              "print(boto3.__version__, botocore.__version__, google.auth.__version__, "
              "requests.__version__)")
-    proc = _in_image(ee_image, "python3", "-c", probe)
+    proc = in_image(ee_image, "python3", "-c", probe)
     assert proc.returncode == 0, proc.stderr
     pins = dict(line.split("==") for line in (REPO / "ee/requirements.txt").read_text().split()
                 if "==" in line)
     assert proc.stdout.split() == [pins[n] for n in ("boto3", "botocore", "google-auth",
                                                       "requests")]
     # The wheelhouse the build installed from is gone, and pip is pointed at none.
-    config = _in_image(ee_image, "sh", "-c", "pip config list; ls /var/cache")
+    config = in_image(ee_image, "sh", "-c", "pip config list; ls /var/cache")
     assert "wheelhouse" not in config.stdout and "find-links" not in config.stdout, config.stdout
 
 
@@ -157,7 +100,7 @@ def test_runner_deploy_with_a_bad_version_fails_in_the_plan_play(
     }})
     bad = "1.x;rm -rf /"
     (private_data_dir / "env" / "extravars").write_text(json.dumps({"vpsnet_version": bad}))
-    job = _run_job(ee_image, private_data_dir, "vpsnet.fleet.deploy", "bad-version")
+    job = run_job(ee_image, private_data_dir, "vpsnet.fleet.deploy", "bad-version")
 
     assert (job.status, job.rc) == ("failed", 2), job.stdout[-3000:]
     plays = [e["event_data"]["play"] for e in job.of("playbook_on_play_start")]
@@ -193,7 +136,7 @@ def test_runner_vpsnet_facts_reads_recorded_host_trees(
                  "ansible_python_interpreter": "/usr/bin/python3"},
         "hosts": {host: {"vpsnet_test_tree": tree} for host, tree in trees.items()},
     }})
-    job = _run_job(ee_image, private_data_dir, "facts.yml", "facts")
+    job = run_job(ee_image, private_data_dir, "facts.yml", "facts")
 
     assert (job.status, job.rc) == ("successful", 0), job.stdout[-3000:]
     providers = {e["event_data"]["host"]:

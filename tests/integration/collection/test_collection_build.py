@@ -8,21 +8,18 @@ ansible-lint's production profile passes on the install."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from testlib.collection_install import BIN, Install, install_collection, run
 
 REPO = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
 VERSION = (REPO / "VERSION").read_text().strip()
-THIRD_PARTY = REPO / ".cache" / "collections" / "ansible_collections"
 
 # What the roles and playbooks need at run time: the collection's own directories and
 # files, and the two trees the roles read through role_path/../.. (the exporter role
@@ -48,61 +45,9 @@ INVENTORY = {
 }
 
 
-@dataclass(frozen=True)
-class Install:
-    tarball: Path
-    collection: Path  # TMP/install/ansible_collections/vpsnet/fleet
-    cwd: Path  # outside the repository, holds the run's ansible.cfg
-    env: dict[str, str]
-
-
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
-                          check=False)
-
-
-def _clean_env(tmp: Path) -> dict[str, str]:
-    """This venv first on PATH; no ANSIBLE_* or PYTHONPATH from the caller (make test
-    exports the checkout's collections and roles paths)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ANSIBLE_") and k != "PYTHONPATH"}
-    env.update({
-        "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
-        "ANSIBLE_HOME": str(tmp / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-    })
-    return env
-
-
 @pytest.fixture(scope="module")
 def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
-    tmp = tmp_path_factory.mktemp("collection")
-    env = _clean_env(tmp)
-    built = _run(["bash", str(REPO / "scripts" / "build-collection.sh"), str(tmp / "dist")],
-                 env, tmp)
-    assert built.returncode == 0, built.stderr
-    tarball = tmp / "dist" / f"vpsnet-fleet-{VERSION}.tar.gz"
-    installed = _run([str(BIN / "ansible-galaxy"), "collection", "install", str(tarball),
-                      "-p", str(tmp / "install"), "--no-deps", "--offline", "--force"], env, tmp)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    # The unpacked third-party collections only: one link per namespace but vpsnet.
-    third_party = tmp / "third-party" / "ansible_collections"
-    third_party.mkdir(parents=True)
-    for namespace in sorted(THIRD_PARTY.iterdir()):
-        if namespace.name != "vpsnet":
-            (third_party / namespace.name).symlink_to(namespace)
-    cwd = tmp / "cwd"
-    (cwd / "roles").mkdir(parents=True)
-    config = cwd / "ansible.cfg"
-    config.write_text(
-        "[defaults]\n"
-        f"collections_path = {tmp / 'install'}:{third_party.parent}\n"
-        f"roles_path = {cwd / 'roles'}\n"
-        "interpreter_python = auto_silent\n")
-    env["ANSIBLE_CONFIG"] = str(config)
-    return Install(tarball, tmp / "install" / "ansible_collections" / "vpsnet" / "fleet", cwd, env)
+    return install_collection(tmp_path_factory.mktemp("collection"))
 
 
 def _tar_files(tarball: Path) -> dict[str, tarfile.TarInfo]:
@@ -155,7 +100,7 @@ def test_symlinks_stay_links_inside_the_collection_and_resolve(install: Install)
 
 
 def test_install_is_what_ansible_finds(install: Install) -> None:
-    listed = _run([str(BIN / "ansible-galaxy"), "collection", "list", "vpsnet.fleet",
+    listed = run([str(BIN / "ansible-galaxy"), "collection", "list", "vpsnet.fleet",
                    "--format", "json"], install.env, install.cwd)
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
@@ -166,7 +111,7 @@ def test_install_is_what_ansible_finds(install: Install) -> None:
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_playbook_syntax_from_the_install(install: Install, playbook: str) -> None:
-    proc = _run([str(BIN / "ansible-playbook"), f"vpsnet.fleet.{playbook}", "--syntax-check",
+    proc = run([str(BIN / "ansible-playbook"), f"vpsnet.fleet.{playbook}", "--syntax-check",
                  "-i", "localhost,"], install.env, install.cwd)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"playbook: {install.collection}/playbooks/{playbook}.yml" in proc.stdout
@@ -177,7 +122,7 @@ def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Inst
     names the bad value; the failing task comes from the install, nothing changed."""
     inventory = install.cwd / "inventory.yml"
     inventory.write_text(yaml.safe_dump(INVENTORY))
-    proc = _run([str(BIN / "ansible-playbook"), "vpsnet.fleet.deploy", "-i", str(inventory),
+    proc = run([str(BIN / "ansible-playbook"), "vpsnet.fleet.deploy", "-i", str(inventory),
                  "-e", "vpsnet_version=not-a-version"], install.env, install.cwd)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
@@ -191,7 +136,7 @@ def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Inst
 
 
 def test_ansible_lint_production_on_the_install(install: Install) -> None:
-    proc = _run([str(BIN / "ansible-lint"), "--profile", "production", "--offline", "--nocolor"],
+    proc = run([str(BIN / "ansible-lint"), "--profile", "production", "--offline", "--nocolor"],
                 install.env, install.collection)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
