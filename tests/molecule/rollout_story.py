@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,17 +95,17 @@ class Fleet:
                         self.env, timeout)
 
     def run(self, name: str, cmd: list[str], env: dict[str, str],
-            timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run CMD with its whole output kept in logs/<start time>-<name>.log, also
-        when the run is killed on TIMEOUT (TimeoutExpired is raised then)."""
-        with self.logged_process(name, cmd, env) as (proc, log):
+            timeout: float, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+        """Run CMD in CWD with its whole output kept in logs/<start time>-<name>.log,
+        also when the run is killed on TIMEOUT (TimeoutExpired is raised then)."""
+        with self.logged_process(name, cmd, env, cwd) as (proc, log):
             returncode = proc.wait(timeout)
         # one stream, so that tail() shows ansible's and molecule's lines interleaved
         return subprocess.CompletedProcess(cmd, returncode, log.read_text(), "")
 
     @contextmanager
     def logged_process(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-                       ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+                       cwd: Path = REPO) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
         """CMD started in its own process group, its whole output (stdout and stderr,
         one stream) in logs/<start time>-<name>.log. On leaving, the whole group is
         killed: molecule's ansible-playbook and ssh children too, not molecule alone."""
@@ -114,7 +114,7 @@ class Fleet:
         with log.open("w") as out:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=out,
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env or self.env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 yield proc, log
@@ -249,14 +249,19 @@ def check_upgraded_without_a_break(fleet: Fleet, version: str, dpkg_before: dict
         assert (last.module_version, last.exporter_version) == (version, version), (h, last)
 
 
-def halted_at_canary(fleet: Fleet, version: str, report: Path,
-                     current: str = "1.1.0") -> dict[str, Any]:
-    """deploy.yml of VERSION fails at the first region's canary, which is rolled
+Deploy = Callable[[str, Path], subprocess.CompletedProcess[str]]
+
+
+def halted_at_canary(fleet: Fleet, version: str, report: Path, current: str = "1.1.0",
+                     deploy: Deploy | None = None) -> dict[str, Any]:
+    """deploy.yml of VERSION (run by DEPLOY(version, report), by default the
+    checkout's deploy.yml) fails at the first region's canary, which is rolled
     back to CURRENT and healthy; no other host is touched. The canary's record."""
     canary = fleet.hosts[0]
     before = fleet.versions()
     logs = {h: len(fleet.dpkg_log(h)) for h in fleet.hosts}
-    r = fleet.playbook("deploy.yml", "-e", f"vpsnet_version={version}", report=report)
+    r = (deploy or (lambda v, rep: fleet.playbook(
+        "deploy.yml", "-e", f"vpsnet_version={v}", report=rep)))(version, report)
     assert r.returncode != 0, tail(r)
     recs = records(report)
     assert list(recs) == [canary], tail(r)  # the canary of the first region, nobody else

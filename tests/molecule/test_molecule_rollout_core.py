@@ -4,12 +4,15 @@ fleet that shows it (2 TCG guests, one per region: us-east-1's canary use1-a on
 
 1. fresh deploy of 1.0.0 (molecule prepare = provision.yml): every host gets its
    own kernel's signed prebuilt package, the old-ABI host that ABI's;
-2. deploy.yml to 1.1.0 (additive): region by region in the declared order, one
-   package upgrade per host, no ping lost through any host's NIC, metrics served
-   throughout;
-3. 2.0.0 (a breaking rename, ABI major unchanged) stops at the canary, which is
-   rolled back to 1.1.0 and healthy; asia-east1 is not touched;
-4. 1.2.0 (compatible ABI, built unhealthy) the same, stopped by the health gate.
+2. vpsnet.fleet.deploy to 1.1.0 (additive), run by ansible-playbook from the
+   collection tarball installed with ansible-galaxy (collection_runs.py): region by
+   region in the declared order, one package upgrade per host, no ping lost through
+   any host's NIC, metrics served throughout;
+3. 2.0.0 (a breaking rename, ABI major unchanged), run by ansible-runner in the
+   execution environment image, stops at the canary, which is rolled back to 1.1.0
+   and healthy; asia-east1 is not touched;
+4. 1.2.0 (compatible ABI, built unhealthy), the checkout's deploy.yml, the same,
+   stopped by the health gate.
 
 The same checks as steps 1, 2, 4 and 5 of the whole story
 (test_molecule_rollout.py, make test-all), where the interruption, idempotence,
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from collection_runs import deploy_from_install, deploy_in_ee, install_for
 from rollout_story import (
     Fleet,
     check_breaking_abi_stopped,
@@ -38,6 +42,8 @@ from rollout_story import (
     stop_monitors,
     tail,
 )
+from testlib.collection_install import Install
+from testlib.ee_runner import build_ee_image
 
 from vpsnet_lab.paths import kernel_releases, oldest_abi
 
@@ -56,6 +62,11 @@ def fleet(molecule_env: dict[str, str]) -> Iterator[Fleet]:
         yield f
 
 
+@pytest.fixture(scope="module")
+def installed(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Install:
+    return install_for(fleet, tmp_path_factory.mktemp("collection"))
+
+
 # Tests run in file order and build on each other (one fleet, one story).
 
 
@@ -65,13 +76,15 @@ def test_1_fresh_deploy_installs_each_kernels_prebuilt_module(fleet: Fleet) -> N
     assert fleet.sh("ase1-a", "uname -r").strip() == oldest_abi("6.1")
 
 
-def test_2_upgrade_reaches_every_host_region_by_region(fleet: Fleet, tmp_path: Path) -> None:
+def test_2_upgrade_reaches_every_host_region_by_region(fleet: Fleet, installed: Install,
+                                                      tmp_path: Path) -> None:
     start_monitors(fleet)
     dpkg_before = {h: len(fleet.dpkg_log(h)) for h in HOSTS}
-    r = fleet.molecule("converge", "-e", "vpsnet_version=1.1.0",
-                       "-e", f"vpsnet_upgrade_report_dir={tmp_path}")
+    r = deploy_from_install(fleet, installed, "1.1.0", tmp_path)
     monitors = stop_monitors(fleet)
     assert r.returncode == 0, tail(r)
+    # the role's task files came from the install
+    assert f"included: {installed.collection}/roles/vpsnet_upgrade/tasks/" in r.stdout, tail(r)
     recs = records(tmp_path)
     assert sorted(recs) == sorted(HOSTS), tail(r)
     assert all(recs[h]["outcome"] == "upgraded" for h in HOSTS), recs
@@ -82,7 +95,10 @@ def test_2_upgrade_reaches_every_host_region_by_region(fleet: Fleet, tmp_path: P
 
 
 def test_3_breaking_abi_change_stops_at_the_canary(fleet: Fleet, tmp_path: Path) -> None:
-    check_breaking_abi_stopped(halted_at_canary(fleet, "2.0.0", tmp_path))
+    image = build_ee_image()
+    check_breaking_abi_stopped(halted_at_canary(
+        fleet, "2.0.0", tmp_path / "report",
+        deploy=lambda version, report: deploy_in_ee(fleet, image, version, report)))
 
 
 def test_4_unhealthy_build_is_rolled_back(fleet: Fleet, tmp_path: Path) -> None:
