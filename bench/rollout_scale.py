@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regions", type=int, default=len(rf.REGIONS))
     ap.add_argument("--out", type=Path, default=RESULTS / "rollout-scale.json")
     ap.add_argument("--plot", type=Path, default=RESULTS / "rollout-scale.png")
+    ap.add_argument("--merge", type=Path,
+                    help="an earlier results file: its runs of other sizes/forks are kept")
     args = ap.parse_args(argv)
     if not 1 <= args.regions <= len(rf.REGIONS):
         ap.error(f"--regions must be 1..{len(rf.REGIONS)}, not {args.regions}")
@@ -277,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     repo_dir = Path(_last_line(["bash", "molecule/regions/releases.sh"], env))
     image = rf.baked_image(base, repo_dir, env)
     load = os.getloadavg()
-    runs = []
+    runs: list[dict[str, Any]] = []
+    if args.merge:
+        mine = {(h, f) for h in args.hosts for f in args.forks}
+        runs = [r for r in json.loads(args.merge.read_text())["runs"]
+                if (r["hosts"], r["forks"]) not in mine]
     with tempfile.TemporaryDirectory(prefix="rollout-scale-") as tmp:
         # each size's forks settings back to back: the same load for both
         for count in args.hosts:
@@ -285,6 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                 run = one_run(count, forks, args.regions, image, repo_dir, env, Path(tmp))
                 print(json.dumps(run), flush=True)
                 runs.append(run)
+                write(args, image, load, runs)
+    write(args, image, load, runs)
+    plot(runs, args.plot)
+    return 0
+
+
+def write(args: argparse.Namespace, image: str, load: tuple[float, float, float],
+          runs: list[dict[str, Any]]) -> None:
+    """The results so far (after every run: a later failure keeps them)."""
+    runs = sorted(runs, key=lambda r: (r["hosts"], r["forks"]))
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
@@ -301,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs, "summary": summarise(runs),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, args.plot)
     print(json.dumps(result["summary"], indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -96,9 +96,21 @@ _EXPORTER_ON = (" && systemctl enable --now vpsnet-exporter.service"
                 f" && python3 -c {shlex.quote(_SERVING)}")
 
 
+# Each booted container's systemd, journald, logind and dbus hold inotify
+# instances, all root's: past fs.inotify.max_user_instances (often 128, about 24
+# containers) systemd exits at boot.
+INOTIFY_PER_CONTAINER = 5
+
+
 def start(hosts: list[Host], image: str) -> None:
     """A booted container per host from IMAGE (baked_image()), the exporter on where
     the host has it; all at once. Raises naming the first host not ready."""
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    if len(hosts) * INOTIFY_PER_CONTAINER > limit:
+        raise RuntimeError(
+            f"fs.inotify.max_user_instances is {limit}: {len(hosts)} systemd containers need "
+            f"about {len(hosts) * INOTIFY_PER_CONTAINER} (sysctl -w "
+            f"fs.inotify.max_user_instances={2 * len(hosts) * INOTIFY_PER_CONTAINER})")
     _run_containers(hosts, image)
     procs = [subprocess.Popen(["docker", "exec", h.name, "sh", "-c",
                                _BOOTED + (_EXPORTER_ON if h.exporter else "")],
