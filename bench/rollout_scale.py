@@ -1,7 +1,7 @@
 """Rollout cost against fleet size (issue 23): deploy.yml 1.0.0 -> 1.1.0 on
 systemd container fleets of 5, 10, 20 and 40 hosts spread round-robin over the
-12 declared regions of tests/molecule/regions_fleet.py, in one run, each fleet
-started from the baked 1.0.0 image (regions_fleet.baked_image) and removed after
+12 declared regions of lab/vpsnet_lab/container_fleet.py, in one run, each fleet
+started from the baked 1.0.0 image (container_fleet.baked_image) and removed after
 its run (also on failure). Every run has the same batches setting
 (vpsnet_rollout_batches ['100%']: each region's canary, then the rest of the
 region in one step), so its steps are the plan's (vpsnet_rollout_plan): one per
@@ -29,9 +29,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-TOP = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOP / "tests" / "molecule"))
-import regions_fleet as rf  # noqa: E402  (the fleet the regions test uses)
+from ansible.plugins.loader import init_plugin_loader
+from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+import vpsnet_lab.container_fleet as rf
+from vpsnet_lab.paths import TOP
 
 RESULTS = TOP / "bench" / "results"
 BATCHES = ["100%"]
@@ -67,6 +69,9 @@ def spread(count: int, regions: int) -> list[rf.Host]:
 
 def plan_steps(hosts: list[rf.Host], regions: int) -> list[int]:
     """The serial step sizes deploy.yml will run: the rollout plan's own filter."""
+    # through Ansible's own collection loader, as the playbook finds the filter
+    if not AnsibleCollectionConfig.collection_finder:
+        init_plugin_loader([str(TOP / ".cache" / "collections")])
     from ansible_collections.vpsnet.fleet.plugins.filter.vpsnet_rollout import (
         vpsnet_rollout_plan,
     )
@@ -273,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 1 <= args.regions <= len(rf.REGIONS):
         ap.error(f"--regions must be 1..{len(rf.REGIONS)}, not {args.regions}")
-    sys.path.insert(0, str(TOP / ".cache" / "collections"))
     env = _env()
     base = _last_line(["bash", "scripts/molecule-image.sh"], env)
     repo_dir = Path(_last_line(["bash", "molecule/regions/releases.sh"], env))

@@ -3,7 +3,7 @@ container scope): deploy.yml 1.0.0 -> 1.1.0 over every region in the declared
 order, each canary alone before its batch; then the broken 1.2.0 (its exporter
 exits at start) fails the container gate in the third region: the regions before
 it upgraded, its canary rolled back to 1.1.0, no later host touched, the
-playbook failed. The fleet: tests/molecule/regions_fleet.py."""
+playbook failed. The fleet: lab/vpsnet_lab/container_fleet.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import regions_fleet as rf
+
+import vpsnet_lab.container_fleet as rf
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The 12-region container fleet of test_molecule_regions.py: its regions and
+"""The 12-region systemd container fleet of tests/molecule/test_molecule_regions.py: its regions and
 hosts, the image with vpsnet 1.0.0 baked in (built once per content hash), the
 systemd containers (started and removed with docker), the inventory, and what a
 container has installed. Imported by that test and bench/rollout_scale.py."""
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from vpsnet_lab.paths import TOP
+
+REPO = TOP
 # Declared rollout order: not alphabetical (the plan must follow the inventory).
 REGIONS = (
     "us-east-1", "eu-west-1", "ap-south-1", "sa-east-1", "ca-central-1", "af-south-1",
