@@ -199,7 +199,8 @@ def one_run(count: int, forks: int, regions: int, image: str, repo_dir: Path,
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per forks setting: the largest fleet's wall and wall per step over the
     smallest's, and whether the wall ratio meets TARGET_RATIO; the forks setting
-    whose ratio is lowest."""
+    whose ratio is lowest; and for fleets of different sizes but the same number of
+    steps, the largest's wall over the smallest's."""
     out: dict[str, Any] = {"target_ratio": TARGET_RATIO, "by_forks": {}}
     for forks in sorted({r["forks"] for r in runs}):
         mine = sorted((r for r in runs if r["forks"] == forks), key=lambda r: r["hosts"])
@@ -216,6 +217,17 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
     best = min(out["by_forks"].items(), key=lambda kv: kv[1]["wall_ratio"])
     out["closest_forks"] = int(best[0])
+    # fleets of different sizes with the same number of steps: hosts alone varied
+    out["same_steps"] = []
+    for forks, steps in sorted({(r["forks"], r["steps"]) for r in runs}):
+        mine = sorted((r for r in runs if (r["forks"], r["steps"]) == (forks, steps)),
+                      key=lambda r: r["hosts"])
+        if len(mine) > 1:
+            ratio = round(mine[-1]["wall_seconds"] / mine[0]["wall_seconds"], 2)
+            out["same_steps"].append({
+                "forks": forks, "steps": steps, "smallest": mine[0]["hosts"],
+                "largest": mine[-1]["hosts"], "wall_ratio": ratio,
+                "target_met": ratio <= TARGET_RATIO})
     return out
 
 

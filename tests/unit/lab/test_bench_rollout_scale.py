@@ -77,3 +77,11 @@ def test_summary_ratios_and_the_closest_forks() -> None:
     assert not out["by_forks"]["10"]["target_met"]
     assert out["by_forks"]["50"]["target_met"]
     assert out["closest_forks"] == 50
+
+
+def test_same_steps_compares_only_fleets_with_equal_step_counts() -> None:
+    runs = [_run(5, 50, 100, 5), _run(24, 50, 400, 24), _run(40, 50, 440, 24),
+            _run(40, 5, 900, 24)]
+    same = scale.summarise(runs)["same_steps"]
+    assert same == [{"forks": 50, "steps": 24, "smallest": 24, "largest": 40,
+                     "wall_ratio": 1.1, "target_met": True}]
