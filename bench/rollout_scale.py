@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +137,7 @@ def _children_cpu() -> float:
 
 def record_spans(report_dir: Path) -> tuple[float, float]:
     """(first step's start, last step's end) over a run's per-host records, epoch s."""
-    spans = []
-    for rec in rf.records(report_dir).values():
-        start = datetime.fromisoformat(str(rec["started"])).timestamp()
-        spans.append((start, start + float(str(rec["seconds"]))))
+    spans = [rf.span(rec) for rec in rf.records(report_dir).values()]
     return min(s for s, _ in spans), max(e for _, e in spans)
 
 

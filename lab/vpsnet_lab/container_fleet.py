@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -247,6 +248,12 @@ def exporter_active(host: Host) -> bool:
 
 def machine_id(host: Host) -> str:
     return _docker("exec", host.name, "cat", "/etc/machine-id").stdout.strip()
+
+
+def span(rec: dict[str, object]) -> tuple[float, float]:
+    """A host record's step as (start, end), epoch seconds."""
+    start = datetime.fromisoformat(str(rec["started"])).timestamp()
+    return start, start + float(str(rec["seconds"]))
 
 
 def records(report_dir: Path) -> dict[str, dict[str, object]]:

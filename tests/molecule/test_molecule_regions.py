@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -75,11 +74,6 @@ def _deploy(inv: Path, version: str, report: Path, env: dict[str, str]
     return proc, time.monotonic() - started
 
 
-def _span(rec: dict[str, object]) -> tuple[float, float]:
-    start = datetime.fromisoformat(str(rec["started"])).timestamp()
-    return start, start + float(str(rec["seconds"]))
-
-
 def test_twelve_regions_in_order_then_stop_at_the_failing_region(
         fleet: tuple[list[rf.Host], Path], molecule_env: dict[str, str], tmp_path: Path) -> None:
     hosts, inv = fleet
@@ -98,11 +92,11 @@ def test_twelve_regions_in_order_then_stop_at_the_failing_region(
     assert all(rf.exporter_active(h) for h in hosts if h.exporter)
     # Regions in declared order, each host's step over before the next step starts:
     # the canary (-a) alone, then its batch host.
-    order = sorted(hosts, key=lambda h: _span(recs[h.name])[0])
+    order = sorted(hosts, key=lambda h: rf.span(recs[h.name])[0])
     assert [h.region for h in order] == [h.region for h in hosts]
     assert [h.name for h in order] == [h.name for h in hosts]
     for prev, nxt in pairwise(order):
-        assert _span(recs[prev.name])[1] <= _span(recs[nxt.name])[0], (prev, nxt)
+        assert rf.span(recs[prev.name])[1] <= rf.span(recs[nxt.name])[0], (prev, nxt)
 
     down, down_seconds = _deploy(inv, "1.2.0", tmp_path / "broken", molecule_env)
     print(f"deploy 1.2.0 (fails in region {rf.FAIL_REGION + 1}): {down_seconds:.0f} s")
