@@ -18,18 +18,20 @@ from vpsnet_lab.ansible_env import mitogen_env
 from vpsnet_lab.fleet import ensure_ssh_key
 
 RUN_TIMEOUT = 3600
-# ansible.cfg lines the checkout's own ansible.cfg gives its runs
-RUN_CONFIG = ("host_key_checking = False\n"
-              "callbacks_enabled = ansible.posix.profile_tasks\n"
-              "[ssh_connection]\npipelining = True\n")
+# what the checkout's ansible.cfg gives its runs, for the installed and the EE runs
+RUN_SETTINGS = {
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+}
 
 
 def install_for(fleet: Fleet, tmp: Path) -> Install:
     """The collection installed in TMP, run with the fleet's environment (the
     scenario's MOLECULE_* paths its group_vars read) under Mitogen, as the fleet's
     other runs are."""
-    install = install_collection(tmp, fleet.env, RUN_CONFIG)
-    install.env.update(mitogen_env())
+    install = install_collection(tmp, fleet.env)
+    install.env.update(RUN_SETTINGS, **mitogen_env())
     return install
 
 
@@ -56,11 +58,7 @@ def deploy_in_ee(fleet: Fleet, image: str, version: str,
         "vpsnet_upgrade_report_dir": "/runner/report",
         "ansible_private_key_file": "/runner/env/lab_key",
     }))
-    (pdd / "env" / "envvars").write_text(json.dumps({
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-    }))
+    (pdd / "env" / "envvars").write_text(json.dumps(RUN_SETTINGS))
     job = run_job(image, pdd, "vpsnet.fleet.deploy", "deploy", network="host",
                   timeout=RUN_TIMEOUT)
     (fleet.logs / f"ee-deploy-{version}.log").write_text(job.stdout)

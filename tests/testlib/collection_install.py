@@ -46,11 +46,10 @@ def clean_env(tmp: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def install_collection(tmp: Path, base_env: dict[str, str] | None = None,
-                       config: str = "") -> Install:
+def install_collection(tmp: Path, base_env: dict[str, str] | None = None) -> Install:
     """Build the tarball into TMP/dist, install it offline into TMP/install, and write
     TMP/cwd/ansible.cfg: collections from that install and the unpacked third-party
-    ones (every namespace but vpsnet), an empty roles path, then CONFIG's lines."""
+    ones (every namespace but vpsnet), an empty roles path."""
     env = clean_env(tmp, base_env)
     built = run(["bash", str(REPO / "scripts" / "build-collection.sh"), str(tmp / "dist")],
                 env, tmp)
@@ -71,6 +70,6 @@ def install_collection(tmp: Path, base_env: dict[str, str] | None = None,
         "[defaults]\n"
         f"collections_path = {tmp / 'install'}:{third_party.parent}\n"
         f"roles_path = {cwd / 'roles'}\n"
-        "interpreter_python = auto_silent\n" + config)
+        "interpreter_python = auto_silent\n")
     env["ANSIBLE_CONFIG"] = str(cfg)
     return Install(tarball, tmp / "install" / "ansible_collections" / "vpsnet" / "fleet", cwd, env)

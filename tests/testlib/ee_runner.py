@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +65,14 @@ def make_private_data_dir(root: Path) -> Path:
     return pdd
 
 
-def run_job(image: str, pdd: Path, playbook: str, ident: str, args: Sequence[str] = (),
-            network: str = "none", timeout: float = 300) -> RunnerJob:
+def run_job(image: str, pdd: Path, playbook: str, ident: str, network: str = "none",
+            timeout: float = 300) -> RunnerJob:
     """`ansible-runner run` of PLAYBOOK on the data dir PDD, as the image's user (as AWX
-    runs it: it owns the data dir), ARGS passed on to ansible-runner."""
+    runs it: it owns the data dir)."""
     for path in [pdd, *pdd.rglob("*")]:
         os.lchown(path, IMAGE_UID, 0)
     proc = in_image(image, "ansible-runner", "run", "/runner", "--ident", ident,
-                    "-p", playbook, *args, volume=pdd, network=network, timeout=timeout)
+                    "-p", playbook, volume=pdd, network=network, timeout=timeout)
     artifacts = pdd / "artifacts" / ident
     assert (artifacts / "status").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     events = [json.loads(p.read_text()) for p in (artifacts / "job_events").glob("*.json")]
@@ -84,7 +82,3 @@ def run_job(image: str, pdd: Path, playbook: str, ident: str, args: Sequence[str
         events=sorted(events, key=lambda e: e["counter"]),
         stdout=(artifacts / "stdout").read_text(),
     )
-
-
-def remove_data_dir(pdd: Path) -> None:
-    shutil.rmtree(pdd, ignore_errors=True)

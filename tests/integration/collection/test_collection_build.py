@@ -101,7 +101,7 @@ def test_symlinks_stay_links_inside_the_collection_and_resolve(install: Install)
 
 def test_install_is_what_ansible_finds(install: Install) -> None:
     listed = run([str(BIN / "ansible-galaxy"), "collection", "list", "vpsnet.fleet",
-                   "--format", "json"], install.env, install.cwd)
+                  "--format", "json"], install.env, install.cwd)
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
     where = str(install.collection.parents[1])  # TMP/install/ansible_collections
@@ -112,7 +112,7 @@ def test_install_is_what_ansible_finds(install: Install) -> None:
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_playbook_syntax_from_the_install(install: Install, playbook: str) -> None:
     proc = run([str(BIN / "ansible-playbook"), f"vpsnet.fleet.{playbook}", "--syntax-check",
-                 "-i", "localhost,"], install.env, install.cwd)
+                "-i", "localhost,"], install.env, install.cwd)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"playbook: {install.collection}/playbooks/{playbook}.yml" in proc.stdout
 
@@ -123,7 +123,7 @@ def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Inst
     inventory = install.cwd / "inventory.yml"
     inventory.write_text(yaml.safe_dump(INVENTORY))
     proc = run([str(BIN / "ansible-playbook"), "vpsnet.fleet.deploy", "-i", str(inventory),
-                 "-e", "vpsnet_version=not-a-version"], install.env, install.cwd)
+                "-e", "vpsnet_version=not-a-version"], install.env, install.cwd)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "vpsnet_version='not-a-version' is not a version" in out
@@ -137,7 +137,7 @@ def test_deploy_from_the_install_refuses_a_bad_version_in_the_plan(install: Inst
 
 def test_ansible_lint_production_on_the_install(install: Install) -> None:
     proc = run([str(BIN / "ansible-lint"), "--profile", "production", "--offline", "--nocolor"],
-                install.env, install.collection)
+               install.env, install.collection)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "Profile 'production' was required, and it passed" in out
